@@ -1,0 +1,93 @@
+"""A small zh/en dictionary for the sandbox pages (an emulator, so no Babel catalogs)."""
+
+from flask import request
+
+TEXTS = {
+    "wechat": ("微信", "WeChat"),
+    "authorize_title": ("授权给第三方平台", "Authorize a third-party platform"),
+    "scan_hint": ("请使用微信扫描二维码授权", "Scan the QR code with WeChat to authorize"),
+    "scan_sub": (
+        "公众号或小程序管理员扫码后，在手机上选择要授权的账号",
+        "The account administrator scans, then picks the account on the phone",
+    ),
+    "continue_here": ("在此电脑上继续（演示）", "Continue on this computer (demo)"),
+    "platform": ("第三方平台", "Third-party platform"),
+    "expires": ("二维码有效期", "QR code valid for"),
+    "minutes": ("分钟", "minutes"),
+    "choose_user": ("模拟微信登录：选择微信用户", "Simulated WeChat sign-in: pick a WeChat user"),
+    "choose_user_sub": (
+        "真实环境中，这一步由扫码的微信号决定",
+        "In real WeChat, the scanning phone decides this",
+    ),
+    "choose_account": ("选择要授权的账号", "Choose the account to authorize"),
+    "no_accounts": ("你不是任何可授权账号的管理员", "You administer no account that can authorize"),
+    "official_account": ("公众号", "Official Account"),
+    "mini_program": ("小程序", "Mini Program"),
+    "already_ours": ("已授权给该平台，可更新授权", "Already authorized here; you can update"),
+    "limit_reached": (
+        "已授权给15个第三方平台，无法再授权新的平台",
+        "Already authorized to 15 platforms; no new platform allowed",
+    ),
+    "choose_sets": ("选择授权的权限集", "Choose the permission sets to grant"),
+    "sets_sub": (
+        "权限集授权后，该第三方平台可代你调用相关接口",
+        "The platform may call these APIs on your behalf",
+    ),
+    "exclusive_held": (
+        "互斥权限集，已授权给「{provider}」，同一时间只能授权给一个平台",
+        "Exclusive set, held by “{provider}”; only one platform may hold it",
+    ),
+    "exclusive": ("互斥", "exclusive"),
+    "confirm": ("授权", "Authorize"),
+    "cancel": ("取消", "Cancel"),
+    "switch_user": ("切换微信号", "Switch WeChat user"),
+    "back": ("返回", "Back"),
+    "error_title": ("授权失败", "Authorization failed"),
+    "referer_error": (
+        "请确认授权入口页所在域名，与授权后回调页所在域名相同，并且，此两者都必须与申请第三方平台时"
+        "填写的授权发起页域名相同。授权入口页所在域名：{referer}",
+        "The entry page's domain and the callback's domain must both equal the "
+        "platform's authorization-initiating domain. Entry page domain: {referer}",
+    ),
+    "empty": ("空", "empty"),
+    "redirect_error": (
+        "回调地址 redirect_uri 的域名与授权发起页域名不一致",
+        "redirect_uri's domain differs from the initiating domain",
+    ),
+    "appid_error": ("component_appid 无效", "component_appid is invalid"),
+    "code_error": (
+        "pre_auth_code 无效或已过期，请回到第三方平台重新发起授权",
+        "pre_auth_code is invalid, used or expired; start again from the platform",
+    ),
+    "biz_error": ("只有该账号的管理员才能授权", "Only the account's administrator can authorize"),
+    "assistant_title": ("公众平台安全助手", "Security assistant"),
+    "assistant_sub": (
+        "绑定查询 · 微信号绑定账号的授权管理",
+        "Bindings · manage the authorizations of your accounts",
+    ),
+    "our_grant": ("授权给本平台", "Authorized to this platform"),
+    "not_granted": ("未授权给本平台", "Not authorized to this platform"),
+    "other_platforms": ("其他第三方平台", "Other third-party platforms"),
+    "update": ("更新授权", "Update authorization"),
+    "revoke": ("取消授权", "Revoke"),
+    "revoke_confirm": (
+        "确定取消授权？第三方平台将无法再代你管理该账号。",
+        "Revoke? The platform can no longer manage this account.",
+    ),
+    "done": ("操作成功", "Done"),
+    "principal": ("主体", "Principal"),
+    "none": ("无", "none"),
+}
+
+
+def lang() -> str:
+    """The page language: ?lang=, then the cookie, then zh."""
+    chosen = request.args.get("lang") or request.cookies.get("sandbox_lang") or "zh"
+    return "en" if chosen == "en" else "zh"
+
+
+def t(key: str, **values) -> str:
+    """Translate `key` into the page language."""
+    zh, en = TEXTS[key]
+    text = en if lang() == "en" else zh
+    return text.format(**values) if values else text

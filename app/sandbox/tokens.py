@@ -1,0 +1,188 @@
+"""WeChat's credential rules: tickets, component tokens, codes, authorizer tokens (§3.12)."""
+
+import secrets
+
+from sqlalchemy import select
+
+from app.sandbox import clock
+from app.sandbox.errors import WechatError
+from app.sandbox.models import Account, Authorization, Credential, Platform, Ticket, db
+
+TOKEN_TTL = 7200
+OVERLAP = 300  # an old token keeps working 5 minutes after a refresh
+TICKET_TTL = 12 * 3600
+PRE_AUTH_TTL = 600
+AUTH_CODE_TTL = 3600
+
+
+def platform() -> Platform:
+    """The world's one platform."""
+    return db.session.execute(select(Platform)).scalar_one()
+
+
+def _token_value() -> str:
+    # Real tokens look like "<digits>_<long url-safe string>".
+    return f"{secrets.randbelow(90) + 10}_{secrets.token_urlsafe(72)}"
+
+
+def issue_ticket() -> Ticket:
+    """Mint a new component_verify_ticket (it is then pushed)."""
+    ticket = Ticket(value="ticket@@@" + secrets.token_urlsafe(48), issued_at=clock.now())
+    db.session.add(ticket)
+    db.session.flush()
+    return ticket
+
+
+def check_ticket(value: str | None) -> Ticket:
+    """Accept a pushed ticket younger than 12 h: 61006 if unknown, 61005 if expired."""
+    ticket = db.session.execute(select(Ticket).filter_by(value=value or "")).scalar_one_or_none()
+    if ticket is None:
+        raise WechatError(61006)
+    if clock.now() >= ticket.issued_at + TICKET_TTL:
+        raise WechatError(61005)
+    return ticket
+
+
+def latest_ticket() -> Ticket | None:
+    """The most recently pushed ticket."""
+    return db.session.execute(select(Ticket).order_by(Ticket.id.desc()).limit(1)).scalar()
+
+
+def _issue(kind: str, ttl: int, **fields) -> Credential:
+    at = clock.now()
+    prefix = {"pre_auth_code": "preauthcode@@@", "auth_code": "queryauthcode@@@"}.get(kind)
+    value = prefix + secrets.token_urlsafe(48) if prefix else _token_value()
+    credential = Credential(kind=kind, value=value, issued_at=at, expires_at=at + ttl, **fields)
+    db.session.add(credential)
+    db.session.flush()
+    return credential
+
+
+def _supersede(kind: str, account_id: int | None = None) -> None:
+    """Give every live token of this kind (and account) a 5-minute grace instead of 2 hours."""
+    at = clock.now()
+    query = select(Credential).filter_by(kind=kind, killed=False, superseded_until=None)
+    if account_id is not None:
+        query = query.filter_by(account_id=account_id)
+    for old in db.session.execute(query).scalars():
+        old.superseded_until = min(old.expires_at, at + OVERLAP)
+
+
+def issue_component_token() -> Credential:
+    """A new component_access_token; older ones keep working for the overlap."""
+    _supersede("component_token")
+    return _issue("component_token", TOKEN_TTL)
+
+
+def foreign_refresh() -> Credential:
+    """Another environment refreshed: every token we handed out dies now (40001)."""
+    for old in db.session.execute(select(Credential).filter_by(kind="component_token")).scalars():
+        old.killed = True
+    return _issue("component_token", TOKEN_TTL)
+
+
+def _check_token(kind: str, value: str | None) -> Credential:
+    if not value:
+        raise WechatError(41001)
+    token = db.session.execute(select(Credential).filter_by(value=value)).scalar_one_or_none()
+    if token is None or token.kind != kind or token.killed:
+        raise WechatError(40001)
+    at = clock.now()
+    if at >= token.expires_at:
+        raise WechatError(42001)
+    if token.superseded_until is not None and at >= token.superseded_until:
+        raise WechatError(40001)
+    return token
+
+
+def check_component_token(value: str | None) -> Credential:
+    """Validate a component_access_token: 41001 missing, 40001 unknown/replaced, 42001 expired."""
+    return _check_token("component_token", value)
+
+
+def check_authorizer_token(value: str | None) -> Credential:
+    """Validate an authorizer_access_token (same codes as the component token)."""
+    return _check_token("authorizer_token", value)
+
+
+def issue_pre_auth_code() -> Credential:
+    """A single-use pre_auth_code living 600 s."""
+    return _issue("pre_auth_code", PRE_AUTH_TTL)
+
+
+def usable_pre_auth_code(value: str | None) -> Credential | None:
+    """The pre_auth_code if it exists, is unused and unexpired, else None."""
+    code = db.session.execute(
+        select(Credential).filter_by(kind="pre_auth_code", value=value or "")
+    ).scalar_one_or_none()
+    if code is None or code.used_at is not None or clock.now() >= code.expires_at:
+        return None
+    return code
+
+
+def issue_auth_code(account: Account, pre_auth_code: str | None) -> Credential:
+    """A single-use authorization_code living 3600 s."""
+    return _issue("auth_code", AUTH_CODE_TTL, account=account, origin=pre_auth_code)
+
+
+def exchange_auth_code(value: str | None) -> tuple[Authorization, Credential]:
+    """api_query_auth: consume a code (61009 unknown/used, 61010 expired), mint a token."""
+    code = db.session.execute(
+        select(Credential).filter_by(kind="auth_code", value=value or "")
+    ).scalar_one_or_none()
+    if code is None or code.used_at is not None:
+        raise WechatError(61009)
+    if clock.now() >= code.expires_at:
+        raise WechatError(61010)
+    grant = active_authorization(code.account)
+    if grant is None or code.issued_at < grant.authorized_at:
+        raise WechatError(61009)
+    code.used_at = clock.now()
+    grant.exchanged = True
+    return grant, issue_authorizer_token(code.account, origin=code.value)
+
+
+def issue_authorizer_token(account: Account, origin: str | None = None) -> Credential:
+    """A new authorizer_access_token; the previous one keeps the 5-minute overlap."""
+    _supersede("authorizer_token", account.id)
+    return _issue("authorizer_token", TOKEN_TTL, account=account, origin=origin)
+
+
+def active_authorization(account: Account | None) -> Authorization | None:
+    """The account's live grant to our platform, if any."""
+    if account is None:
+        return None
+    return db.session.execute(
+        select(Authorization).filter_by(account_id=account.id, status="active")
+    ).scalar_one_or_none()
+
+
+def refresh_token_matches(grant: Authorization, value: str | None) -> bool:
+    """The current refresh token, or the previous one within its 5-minute transition."""
+    if value and secrets.compare_digest(grant.refresh_token, value):
+        return True
+    return bool(
+        value
+        and grant.previous_refresh_token
+        and secrets.compare_digest(grant.previous_refresh_token, value)
+        and clock.now() < (grant.previous_refresh_until or 0)
+    )
+
+
+def rotate_refresh_token(grant: Authorization, new_value: str, *, transition: bool) -> None:
+    """Replace the refresh token; the old one lives 5 more minutes only on `transition`."""
+    grant.previous_refresh_token = grant.refresh_token if transition else None
+    grant.previous_refresh_until = clock.now() + OVERLAP if transition else None
+    grant.refresh_token = new_value
+
+
+def kill_account_tokens(account: Account) -> None:
+    """Revocation: authorizer tokens and unused codes of the account stop working at once."""
+    query = select(Credential).filter(
+        Credential.account_id == account.id,
+        Credential.kind.in_(["authorizer_token", "auth_code"]),
+    )
+    for credential in db.session.execute(query).scalars():
+        credential.killed = True
+        if credential.kind == "auth_code" and credential.used_at is None:
+            credential.used_at = clock.now()
