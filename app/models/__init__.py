@@ -1,0 +1,51 @@
+"""SQLAlchemy models, one module per aggregate. Importing this registers them all."""
+
+from app.models.api import ApiKey, WebhookDelivery
+from app.models.audit import AuditEntry
+from app.models.base import Base, Encrypted, UTCDateTime, utcnow
+from app.models.credentials import ComponentCredential, HealthAlert, JobRun, VerifyTicket
+from app.models.grant_sets import GrantSet
+from app.models.grants import (
+    AttentionItem,
+    AuthorizationSession,
+    Authorizer,
+    AuthorizerToken,
+    Grant,
+    GrantChange,
+    GrantStatus,
+    PreAuthCode,
+    SessionStatus,
+)
+from app.models.inbox import DailyCounter, InboxEvent
+from app.models.merchant import Merchant
+from app.models.user import Invitation, Role, User
+
+__all__ = [
+    "ApiKey",
+    "AttentionItem",
+    "AuditEntry",
+    "AuthorizationSession",
+    "Authorizer",
+    "AuthorizerToken",
+    "Base",
+    "ComponentCredential",
+    "DailyCounter",
+    "Encrypted",
+    "Grant",
+    "GrantChange",
+    "GrantSet",
+    "GrantStatus",
+    "HealthAlert",
+    "InboxEvent",
+    "Invitation",
+    "JobRun",
+    "Merchant",
+    "PreAuthCode",
+    "Role",
+    "SessionStatus",
+    "User",
+    "UTCDateTime",
+    "utcnow",
+    "VerifyTicket",
+    "WebhookDelivery",
+]
