@@ -1,0 +1,19 @@
+"""Grantdesk: the self-service authorization portal of a WeChat Open Platform component."""
+
+from flask import Flask
+
+from app import cli, database, errors, i18n, security, views
+from app.config import load_config
+
+
+def create_app(config=None) -> Flask:
+    """Build the portal; `config` is a config class, its name, or a dict of overrides."""
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, config)
+    database.init_app(app)
+    security.init_app(app)
+    i18n.init_app(app)
+    views.register_blueprints(app)
+    errors.register_error_handlers(app)
+    cli.register_commands(app)
+    return app

@@ -1,0 +1,1 @@
+"""WeChat's callbacks: the authorization-event URL and the message-and-event URL."""

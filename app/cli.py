@@ -1,0 +1,97 @@
+"""Command-line tasks: first staff user, merchants and invitations, demo data, key rotation."""
+
+import click
+from flask import Flask, current_app, url_for
+
+from app import database
+from app.extensions import db
+from app.models import Merchant
+from app.services import accounts
+
+DEMO_PASSWORD = "grantdesk-demo"
+DEMO_USERS = {
+    "staff": "staff@grantdesk.example.com",
+    "merchants": [
+        ("杭州云栖茶业有限公司", "admin@yunqi-tea.example.com"),
+        ("Shanghai Bund Bakery Co.", "admin@bund-bakery.example.com"),
+    ],
+}
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the commands to `flask`."""
+    from app import jobs  # worker, run-job, health
+
+    for command in (create_staff, create_merchant, invite, seed_demo, rotate_keys, *jobs.COMMANDS):
+        app.cli.add_command(command)
+    from app.cli_volume import seed_volume_command  # staff console volume (issue #8)
+
+    app.cli.add_command(seed_volume_command)
+
+
+def _invitation_url(token: str) -> str:
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    with current_app.test_request_context(base_url=base):
+        return url_for("auth.accept_invitation", token=token, _external=True)
+
+
+@click.command("create-staff")
+@click.option("--email", prompt=True)
+@click.option("--name", default="")
+@click.password_option()
+def create_staff(email: str, name: str, password: str) -> None:
+    """Create a provider staff user (the first one, or more)."""
+    try:
+        user = accounts.create_staff_user(email, password, name)
+    except accounts.EmailTaken:
+        raise click.ClickException(f"{email} already has an account") from None
+    except accounts.WeakPassword as error:
+        raise click.ClickException(
+            f"password must be at least {error.details['min_length']} characters"
+        ) from None
+    click.echo(f"Created staff user {user.email}")
+
+
+@click.command("create-merchant")
+@click.argument("name")
+def create_merchant(name: str) -> None:
+    """Create a merchant and print its id."""
+    merchant = accounts.create_merchant(name)
+    click.echo(f"Created merchant {merchant.id}: {merchant.name}")
+
+
+@click.command("invite")
+@click.argument("merchant_id", type=int)
+@click.argument("email")
+def invite(merchant_id: int, email: str) -> None:
+    """Invite a merchant administrator and print the single-use link."""
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise click.ClickException(f"no merchant {merchant_id}")
+    token = accounts.invite_admin(
+        merchant, email, ttl_hours=current_app.config["INVITATION_TTL_HOURS"]
+    )
+    click.echo(_invitation_url(token))
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo staff user and two merchants with admins (idempotent)."""
+    if accounts.find_user_by_email(DEMO_USERS["staff"]) is None:
+        accounts.create_staff_user(DEMO_USERS["staff"], DEMO_PASSWORD, "演示员工 Demo Staff")
+    for name, email in DEMO_USERS["merchants"]:
+        if accounts.find_user_by_email(email) is None:
+            merchant = accounts.create_merchant(name, email)
+            token = accounts.invite_admin(merchant, email)
+            accounts.accept_invitation(token, DEMO_PASSWORD, name)
+    click.echo(f"Demo users (password: {DEMO_PASSWORD}):")
+    click.echo(f"  provider staff   {DEMO_USERS['staff']}")
+    for _name, email in DEMO_USERS["merchants"]:
+        click.echo(f"  merchant admin   {email}")
+
+
+@click.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every secret column under the newest key in GRANTDESK_ENCRYPTION_KEYS."""
+    total = database.reencrypt_all()
+    click.echo(f"Re-encrypted {total} values under the newest key.")

@@ -1,0 +1,178 @@
+"""Configuration classes, read from the environment."""
+
+import os
+from pathlib import Path
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+# Development-only values. ProductionConfig refuses to start while any of them is in use.
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktY2hhbmdlLW0="
+DEV_WECHAT = {
+    "WECHAT_COMPONENT_APPID": "wx3a1b5c7d9e0f2468",
+    "WECHAT_COMPONENT_APPSECRET": "sandbox0appsecret0do0not0use0in0prod",
+    "WECHAT_TOKEN": "grantdesksandboxtoken",
+    "WECHAT_ENCODING_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'grantdesk.sqlite'}"
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    SECRET_KEY = _env("SECRET_KEY", DEV_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", default_database_url())
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Newest key first; older keys still decrypt until `flask rotate-keys` re-encrypts.
+    GRANTDESK_ENCRYPTION_KEYS = _split(_env("GRANTDESK_ENCRYPTION_KEYS", DEV_ENCRYPTION_KEY))
+
+    WECHAT_COMPONENT_APPID = _env("WECHAT_COMPONENT_APPID", DEV_WECHAT["WECHAT_COMPONENT_APPID"])
+    WECHAT_COMPONENT_APPSECRET = _env(
+        "WECHAT_COMPONENT_APPSECRET", DEV_WECHAT["WECHAT_COMPONENT_APPSECRET"]
+    )
+    WECHAT_TOKEN = _env("WECHAT_TOKEN", DEV_WECHAT["WECHAT_TOKEN"])
+    WECHAT_ENCODING_AES_KEY = _env("WECHAT_ENCODING_AES_KEY", DEV_WECHAT["WECHAT_ENCODING_AES_KEY"])
+    WECHAT_PREVIOUS_ENCODING_AES_KEY = _env("WECHAT_PREVIOUS_ENCODING_AES_KEY")
+    WECHAT_API_BASE = _env("WECHAT_API_BASE", "https://api.weixin.qq.com")
+    WECHAT_MP_BASE = _env("WECHAT_MP_BASE", "https://mp.weixin.qq.com")
+    WECHAT_OPEN_BASE = _env("WECHAT_OPEN_BASE", "https://open.weixin.qq.com")
+
+    # Our public origin, used in links that leave the site (QR codes, redirect_uri).
+    PROVIDER_NAME = _env("PROVIDER_NAME")
+    # Development aid: where the sandbox's control API lives (staff health shows its checks).
+    SANDBOX_CONTROL_URL = _env("SANDBOX_CONTROL_URL")
+    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    REDIS_URL = _env("REDIS_URL")
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", _env("REDIS_URL", "memory://"))
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "5 per minute;20 per hour")
+
+    # Credential custody (issue #5): refresh the component token this long before it expires;
+    # a 40001 on a token younger than FOREIGN_REFRESH_WINDOW means someone else refreshed it.
+    COMPONENT_TOKEN_REFRESH_AHEAD = _env_int("COMPONENT_TOKEN_REFRESH_AHEAD", 600)
+    COMPONENT_TOKEN_LEASE_SECONDS = _env_int("COMPONENT_TOKEN_LEASE_SECONDS", 60)
+    COMPONENT_TOKEN_WAIT_SECONDS = _env_int("COMPONENT_TOKEN_WAIT_SECONDS", 20)
+    FOREIGN_REFRESH_WINDOW = _env_int("FOREIGN_REFRESH_WINDOW", 300)
+    TICKET_SILENCE_ALERT_SECONDS = _env_int("TICKET_SILENCE_ALERT_SECONDS", 20 * 60)
+    START_PUSH_TICKET_MIN_INTERVAL = _env_int("START_PUSH_TICKET_MIN_INTERVAL", 30 * 60)
+    INTAKE_MAX_BODY_BYTES = _env_int("INTAKE_MAX_BODY_BYTES", 64 * 1024)
+    INBOX_MAX_ATTEMPTS = _env_int("INBOX_MAX_ATTEMPTS", 8)
+    # Grants and tokens (issue #6): the authorizer-token sweep, and the provider's webhook.
+    AUTHORIZER_SWEEP_BATCH = _env_int("AUTHORIZER_SWEEP_BATCH", 200)
+    AUTHORIZER_SWEEP_CONCURRENCY = _env_int("AUTHORIZER_SWEEP_CONCURRENCY", 8)
+    GRANTDESK_WEBHOOK_URL = _env("GRANTDESK_WEBHOOK_URL")
+    GRANTDESK_WEBHOOK_SECRET = _env("GRANTDESK_WEBHOOK_SECRET")
+
+    BABEL_DEFAULT_LOCALE = "zh_CN"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
+    INVITATION_TTL_HOURS = _env_int("INVITATION_TTL_HOURS", 72)
+
+    # Merchant wizard (issue #7): the sets our platform is configured with on WeChat, and the
+    # sets the provider needs per account type (pre-selected, and flagged when missing).
+    PLATFORM_PERMISSION_SETS = _split(
+        _env("PLATFORM_PERMISSION_SETS", "1,2,3,4,7,11,15,17,18,19,30")
+    )
+    REQUIRED_PERMISSION_SETS_OFFICIAL_ACCOUNT = _split(
+        _env("REQUIRED_PERMISSION_SETS_OFFICIAL_ACCOUNT", "1,2,3")
+    )
+    REQUIRED_PERMISSION_SETS_MINI_PROGRAM = _split(
+        _env("REQUIRED_PERMISSION_SETS_MINI_PROGRAM", "17,18")
+    )
+
+    WTF_CSRF_TIME_LIMIT = None  # tied to the session instead of a clock
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    TEMPLATES_STRICT_UNDEFINED = False
+
+
+class DevelopmentConfig(Config):
+    """Local development and the demo."""
+
+    ENV_NAME = "development"
+    DEBUG = True
+    TEMPLATES_STRICT_UNDEFINED = True
+
+
+class TestConfig(Config):
+    """The test suite: a throwaway database, fast hashing, no rate limit surprises."""
+
+    ENV_NAME = "test"
+    TESTING = True
+    TEMPLATES_STRICT_UNDEFINED = True
+    SQLALCHEMY_DATABASE_URI = _env("TEST_DATABASE_URL", "sqlite://")
+    RATELIMIT_STORAGE_URI = "memory://"
+    PASSWORD_HASH_FAST = True
+
+
+class ProductionConfig(Config):
+    """Production: secure cookies, and no default secrets."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+class InsecureConfigError(RuntimeError):
+    """Raised when production would start with a missing or default secret."""
+
+
+def check_production_secrets(config: dict) -> None:
+    """Refuse to run production with development secrets or without them."""
+    problems = []
+    if config.get("SECRET_KEY") in (None, "", DEV_SECRET_KEY):
+        problems.append("SECRET_KEY")
+    keys = config.get("GRANTDESK_ENCRYPTION_KEYS") or []
+    if not keys or DEV_ENCRYPTION_KEY in keys:
+        problems.append("GRANTDESK_ENCRYPTION_KEYS")
+    for name, dev_value in DEV_WECHAT.items():
+        if config.get(name) in (None, "", dev_value):
+            problems.append(name)
+    if problems:
+        raise InsecureConfigError(
+            "Refusing to start in production with missing or default settings: "
+            + ", ".join(problems)
+        )
+
+
+def load_config(app, config=None) -> None:
+    """Load a config class (or its name, or a dict of overrides) and check production secrets."""
+    overrides = config if isinstance(config, dict) else {}
+    if config is None or isinstance(config, dict):
+        config = overrides.get("ENV_NAME") or os.environ.get("GRANTDESK_CONFIG", "development")
+    if isinstance(config, str):
+        config = CONFIGS[config]
+    app.config.from_object(config)
+    app.config.update(overrides)
+    if app.config.get("GRANTDESK_WEBHOOK_URL") and not app.config.get("GRANTDESK_WEBHOOK_SECRET"):
+        # Unsigned notifications could be forged by anyone who learns the URL.
+        raise InsecureConfigError("GRANTDESK_WEBHOOK_URL is set without GRANTDESK_WEBHOOK_SECRET")
+    if app.config["ENV_NAME"] == "production":
+        check_production_secrets(app.config)

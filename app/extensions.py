@@ -1,0 +1,55 @@
+"""Flask extensions, created unbound and initialised in create_app."""
+
+from flask_babel import Babel
+from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+
+from app.models.base import Base
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(render_as_batch=True, compare_type=True)
+login_manager = LoginManager()
+csrf = CSRFProtect()
+babel = Babel()
+htmx = HTMX()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def wechat_client():
+    """The ComponentClient for this app (WECHAT_* settings), built once and cached per app."""
+    from flask import current_app
+
+    from app.wechat.client import ComponentClient
+
+    cache = current_app.extensions.setdefault("grantdesk.wechat", {})
+    if "client" not in cache:
+        config = current_app.config
+        cache["client"] = ComponentClient(
+            config["WECHAT_COMPONENT_APPID"],
+            config["WECHAT_COMPONENT_APPSECRET"],
+            api_base=config["WECHAT_API_BASE"],
+        )
+    return cache["client"]
+
+
+def message_crypto():
+    """The MessageCrypto for this app's token, EncodingAESKey (and previous key) and appid."""
+    from flask import current_app
+
+    from app.wechat.crypto import MessageCrypto
+
+    cache = current_app.extensions.setdefault("grantdesk.wechat", {})
+    if "crypto" not in cache:
+        config = current_app.config
+        cache["crypto"] = MessageCrypto(
+            config["WECHAT_TOKEN"],
+            config["WECHAT_ENCODING_AES_KEY"],
+            config["WECHAT_COMPONENT_APPID"],
+            config.get("WECHAT_PREVIOUS_ENCODING_AES_KEY"),
+        )
+    return cache["crypto"]

@@ -1,0 +1,40 @@
+"""Language and time zone: the user's setting, then Accept-Language; shown in Asia/Shanghai."""
+
+from flask import Flask, current_app, request, session
+from flask_babel import format_datetime, get_locale
+from flask_login import current_user
+
+from app.extensions import babel
+
+
+def select_locale() -> str:
+    """The user's saved language, then this browser's choice, then Accept-Language."""
+    languages = current_app.config["LANGUAGES"]
+    if current_user.is_authenticated and current_user.locale in languages:
+        return current_user.locale
+    if session.get("locale") in languages:
+        return session["locale"]
+    match = request.accept_languages.best_match(["zh_CN", "zh", "en"])
+    if match is None:
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    return "en" if match == "en" else "zh_CN"
+
+
+def select_timezone() -> str:
+    if current_user.is_authenticated and current_user.timezone:
+        return current_user.timezone
+    return current_app.config["BABEL_DEFAULT_TIMEZONE"]
+
+
+def locale_code() -> str:
+    """Our own code for the active language: "zh_CN" or "en"."""
+    return "zh_CN" if get_locale().language == "zh" else "en"
+
+
+def init_app(app: Flask) -> None:
+    """Bind Flask-Babel and the template helpers that depend on the locale."""
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    app.jinja_env.globals["locale_code"] = locale_code
+    app.jinja_env.filters["datetime"] = lambda value, fmt="medium": (
+        format_datetime(value, fmt) if value else "—"
+    )

@@ -1,0 +1,229 @@
+"""Merchant self-service pages: accounts, the connect wizard, update, revoke, delete."""
+
+from flask import Blueprint, abort, flash, make_response, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from app.auth.access import require_merchant_admin
+from app.extensions import htmx
+from app.htmx import is_partial_request, render
+from app.i18n import locale_code
+from app.merchant import forms, queries
+from app.merchant.qr import qr_svg
+from app.services import consent, grants
+
+bp = Blueprint("merchant", __name__)
+bp.before_request(require_merchant_admin)
+
+
+@bp.context_processor
+def merchant_helpers():
+    locale = locale_code()
+    return {
+        "set_rows": lambda ids: queries.set_rows(ids, locale),
+        "badge_of": grants.grant_badge,
+        "required_of": queries.required_set_ids,
+        "missing_of": queries.missing_required,
+        "pending_of": queries.pending_session,
+    }
+
+
+def _merchant_id() -> int:
+    return current_user.merchant_id
+
+
+def see_other(url: str):
+    """After a successful POST: 303 for browsers, HX-Location for htmx."""
+    if htmx:
+        response = make_response("", 204)
+        response.headers["HX-Location"] = url
+        return response
+    return redirect(url, code=303)
+
+
+# --- my accounts --------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def accounts():
+    """My accounts: what is connected to the provider, and how to connect more."""
+    return render(
+        "merchant/accounts.html",
+        accounts=grants.merchant_authorizers(_merchant_id()),
+        open_sessions=queries.open_sessions(_merchant_id()),
+        form=forms.ConfirmForm(),
+    )
+
+
+@bp.get("/accounts/<int:account_id>")
+def account(account_id: int):
+    """One account: profile, permissions, history and connection health."""
+    item = queries.merchant_account(_merchant_id(), account_id)
+    return render(
+        "merchant/account.html",
+        account=item,
+        timeline=queries.timeline(item),
+        health=queries.health(item),
+        form=forms.ConfirmForm(),
+    )
+
+
+@bp.post("/accounts/<int:account_id>/request-missing")
+def request_missing(account_id: int):
+    """One click: ask WeChat again for the sets the provider needs (an update session)."""
+    item = queries.merchant_account(_merchant_id(), account_id)
+    if not forms.ConfirmForm().validate_on_submit():
+        abort(400)
+    extra = [int(i) for i in request.form.getlist("sets") if i.isdigit()]
+    session = consent.start_update(
+        item, current_user, queries.sets_to_request(item, extra),
+        version=forms.CONSENT_VERSION, method="request_missing",
+    )  # fmt: skip
+    return see_other(url_for("merchant.session", public_id=session.public_id))
+
+
+# --- connect wizard ------------------------------------------------------------------------------
+
+
+@bp.get("/connect")
+def connect():
+    """Step 1: which kind of account."""
+    form = forms.AccountTypeForm(request.args)
+    return render("merchant/connect_type.html", form=form, step=1)
+
+
+@bp.get("/connect/permissions")
+def connect_permissions():
+    """Step 2: the permission sets, the provider's required ones pre-selected."""
+    form = forms.AccountTypeForm(request.args)
+    if not form.validate():
+        return render("merchant/connect_type.html", form=form, step=1), 422
+    return _permissions_page(forms.PermissionsForm(request.args))
+
+
+def _permissions_page(form, status: int = 200):
+    offered = queries.offered_sets(form.type.data)
+    forms.with_choices(form, offered)
+    if not request.args.getlist("sets") and not form.errors:
+        form.sets.data = [i for i in queries.required_set_ids(form.type.data)]
+    page = render(
+        "merchant/connect_permissions.html",
+        form=form,
+        step=2,
+        offered=offered,
+        required=queries.required_set_ids(form.type.data),
+    )
+    return page, status
+
+
+@bp.route("/connect/consent", methods=["GET", "POST"])
+def connect_consent():
+    """Step 3: what the provider will access and store; explicit consent opens the session."""
+    source = request.form if request.method == "POST" else request.args
+    chosen = forms.PermissionsForm(source)
+    if chosen.type.data not in consent.AUTH_TYPES:
+        return render("merchant/connect_type.html", form=chosen, step=1), 422
+    offered = queries.offered_sets(chosen.type.data)
+    if not forms.with_choices(chosen, offered).validate():
+        return _permissions_page(chosen, 422)
+    formdata = source if request.method == "POST" else None
+    form = forms.ConsentForm(formdata, type=chosen.type.data, sets=chosen.sets.data)
+    forms.with_choices(form, offered)
+    if request.method == "POST" and form.validate():
+        session = consent.start_connection(
+            current_user.merchant, current_user, account_type=chosen.type.data,
+            set_ids=chosen.sets.data, version=forms.CONSENT_VERSION,
+        )  # fmt: skip
+        return see_other(url_for("merchant.session", public_id=session.public_id))
+    status = 422 if request.method == "POST" else 200
+    return render("merchant/connect_consent.html", form=form, chosen=chosen, step=3), status
+
+
+# --- a session: connect step, live status, result -----------------------------------------------
+
+
+@bp.get("/sessions/<public_id>")
+def session(public_id: str):
+    """Step 4 (connect, with a live status panel) and step 5 (result) of one session."""
+    item = queries.merchant_session(_merchant_id(), public_id)
+    state = queries.session_state(item)
+    context = {
+        "item": item,
+        "state": state,
+        "account": queries.session_account(item),
+        "account_type": queries.account_type_of(item),
+        "connect_url": grants.connect_url(item),
+        "form": forms.ConfirmForm(),
+    }
+    if state in ("waiting", "finishing") or not is_partial_request():
+        context["qr"] = qr_svg(context["connect_url"]) if state in ("waiting", "finishing") else ""
+        return render("merchant/session.html", fragment="status", **context)
+    # A final state while polling: swap the whole step area in place and stop polling.
+    body = render("merchant/session.html", fragment="session", qr="", **context)
+    response = make_response(body, 286)
+    response.headers["HX-Retarget"] = "#session"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+# --- update, revoke, delete -----------------------------------------------------------------------
+
+
+@bp.route("/accounts/<int:account_id>/update", methods=["GET", "POST"])
+def update(account_id: int):
+    """Choose the new permission list, see what changes, then reconnect with the account pinned."""
+    item = queries.merchant_account(_merchant_id(), account_id)
+    offered = queries.offered_sets(item.account_type or "official_account")
+    current = list(item.grant.set_ids if item.grant else [])
+    form = forms.with_choices(forms.UpdateForm(sets=current), offered)
+    preview = request.method == "POST" and "preview" in request.form
+    if request.method == "POST" and not preview and form.validate():
+        session = consent.start_update(item, current_user, form.sets.data,
+                                       version=forms.CONSENT_VERSION)  # fmt: skip
+        return see_other(url_for("merchant.session", public_id=session.public_id))
+    if preview:
+        form.sets.data = [int(i) for i in request.form.getlist("sets") if i.isdigit()]
+    chosen = set(form.sets.data or [])
+    context = {
+        "account": item, "form": form, "offered": offered, "current": current,
+        "added": sorted(chosen - set(current)), "removed": sorted(set(current) - chosen),
+        "required": queries.required_set_ids(item.account_type),
+    }  # fmt: skip
+    status = 422 if request.method == "POST" and not preview else 200
+    return render("merchant/update.html", fragment="diff", **context), status
+
+
+@bp.get("/accounts/<int:account_id>/revoke")
+def revoke(account_id: int):
+    """How to revoke in WeChat, with the live status of this account."""
+    item, tombstone = queries.account_or_tombstone(_merchant_id(), account_id)
+    page = render(
+        "merchant/revoke.html",
+        fragment="revoke_status",
+        account=item,
+        tombstone=tombstone,
+        account_id=account_id,
+    )
+    return (page, 286) if tombstone and is_partial_request() else page
+
+
+@bp.route("/accounts/<int:account_id>/delete", methods=["GET", "POST"])
+def delete(account_id: int):
+    """Delete my data: a confirmation page, then the purge."""
+    item, tombstone = queries.account_or_tombstone(_merchant_id(), account_id)
+    form = forms.ConfirmForm()
+    error = None
+    if item is not None and request.method == "POST" and form.validate_on_submit():
+        try:
+            grants.request_deletion(item, actor=current_user)
+        except grants.StillAuthorized:
+            error = "still_authorized"
+        except grants.CannotVerifyRevocation:
+            error = "cannot_verify"
+        else:
+            flash(_("The account's data has been deleted."), "success")
+            return see_other(url_for("merchant.accounts"))
+    status = {"still_authorized": 409, "cannot_verify": 503}.get(error, 200)
+    return render(
+        "merchant/delete.html", account=item, tombstone=tombstone, form=form, error=error
+    ), status

@@ -1,0 +1,20 @@
+"""RQ cron configuration: `rq cron app/rq_cron.py` enqueues the same jobs the worker runs.
+
+Run `flask --app wsgi worker --rq` (any number, on any host) to execute them.
+"""
+
+from rq import cron
+
+from app import create_app
+from app.jobs import JOBS, RQ_QUEUE, rq_run
+
+create_app()  # imports every module, so later issues' jobs are registered too
+
+for _job in JOBS:
+    cron.register(
+        rq_run,
+        queue_name=RQ_QUEUE,
+        args=(_job.name,),
+        interval=_job.interval_seconds,
+        name=_job.name,
+    )

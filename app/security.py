@@ -1,0 +1,63 @@
+"""Sign-in plumbing, CSRF, rate limits and the security headers of every response."""
+
+from flask import Flask, request
+from jinja2 import StrictUndefined, Undefined
+from sqlalchemy import select
+
+from app.extensions import csrf, db, htmx, limiter, login_manager
+from app.htmx import add_vary_header
+from app.models import User
+from app.services.accounts import use_fast_hashing
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        # htmx injects a tiny indicator stylesheet unless told not to; we tell it (meta config).
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "form-action 'self' https://mp.weixin.qq.com https://open.weixin.qq.com",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "object-src 'none'",
+    ]
+)
+
+
+def init_app(app: Flask) -> None:
+    """Wire Flask-Login, CSRFProtect, Flask-Limiter, flask-htmx and the response headers."""
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+    login_manager.login_message_category = "info"
+    login_manager.user_loader(load_user)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    htmx.init_app(app)
+    app.after_request(set_security_headers)
+    app.after_request(add_vary_header)
+    strict = app.config.get("TEMPLATES_STRICT_UNDEFINED")
+    app.jinja_env.undefined = StrictUndefined if strict else Undefined
+    use_fast_hashing(bool(app.config.get("PASSWORD_HASH_FAST")))
+
+
+def load_user(session_id: str):
+    """Load the user named in the session; a changed nonce (password change) signs them out."""
+    user_id, _, nonce = session_id.partition(":")
+    if not user_id.isdigit():
+        return None
+    user = db.session.scalar(select(User).where(User.id == int(user_id)))
+    if user is None or user.session_nonce != nonce or not user.is_active:
+        return None
+    return user
+
+
+def set_security_headers(response):
+    """CSP without inline script, no framing, and a Referer WeChat's PC page accepts."""
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response

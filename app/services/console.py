@@ -1,0 +1,124 @@
+"""Staff console actions on one account: each calls the owning service and leaves an audit entry.
+
+The grants, tokens and intake services own the writes; this module adds what staff need on top
+(who asked, and an audit entry for every action) and the two writes no other service offers:
+assigning an unassigned or conflicting account to a merchant, and dismissing attention items.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AttentionItem, Authorizer, InboxEvent, Merchant, User
+from app.services import DomainError, audit, grants, intake, tokens
+
+
+class ActionFailed(DomainError):
+    code = "action_failed"
+
+
+class NotReplayable(DomainError):
+    code = "not_replayable"
+
+
+def _record(action: str, authorizer: Authorizer, actor: User, **details) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        merchant_id=authorizer.merchant_id,
+        target_type="authorizer",
+        target_id=authorizer.id,
+        **details,
+    )
+    db.session.commit()
+
+
+def refresh_token_now(authorizer: Authorizer, *, actor: User) -> str:
+    """Refresh the account's access token at once (under the same lease as the sweep)."""
+    owner = tokens.new_owner()
+    if authorizer.token is None or not authorizer.token.refresh_token:
+        outcome = "no_refresh_token"
+    elif not tokens.claim_one(authorizer.id, owner):
+        outcome = "lease_busy"
+    else:
+        outcome = tokens.refresh_one(authorizer.id, owner)
+    authorizer = db.session.get(Authorizer, authorizer.id)
+    _record("staff.token_refreshed", authorizer, actor, outcome=outcome)
+    if outcome not in ("refreshed", "recovered"):
+        raise ActionFailed(outcome=outcome)
+    return outcome
+
+
+def resync_authorizer(authorizer: Authorizer, *, actor: User) -> None:
+    """Re-read profile and grant from WeChat (api_get_authorizer_info)."""
+    authorizer_id = authorizer.id
+    try:
+        grants.refresh_authorizer(authorizer, source="staff")
+    except grants.AuthorizerNotFound:
+        db.session.rollback()
+        _record("staff.authorizer_resynced", db.session.get(Authorizer, authorizer_id), actor,
+                outcome="not_found")  # fmt: skip
+        raise ActionFailed(outcome="not_found") from None
+    _record("staff.authorizer_resynced", db.session.get(Authorizer, authorizer_id), actor,
+            outcome="ok")  # fmt: skip
+
+
+def replay_event(event: InboxEvent, *, actor: User) -> str:
+    """Run a failed (or stuck) event's handler again; returns the new outcome."""
+    if event.outcome not in ("failed", "pending"):
+        raise NotReplayable(outcome=event.outcome)
+    event_id, appid, info_type = event.id, event.authorizer_appid, event.info_type
+    outcome = intake.process_event(event_id) or "busy"
+    merchant_id = None
+    if appid:
+        merchant_id = db.session.scalar(
+            select(Authorizer.merchant_id).where(Authorizer.appid == appid)
+        )
+    audit.record(
+        "staff.event_replayed",
+        actor=actor,
+        merchant_id=merchant_id,
+        target_type="inbox_event",
+        target_id=event_id,
+        info_type=info_type,
+        outcome=outcome,
+    )
+    db.session.commit()
+    return outcome
+
+
+def assign_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -> Authorizer:
+    """Resolve a mismatch or conflict by giving the account to `merchant`."""
+    authorizer = db.session.scalar(
+        select(Authorizer).where(Authorizer.appid == item.authorizer_appid)
+    )
+    if authorizer is None:
+        raise ActionFailed(outcome="account_gone")
+    previous = authorizer.merchant_id
+    authorizer.merchant_id = merchant.id
+    audit.record(
+        "staff.authorizer_assigned",
+        actor=actor,
+        merchant_id=merchant.id,
+        target_type="authorizer",
+        target_id=authorizer.id,
+        previous_merchant_id=previous,
+        attention_item_id=item.id,
+    )
+    item.merchant_id = item.merchant_id or merchant.id
+    grants.resolve_attention(item, actor=actor, resolution=f"assigned to merchant {merchant.id}")
+    return authorizer
+
+
+def dismiss_attention(item: AttentionItem, *, actor: User, note: str = "") -> None:
+    """Resolve an attention item without changing anything else."""
+    resolution = "dismissed" + (f": {note.strip()}" if note.strip() else "")
+    grants.resolve_attention(item, actor=actor, resolution=resolution)
+
+
+def authorizer_for_item(item: AttentionItem) -> Authorizer | None:
+    """The account an attention item is about, if it still exists."""
+    if not item.authorizer_appid:
+        return None
+    return db.session.scalar(select(Authorizer).where(Authorizer.appid == item.authorizer_appid))

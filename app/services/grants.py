@@ -1,0 +1,661 @@
+"""Authorization sessions, code exchange (exactly once, from either signal), grants, purge.
+
+Either signal may arrive first: the browser redirect (`complete_from_redirect`) or the
+`authorized`/`updateauthorized` push (`handle_grant_event`). Both go through `_complete`, which
+claims the session with a guarded UPDATE so only one caller calls `api_query_auth`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from app.extensions import db, wechat_client
+from app.models import (
+    AuthorizationSession,
+    Authorizer,
+    AuthorizerToken,
+    Grant,
+    GrantChange,
+    GrantStatus,
+    Merchant,
+    PreAuthCode,
+    SessionStatus,
+    User,
+)
+from app.models.grants import sha256_hex
+from app.services import DomainError, audit, clock, intake, webhooks
+from app.services.attention import open_attention as open_attention
+from app.services.attention import resolve_attention as resolve_attention
+from app.services.credentials import call_with_component_token
+
+# Split out to keep this module short; re-exported because callers use grants.<name>.
+from app.services.purge import CannotVerifyRevocation as CannotVerifyRevocation
+from app.services.purge import StillAuthorized as StillAuthorized
+from app.services.purge import handle_unauthorized as handle_unauthorized
+from app.services.purge import purge_authorizer as purge_authorizer
+from app.services.purge import request_deletion as request_deletion
+from app.wechat import links, permissions
+from app.wechat.errors import CodeInvalid, NotAuthorized, WeChatError
+from app.wechat.events import Authorized
+from app.wechat.results import AuthorizationInfo, AuthorizerDetails, AuthorizerInfo
+
+log = logging.getLogger(__name__)
+
+SESSION_TTL = timedelta(hours=24)
+# A pre_auth_code with less than this left is replaced: the merchant still has to scan it.
+PRE_AUTH_MIN_REMAINING = timedelta(seconds=120)
+# A claim older than this belongs to a crashed caller and may be taken over.
+CLAIM_STALE_AFTER = timedelta(minutes=2)
+
+
+class SessionNotFound(DomainError):
+    code = "session_not_found"
+
+
+class SessionClosed(DomainError):
+    code = "session_closed"
+
+
+class InvalidRequest(DomainError):
+    code = "invalid_request"
+
+
+class AuthorizerNotFound(DomainError):
+    code = "authorizer_not_found"
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def start_session(
+    merchant: Merchant,
+    set_ids,
+    *,
+    user: User | None = None,
+    auth_type: int = links.AuthType.BOTH,
+    biz_appid: str | None = None,
+    ttl: timedelta = SESSION_TTL,
+) -> AuthorizationSession:
+    """Open an authorization session (its link token is `session.link_token`)."""
+    set_ids = sorted({int(i) for i in set_ids})
+    if not set_ids:
+        raise InvalidRequest("choose at least one permission set")
+    if int(auth_type) not in (1, 2, 3):
+        raise InvalidRequest("auth_type must be 1, 2 or 3")
+    token = secrets.token_urlsafe(24)
+    session = AuthorizationSession(
+        public_id=secrets.token_urlsafe(16),
+        link_token=token,
+        link_token_hash=sha256_hex(token),
+        merchant_id=merchant.id,
+        initiated_by_id=user.id if user else None,
+        auth_type=int(auth_type),
+        requested_set_ids=set_ids,
+        biz_appid=biz_appid or None,
+        created_at=clock.now(),
+        expires_at=clock.now() + ttl,
+    )
+    db.session.add(session)
+    db.session.flush()
+    audit.record(
+        "authorization_session.started",
+        actor=user,
+        merchant_id=merchant.id,
+        target_type="authorization_session",
+        target_id=session.id,
+        requested_set_ids=set_ids,
+        update=bool(biz_appid),
+    )
+    db.session.commit()
+    return session
+
+
+def start_update_session(
+    authorizer: Authorizer, set_ids, *, user: User | None = None
+) -> AuthorizationSession:
+    """Open a session that updates one account's grant (biz_appid); marks the grant pending."""
+    if authorizer.merchant_id is None or authorizer.grant is None:
+        raise AuthorizerNotFound()
+    auth_type = 2 if authorizer.account_type == "mini_program" else 1
+    merchant = db.session.get(Merchant, authorizer.merchant_id)
+    session = start_session(
+        merchant, set_ids, user=user, auth_type=auth_type, biz_appid=authorizer.appid
+    )
+    authorizer.grant.pending_session_id = session.id
+    db.session.commit()
+    return session
+
+
+def find_session_by_link(token: str) -> AuthorizationSession:
+    """The session behind a public link token, else SessionNotFound."""
+    session = db.session.scalar(
+        select(AuthorizationSession).where(
+            AuthorizationSession.link_token_hash == sha256_hex(token)
+        )
+    )
+    if session is None:
+        raise SessionNotFound()
+    return session
+
+
+def find_session(public_id: str | None) -> AuthorizationSession:
+    """The session named in a redirect_uri, else SessionNotFound."""
+    session = db.session.scalar(
+        select(AuthorizationSession).where(AuthorizationSession.public_id == (public_id or ""))
+    )
+    if session is None:
+        raise SessionNotFound()
+    return session
+
+
+def connect_url(session: AuthorizationSession) -> str:
+    """Our public URL for the session (what the QR codes encode)."""
+    return f"{_public_base()}/connect/{session.link_token}"
+
+
+def redirect_uri(session: AuthorizationSession) -> str:
+    """Where WeChat sends the browser back, with our session id inside."""
+    return f"{_public_base()}/wechat/authorized?{urlencode({'session': session.public_id})}"
+
+
+def _public_base() -> str:
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+
+
+@dataclass(frozen=True)
+class AuthorizationLinks:
+    """The two WeChat links for a session, built on one fresh pre_auth_code."""
+
+    pc_url: str
+    mobile_url: str
+    expires_at: datetime
+
+
+def authorization_links(session: AuthorizationSession) -> AuthorizationLinks:
+    """PC and mobile links with a usable pre_auth_code (minted when none is left)."""
+    _ensure_open(session)
+    code = _usable_pre_auth_code(session) or _mint_pre_auth_code(session)
+    config = current_app.config
+    kwargs = {
+        "auth_type": session.auth_type,
+        "biz_appid": session.biz_appid,
+        "category_id_list": session.requested_set_ids,
+    }
+    appid, value, back = config["WECHAT_COMPONENT_APPID"], code.code, redirect_uri(session)
+    return AuthorizationLinks(
+        pc_url=links.pc_authorization_url(
+            appid, value, back, base=config["WECHAT_MP_BASE"], **kwargs
+        ),
+        mobile_url=links.mobile_authorization_url(
+            appid, value, back, base=config["WECHAT_OPEN_BASE"], **kwargs
+        ),
+        expires_at=code.expires_at,
+    )
+
+
+def _ensure_open(session: AuthorizationSession) -> None:
+    if session.status is SessionStatus.OPEN and session.expires_at <= clock.now():
+        session.status = SessionStatus.EXPIRED
+        audit.record(
+            "authorization_session.expired",
+            merchant_id=session.merchant_id,
+            target_type="authorization_session",
+            target_id=session.id,
+        )
+        db.session.commit()
+    if session.status is not SessionStatus.OPEN:
+        raise SessionClosed(status=session.status.value)
+
+
+def _usable_pre_auth_code(session: AuthorizationSession) -> PreAuthCode | None:
+    limit = clock.now() + PRE_AUTH_MIN_REMAINING
+    for code in reversed(session.pre_auth_codes):
+        if code.used_at is None and code.code and code.expires_at > limit:
+            return code
+    return None
+
+
+def _mint_pre_auth_code(session: AuthorizationSession) -> PreAuthCode:
+    result = call_with_component_token(lambda token: wechat_client().create_preauthcode(token))
+    code = PreAuthCode(
+        session_id=session.id,
+        code_hash=sha256_hex(result.pre_auth_code),
+        code=result.pre_auth_code,
+        created_at=clock.now(),
+        expires_at=clock.now() + timedelta(seconds=result.expires_in),
+    )
+    db.session.add(code)
+    db.session.commit()
+    return code
+
+
+def _session_for_pre_auth_code(value: str | None) -> AuthorizationSession | None:
+    if not value:
+        return None
+    code = db.session.scalar(select(PreAuthCode).where(PreAuthCode.code_hash == sha256_hex(value)))
+    if code is None:
+        return None
+    if code.used_at is None:
+        code.used_at, code.code = clock.now(), None
+    return code.session
+
+
+def expire_sessions(now: datetime | None = None) -> int:
+    """Mark open sessions past their expiry (and whose last code expired) as expired."""
+    now = now or clock.now()
+    expired = 0
+    stale = select(AuthorizationSession).where(
+        AuthorizationSession.status == SessionStatus.OPEN,
+        AuthorizationSession.expires_at <= now,
+        AuthorizationSession.exchanging_at.is_(None),
+    )
+    for session in db.session.scalars(stale):
+        # A code minted just before expiry may still come back; wait for it to lapse too.
+        if any(code.expires_at > now for code in session.pre_auth_codes):
+            continue
+        session.status = SessionStatus.EXPIRED
+        audit.record(
+            "authorization_session.expired",
+            merchant_id=session.merchant_id,
+            target_type="authorization_session",
+            target_id=session.id,
+        )
+        expired += 1
+    # An update that was never finished is no longer pending.
+    db.session.execute(
+        update(Grant)
+        .where(
+            Grant.pending_session_id.in_(
+                select(AuthorizationSession.id).where(
+                    AuthorizationSession.status != SessionStatus.OPEN
+                )
+            )
+        )
+        .values(pending_session_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    # Codes that can no longer be used need not be kept.
+    db.session.execute(update(PreAuthCode).where(PreAuthCode.expires_at <= now).values(code=None))
+    db.session.commit()
+    return expired
+
+
+# --- completion from either signal ------------------------------------------------------------
+
+
+def complete_from_redirect(
+    public_id: str | None, auth_code: str | None, *, wait_seconds: float = 5.0
+) -> AuthorizationSession:
+    """The browser came back with auth_code: exchange it once (or find it done)."""
+    session = find_session(public_id)
+    if not auth_code:
+        raise InvalidRequest("auth_code missing")
+    session = _complete(session, auth_code, source="redirect")
+    return _wait_until_settled(session, wait_seconds)
+
+
+def handle_grant_event(event: Authorized, inbox_event=None) -> None:
+    """Inbox handler for `authorized` and `updateauthorized` (idempotent)."""
+    session = _session_for_pre_auth_code(event.pre_auth_code)
+    db.session.commit()
+    if session is not None:
+        _complete(session, event.authorization_code, source="push", appid=event.authorizer_appid)
+        return
+    _complete_without_session(event)
+
+
+def _claim(session: AuthorizationSession) -> bool:
+    now = clock.now()
+    claimed = db.session.execute(
+        update(AuthorizationSession)
+        .where(
+            AuthorizationSession.id == session.id,
+            AuthorizationSession.status == SessionStatus.OPEN,
+            or_(
+                AuthorizationSession.exchanging_at.is_(None),
+                AuthorizationSession.exchanging_at < now - CLAIM_STALE_AFTER,
+            ),
+        )
+        .values(exchanging_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    db.session.refresh(session)
+    return claimed == 1
+
+
+def _release(session: AuthorizationSession) -> None:
+    db.session.rollback()
+    db.session.execute(
+        update(AuthorizationSession)
+        .where(AuthorizationSession.id == session.id)
+        .values(exchanging_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _complete(
+    session: AuthorizationSession, auth_code: str, *, source: str, appid: str | None = None
+) -> AuthorizationSession:
+    if session.status is not SessionStatus.OPEN or not _claim(session):
+        return session  # done already, or another caller is exchanging right now
+    try:
+        info = _exchange(auth_code, appid)
+    except CodeInvalid as error:
+        _release(session)
+        _fail(session, "code_invalid", errcode=error.errcode)
+        return session
+    except Exception:
+        _release(session)
+        raise
+    try:
+        _apply(info, session=session, source=source)
+    except Exception:
+        # The code is spent: retry once (e.g. a concurrent insert of the same authorizer).
+        db.session.rollback()
+        try:
+            _apply(info, session=session, source=source)
+        except Exception:
+            _release(session)
+            raise
+    return session
+
+
+def _exchange(auth_code: str, appid: str | None) -> AuthorizationInfo:
+    """api_query_auth; if the code was already consumed, re-read the grant by appid."""
+    client = wechat_client()
+    try:
+        return call_with_component_token(lambda token: client.query_auth(token, auth_code))
+    except CodeInvalid:
+        if appid is None:
+            raise
+        # A crashed earlier exchange may have consumed it; WeChat still knows the grant.
+        details = _fetch_details(appid)
+        if details is None:
+            raise
+        return details.authorization_info
+
+
+def _fetch_details(appid: str) -> AuthorizerDetails | None:
+    """api_get_authorizer_info, or None when WeChat has nothing (61003) or fails."""
+    client = wechat_client()
+    try:
+        return call_with_component_token(lambda token: client.get_authorizer_info(token, appid))
+    except NotAuthorized:
+        return None
+    except (WeChatError, DomainError) as error:
+        log.warning("api_get_authorizer_info failed: %s", type(error).__name__)
+        return None
+
+
+def _wait_until_settled(session: AuthorizationSession, wait_seconds: float) -> AuthorizationSession:
+    deadline = time.monotonic() + wait_seconds
+    while session.status is SessionStatus.OPEN and session.exchanging_at is not None:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+        db.session.expire(session)
+        db.session.refresh(session)
+    return session
+
+
+def _fail(session: AuthorizationSession, reason: str, **details) -> None:
+    session.status, session.failure_reason = SessionStatus.FAILED, reason
+    session.completed_at = clock.now()
+    audit.record(
+        "authorization_session.failed",
+        merchant_id=session.merchant_id,
+        target_type="authorization_session",
+        target_id=session.id,
+        reason=reason,
+        **details,
+    )
+    db.session.commit()
+
+
+def _mismatch_reason(session: AuthorizationSession, authorizer: Authorizer | None, appid: str):
+    if session.biz_appid and appid != session.biz_appid:
+        return "wrong_account"
+    if authorizer is not None and authorizer.merchant_id not in (None, session.merchant_id):
+        return "bound_to_other_merchant"
+    return None
+
+
+def _apply(
+    info: AuthorizationInfo,
+    *,
+    session: AuthorizationSession | None,
+    source: str,
+    details: AuthorizerDetails | None = None,
+) -> Authorizer:
+    """Store authorizer, grant, history and tokens; settle the session. One transaction."""
+    appid = info.authorizer_appid
+    details = details or _fetch_details(appid)
+    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    reason = _mismatch_reason(session, authorizer, appid) if session else None
+    if authorizer is None:
+        owner = session.merchant_id if session and not reason else None
+        authorizer = Authorizer(appid=appid, merchant_id=owner, created_at=clock.now())
+        db.session.add(authorizer)
+        db.session.flush()
+    elif authorizer.merchant_id is None and session and not reason:
+        authorizer.merchant_id = session.merchant_id
+    if details is not None:
+        update_profile(authorizer, details.authorizer_info)
+    store_tokens(authorizer, info)
+    change = _record_grant(authorizer, info, source=source, session=session)
+    if session is not None:
+        _settle(session, authorizer, info, source, reason)
+    elif authorizer.merchant_id is None:
+        open_attention("unsolicited_authorization", appid=appid, details={"source": source})
+    db.session.commit()
+    webhooks.notify_grant_change(authorizer, change)
+    return authorizer
+
+
+def _settle(session, authorizer, info, source, reason) -> None:
+    session.authorizer_appid = info.authorizer_appid
+    session.granted_set_ids = list(info.permission_set_ids)
+    session.completed_at, session.completed_via = clock.now(), source
+    session.status = SessionStatus.MISMATCH if reason else SessionStatus.COMPLETED
+    session.failure_reason = reason
+    if reason:
+        open_attention(
+            "session_mismatch",
+            appid=info.authorizer_appid,
+            merchant_id=session.merchant_id,
+            session_id=session.id,
+            details={"reason": reason, "owner_merchant_id": authorizer.merchant_id},
+        )
+    audit.record(
+        "authorization_session.mismatch" if reason else "authorization_session.completed",
+        merchant_id=session.merchant_id,
+        target_type="authorization_session",
+        target_id=session.id,
+        authorizer_id=authorizer.id,
+        via=source,
+        reason=reason,
+        granted_set_ids=session.granted_set_ids,
+    )
+
+
+def _complete_without_session(event: Authorized) -> None:
+    """A push whose PreAuthCode is not ours (e.g. an update in WeChat's security assistant)."""
+    try:
+        info = _exchange(event.authorization_code, event.authorizer_appid)
+    except CodeInvalid:
+        log.info("push for a grant that is gone or already exchanged; nothing to do")
+        return
+    _apply(info, session=None, source="push")
+
+
+# --- authorizers, grants, tokens ---------------------------------------------------------------
+
+
+def update_profile(authorizer: Authorizer, info: AuthorizerInfo) -> None:
+    """Copy the account profile from api_get_authorizer_info."""
+    authorizer.account_type = info.account_type
+    authorizer.nick_name = info.nick_name or None
+    authorizer.head_img = info.head_img or None
+    authorizer.principal_name = info.principal_name or None
+    authorizer.user_name = info.user_name or None
+    authorizer.alias = info.alias or None
+    authorizer.service_type_id = info.service_type_id
+    authorizer.verify_type_id = info.verify_type_id
+    authorizer.qrcode_url = info.qrcode_url or None
+    authorizer.account_status = info.account_status
+    authorizer.profile_fetched_at = clock.now()
+
+
+def store_tokens(authorizer: Authorizer, info: AuthorizationInfo) -> AuthorizerToken:
+    """Keep the refresh token; replace any cached access token (re-authorization)."""
+    now = clock.now()
+    custody = authorizer.token
+    if custody is None:
+        custody = AuthorizerToken(authorizer=authorizer, consecutive_failures=0)
+        db.session.add(custody)
+    if info.authorizer_refresh_token and info.authorizer_refresh_token != custody.refresh_token:
+        custody.refresh_token = info.authorizer_refresh_token
+        custody.refresh_token_updated_at = now
+    # An access token minted before a re-authorization must never be served again.
+    custody.access_token = info.authorizer_access_token
+    custody.access_expires_at = (
+        now + timedelta(seconds=info.expires_in or 7200) if info.authorizer_access_token else None
+    )
+    if info.authorizer_access_token:
+        custody.last_refresh_at = now
+    custody.consecutive_failures, custody.last_error_code, custody.next_attempt_at = 0, None, None
+    return custody
+
+
+def _record_grant(
+    authorizer: Authorizer, info: AuthorizationInfo, *, source: str, session=None
+) -> GrantChange:
+    now = clock.now()
+    new = list(info.permission_set_ids)
+    func_info = [{"id": s.id, "confirm_info": s.confirm_info} for s in info.func_info]
+    grant = authorizer.grant
+    if grant is None:
+        grant = Grant(authorizer=authorizer, set_ids=[], authorized_at=now)
+        db.session.add(grant)
+        kind, old = "authorized", []
+    else:
+        old = list(grant.set_ids or [])
+        kind = "updated" if sorted(old) != new else "confirmed"
+        if grant.status is not GrantStatus.ACTIVE:
+            kind = "reauthorized"
+            grant.authorized_at = now
+    grant.status, grant.set_ids, grant.func_info = GrantStatus.ACTIVE, new, func_info
+    grant.updated_at = grant.confirmed_at = now
+    if session is not None and grant.pending_session_id == session.id:
+        grant.pending_session_id = None
+    change = GrantChange(
+        grant=grant,
+        at=now,
+        kind=kind,
+        set_ids=new,
+        added=sorted(set(new) - set(old)),
+        removed=sorted(set(old) - set(new)),
+        source=source,
+        session_id=session.id if session else None,
+    )
+    db.session.add(change)
+    db.session.flush()
+    audit.record(
+        f"grant.{kind}",
+        merchant_id=authorizer.merchant_id,
+        target_type="authorizer",
+        target_id=authorizer.id,
+        set_ids=new,
+        added=change.added,
+        removed=change.removed,
+        source=source,
+    )
+    return change
+
+
+def mark_needs_reauthorization(authorizer: Authorizer, *, reason: str, source: str) -> None:
+    """WeChat has no usable refresh token for this account: the merchant must re-authorize."""
+    grant = authorizer.grant
+    if grant is None or grant.status is GrantStatus.NEEDS_REAUTHORIZATION:
+        return
+    grant.status, grant.updated_at = GrantStatus.NEEDS_REAUTHORIZATION, clock.now()
+    change = GrantChange(
+        grant=grant, at=clock.now(), kind="needs_reauthorization", set_ids=grant.set_ids,
+        added=[], removed=[], source=source,
+    )  # fmt: skip
+    db.session.add(change)
+    open_attention(
+        "needs_reauthorization",
+        appid=authorizer.appid,
+        merchant_id=authorizer.merchant_id,
+        details={"reason": reason},
+    )
+    audit.record(
+        "grant.needs_reauthorization",
+        merchant_id=authorizer.merchant_id,
+        target_type="authorizer",
+        target_id=authorizer.id,
+        reason=reason,
+    )
+    db.session.flush()
+    webhooks.notify_grant_change(authorizer, change)
+
+
+def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Authorizer:
+    """Re-read the account and its grant from WeChat (api_get_authorizer_info)."""
+    details = _fetch_details(authorizer.appid)
+    if details is None:
+        raise AuthorizerNotFound("WeChat did not return this authorizer")
+    return _apply(details.authorization_info, session=None, source=source, details=details)
+
+
+# --- merchant-facing reads -------------------------------------------------------------------
+
+
+def merchant_authorizers(merchant_id: int) -> list[Authorizer]:
+    """The merchant's authorizers, newest first."""
+    query = (
+        select(Authorizer)
+        .where(Authorizer.merchant_id == merchant_id)
+        .order_by(Authorizer.created_at.desc(), Authorizer.id.desc())
+    )
+    return list(db.session.scalars(query))
+
+
+def get_merchant_authorizer(merchant_id: int, authorizer_id: int) -> Authorizer:
+    """One of the merchant's authorizers, else AuthorizerNotFound (views answer 404)."""
+    authorizer = db.session.get(Authorizer, authorizer_id)
+    if authorizer is None or authorizer.merchant_id != merchant_id:
+        raise AuthorizerNotFound()
+    return authorizer
+
+
+def grant_badge(authorizer: Authorizer) -> str:
+    """The merchant UI badge: active, update_pending, needs_reauthorization or revoked."""
+    grant = authorizer.grant
+    if grant is None:
+        return GrantStatus.REVOKED.value
+    if grant.status is GrantStatus.ACTIVE and grant.pending_session_id is not None:
+        return "update_pending"
+    return grant.status.value
+
+
+def set_names(set_ids, locale: str | None) -> list[str]:
+    """Display names of permission sets in a locale."""
+    return [permissions.name(i, locale) for i in set_ids or []]
+
+
+# The intake dispatcher routes these pushes here (importing this module registers them).
+intake.register_handler("authorized", handle_grant_event)
+intake.register_handler("updateauthorized", handle_grant_event)
+intake.register_handler("unauthorized", handle_unauthorized)

@@ -1,0 +1,189 @@
+"""Health of the platform credentials: alerts, rejection counters and the report staff read."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.models import AuditEntry, DailyCounter, HealthAlert, InboxEvent, JobRun
+from app.services import clock
+
+# Alert kinds (stable identifiers; the console translates them).
+TICKET_SILENT = "ticket_push_silent"
+TICKET_REJECTED = "ticket_rejected"
+NO_VALID_TICKET = "no_valid_ticket"
+FOREIGN_REFRESH = "foreign_refresh"
+QUOTA_EXCEEDED = "quota_exceeded"
+TOKEN_REFRESH_FAILED = "component_token_refresh_failed"
+INBOX_FAILURES = "inbox_failures"
+
+
+@contextmanager
+def own_transaction():
+    """A session of its own, committed on exit: survives the caller's rollback."""
+    session = Session(db.engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def audit(session: Session, action: str, **details) -> None:
+    """Append an audit entry through `session` (never with secret values)."""
+    session.execute(
+        insert(AuditEntry).values(at=clock.now(), action=action, actor="system", details=details)
+    )
+
+
+def raise_alert(kind: str, **details) -> bool:
+    """Record that `kind` is happening now; returns True when it was not already active."""
+    now = clock.now()
+    with own_transaction() as session:
+        current = session.scalar(select(HealthAlert).where(HealthAlert.kind == kind))
+        if current is None:
+            try:
+                with session.begin_nested():
+                    session.add(
+                        HealthAlert(kind=kind, first_seen=now, last_seen=now, details=details)
+                    )
+            except IntegrityError:  # another process raised it at the same moment
+                return raise_alert(kind, **details)
+            audit(session, "alert.raised", kind=kind, **details)
+            return True
+        was_active = current.resolved_at is None
+        current.last_seen, current.count = now, current.count + 1
+        current.details = {**(current.details or {}), **details}
+        if not was_active:
+            current.first_seen, current.resolved_at, current.count = now, None, 1
+            audit(session, "alert.raised", kind=kind, **details)
+        return not was_active
+
+
+def resolve_alert(kind: str, *, session: Session | None = None) -> bool:
+    """Mark `kind` resolved (in `session`'s transaction if given); True when it was active."""
+    active = [HealthAlert.kind == kind, HealthAlert.resolved_at.is_(None)]
+    if session is not None:
+        return _resolve(session, kind, active)
+    # Most calls find nothing to resolve: a read first keeps the write lock out of it.
+    with own_transaction() as own:
+        if own.scalar(select(HealthAlert.id).where(*active)) is None:
+            return False
+        return _resolve(own, kind, active)
+
+
+def _resolve(session: Session, kind: str, active: list) -> bool:
+    done = session.execute(update(HealthAlert).where(*active).values(resolved_at=clock.now()))
+    if done.rowcount:
+        audit(session, "alert.resolved", kind=kind)
+    return bool(done.rowcount)
+
+
+def active_alerts() -> list[HealthAlert]:
+    """Unresolved alerts, most recent first."""
+    query = select(HealthAlert).where(HealthAlert.resolved_at.is_(None))
+    return list(db.session.scalars(query.order_by(HealthAlert.last_seen.desc())))
+
+
+def alert_details(kind: str) -> dict:
+    """The details of an alert (active or not), {} when it never happened."""
+    alert = db.session.scalar(select(HealthAlert).where(HealthAlert.kind == kind))
+    return dict(alert.details or {}) if alert else {}
+
+
+def count(name: str, amount: int = 1, *, at: datetime | None = None) -> None:
+    """Add to today's counter `name` (its own transaction: counts survive rejections)."""
+    day = (at or clock.now()).strftime("%Y-%m-%d")
+    bump = update(DailyCounter).where(DailyCounter.day == day, DailyCounter.name == name)
+    with own_transaction() as session:
+        if session.execute(bump.values(count=DailyCounter.count + amount)).rowcount:
+            return
+        try:
+            with session.begin_nested():
+                session.add(DailyCounter(day=day, name=name, count=amount))
+        except IntegrityError:  # created concurrently; add to it instead
+            session.execute(bump.values(count=DailyCounter.count + amount))
+
+
+def counters(day: str | None = None, prefix: str = "") -> dict[str, int]:
+    """Counter values of one UTC day (today by default), optionally by name prefix."""
+    day = day or clock.now().strftime("%Y-%m-%d")
+    query = select(DailyCounter.name, DailyCounter.count).where(DailyCounter.day == day)
+    if prefix:
+        query = query.where(DailyCounter.name.startswith(prefix))
+    return dict(db.session.execute(query).all())
+
+
+@dataclass
+class HealthReport:
+    """Everything the staff console and `flask health` show."""
+
+    ticket: dict
+    component_token: dict
+    alerts: list[HealthAlert]
+    rejections_today: dict[str, int]
+    inbox: dict[str, int]
+    jobs: list[JobRun] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.alerts and self.ticket.get("valid", False)
+
+
+def report() -> HealthReport:
+    """Collect the current health state (read only)."""
+    from app.services import credentials
+
+    inbox = dict(
+        db.session.execute(
+            select(InboxEvent.outcome, func.count()).group_by(InboxEvent.outcome)
+        ).all()
+    )
+    return HealthReport(
+        ticket=credentials.ticket_status(),
+        component_token=credentials.token_status(),
+        alerts=active_alerts(),
+        rejections_today=counters(prefix="rejected:"),
+        inbox=inbox,
+        jobs=list(db.session.scalars(select(JobRun).order_by(JobRun.name))),
+    )
+
+
+def claim_slot(name: str, min_interval: int) -> bool:
+    """Atomically start run `name` unless one started less than `min_interval` s ago (any host)."""
+    now = clock.now()
+    due = or_(
+        JobRun.started_at.is_(None), JobRun.started_at <= now - timedelta(seconds=min_interval)
+    )
+    with own_transaction() as session:
+        if session.scalar(select(JobRun.id).where(JobRun.name == name)) is None:
+            try:
+                with session.begin_nested():
+                    session.add(JobRun(name=name))
+            except IntegrityError:
+                pass
+        claimed = session.execute(
+            update(JobRun)
+            .where(JobRun.name == name, due)
+            .values(started_at=now, finished_at=None, outcome="running", runs=JobRun.runs + 1)
+            .returning(JobRun.id)
+        ).first()
+    return claimed is not None
+
+
+def finish_slot(name: str, outcome: str, detail: str | None = None) -> None:
+    """Record how run `name` ended."""
+    values = {"finished_at": clock.now(), "outcome": outcome, "detail": detail}
+    if outcome != "ok":
+        values["failures"] = JobRun.failures + 1
+    with own_transaction() as session:
+        session.execute(update(JobRun).where(JobRun.name == name).values(**values))

@@ -1,0 +1,349 @@
+"""Authorizer token custody: refresh sweeps under per-row leases, recovery, serving tokens.
+
+A sweeper claims a batch of rows near expiry with one guarded UPDATE (the lease), refreshes them
+with bounded concurrency and stores the access token and any rotated refresh token in the same
+transaction. Leases make each row refreshed by exactly one worker across processes and hosts; a
+worker that dies simply lets its leases lapse (the stored refresh token is never removed first).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from app.extensions import db, wechat_client
+from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
+from app.services import DomainError, clock, credentials, grants
+from app.services.credentials import call_with_component_token
+from app.wechat.errors import (
+    InvalidCredential,
+    InvalidRefreshToken,
+    NotAuthorized,
+    QuotaExceeded,
+    SystemBusy,
+    WeChatError,
+)
+
+log = logging.getLogger(__name__)
+
+REFRESH_AHEAD = timedelta(minutes=15)  # sweep refreshes tokens expiring within this
+SERVE_MIN_REMAINING = timedelta(minutes=5)  # the API never hands out a token closer to expiry
+LEASE = timedelta(seconds=60)
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+_T = AuthorizerToken
+
+
+class TokenUnavailable(DomainError):
+    code = "token_unavailable"
+
+
+class NeedsReauthorization(DomainError):
+    code = "needs_reauthorization"
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did: counts per outcome (refreshed, recovered, backoff, ...)."""
+
+    owner: str
+    outcomes: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def refreshed(self) -> int:
+        return self.outcomes["refreshed"] + self.outcomes["recovered"]
+
+
+def new_owner() -> str:
+    """A lease-owner id unique across hosts, processes and threads."""
+    return (
+        f"{socket.gethostname()[:24]}:{os.getpid()}:{threading.get_ident() % 10**6}:"
+        + (uuid.uuid4().hex[:8])
+    )
+
+
+# --- sweep --------------------------------------------------------------------------------------
+
+
+def sweep_tokens(
+    *,
+    batch_size: int = 200,
+    concurrency: int = 8,
+    ahead: timedelta = REFRESH_AHEAD,
+    owner: str | None = None,
+    max_batches: int | None = None,
+) -> SweepResult:
+    """Refresh every active authorizer token expiring within `ahead`, batch by batch."""
+    result = SweepResult(owner or new_owner())
+    started = time.monotonic()
+    app = current_app._get_current_object()
+    recovery = _ListCache()
+    batches = 0
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        while max_batches is None or batches < max_batches:
+            ids = claim_batch(result.owner, batch_size, ahead=ahead)
+            if not ids:
+                break
+            batches += 1
+            component_token = _component_token_or_none()
+
+            def work(authorizer_id, _app=app, _owner=result.owner, _token=component_token):
+                with _app.app_context():
+                    try:
+                        return refresh_one(
+                            authorizer_id, _owner, recovery=recovery, component_token=_token
+                        )
+                    except Exception:  # the lease lapses; the stored refresh token is intact
+                        log.exception("authorizer %s: refresh crashed", authorizer_id)
+                        db.session.rollback()
+                        return "error"
+
+            result.outcomes.update(pool.map(work, ids))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _component_token_or_none() -> str | None:
+    try:
+        return credentials.component_access_token()
+    except DomainError:
+        return None  # each refresh then reports the failure through the guarded path
+
+
+def claim_batch(owner: str, limit: int, *, ahead: timedelta = REFRESH_AHEAD) -> list[int]:
+    """Lease up to `limit` due rows to `owner` in one guarded UPDATE; returns their ids."""
+    now = clock.now()
+    free = or_(_T.lease_until.is_(None), _T.lease_until < now)
+    due = (
+        select(_T.authorizer_id)
+        .join(Grant, Grant.authorizer_id == _T.authorizer_id)
+        .where(
+            Grant.status == GrantStatus.ACTIVE,
+            _T.refresh_token.is_not(None),
+            or_(_T.access_expires_at.is_(None), _T.access_expires_at < now + ahead),
+            or_(_T.next_attempt_at.is_(None), _T.next_attempt_at <= now),
+            free,
+        )
+        .order_by(_T.access_expires_at)
+        .limit(limit)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=_T)
+    # `free` again on the outer row: a concurrent claimer that lost the race re-checks it.
+    rows = db.session.execute(
+        update(_T)
+        .where(_T.authorizer_id.in_(due.scalar_subquery()), free)
+        .values(lease_owner=owner, lease_until=now + LEASE)
+        .returning(_T.authorizer_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return [row[0] for row in rows]
+
+
+def claim_one(authorizer_id: int, owner: str) -> bool:
+    """Lease one row (for an on-demand refresh) if nobody holds it."""
+    now = clock.now()
+    claimed = db.session.execute(
+        update(_T)
+        .where(
+            _T.authorizer_id == authorizer_id, or_(_T.lease_until.is_(None), _T.lease_until < now)
+        )
+        .values(lease_owner=owner, lease_until=now + LEASE)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def _load(authorizer_id: int) -> AuthorizerToken | None:
+    return db.session.execute(
+        select(_T)
+        .where(_T.authorizer_id == authorizer_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def refresh_one(
+    authorizer_id: int,
+    owner: str,
+    *,
+    recovery: _ListCache | None = None,
+    component_token: str | None = None,
+) -> str:
+    """Refresh one leased row; returns the outcome name. Never drops the refresh token."""
+    row = _load(authorizer_id)
+    if row is None or row.lease_owner != owner:
+        return "lost_lease"
+    appid, refresh_token = row.authorizer.appid, row.refresh_token
+    db.session.commit()  # hold no connection (or SQLite read lock) during the HTTP call
+    try:
+        result = _call_refresh(appid, refresh_token, component_token)
+    except InvalidRefreshToken:
+        return _recover(row, owner, recovery or _ListCache())
+    except NotAuthorized:
+        return _lost_grant(row, "not_authorized", 61003)
+    except (SystemBusy, QuotaExceeded) as error:
+        return _back_off(row, error.errcode)
+    except (WeChatError, DomainError) as error:
+        return _back_off(row, getattr(error, "errcode", None))
+    _store(row, result)
+    return "refreshed"
+
+
+def _call_refresh(appid: str, refresh_token: str, component_token: str | None = None):
+    client = wechat_client()
+    if component_token:
+        # The sweep reads the component token once per batch; a rejection falls back to the
+        # guarded path, which invalidates exactly that token and retries once.
+        try:
+            return client.authorizer_token(component_token, appid, refresh_token)
+        except InvalidCredential:
+            pass
+    return call_with_component_token(
+        lambda token: client.authorizer_token(token, appid, refresh_token)
+    )
+
+
+def _store(row: AuthorizerToken, result) -> None:
+    """Access token and rotated refresh token in one transaction, lease released."""
+    now = clock.now()
+    row.access_token = result.authorizer_access_token
+    row.access_expires_at = now + timedelta(seconds=result.expires_in)
+    if result.authorizer_refresh_token and result.authorizer_refresh_token != row.refresh_token:
+        row.refresh_token, row.refresh_token_updated_at = result.authorizer_refresh_token, now
+    row.last_refresh_at = now
+    row.consecutive_failures, row.last_error_code, row.next_attempt_at = 0, None, None
+    row.lease_owner = row.lease_until = None
+    db.session.commit()
+
+
+def _back_off(row: AuthorizerToken, errcode: int | None) -> str:
+    row.consecutive_failures = (row.consecutive_failures or 0) + 1
+    row.last_error_code, row.last_error_at = errcode, clock.now()
+    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (row.consecutive_failures - 1))
+    row.next_attempt_at = clock.now() + delay
+    row.lease_owner = row.lease_until = None
+    db.session.commit()
+    return "backoff"
+
+
+def _lost_grant(row: AuthorizerToken, reason: str, errcode: int) -> str:
+    row.consecutive_failures = (row.consecutive_failures or 0) + 1
+    row.last_error_code, row.last_error_at = errcode, clock.now()
+    row.access_token = row.access_expires_at = None
+    row.lease_owner = row.lease_until = None
+    grants.mark_needs_reauthorization(row.authorizer, reason=reason, source="sweep")
+    db.session.commit()
+    return "needs_reauthorization"
+
+
+class _ListCache:
+    """api_get_authorizer_list, read once per sweep and shared by its threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._tokens: dict[str, str] | None = None
+
+    def refresh_token(self, appid: str) -> str:
+        with self._lock:
+            if self._tokens is None:
+                client = wechat_client()
+                self._tokens = call_with_component_token(
+                    lambda token: {i.authorizer_appid: i.refresh_token for i in
+                                   client.iter_authorizers(token)}
+                )  # fmt: skip
+            return self._tokens.get(appid, "")
+
+
+def _recover(row: AuthorizerToken, owner: str, recovery: _ListCache) -> str:
+    """61023: take the current refresh token from api_get_authorizer_list and retry once."""
+    appid = row.authorizer.appid
+    try:
+        candidate = recovery.refresh_token(appid)
+    except (WeChatError, DomainError) as error:
+        return _back_off(row, getattr(error, "errcode", 61023))
+    if not candidate or candidate == row.refresh_token:
+        return _lost_grant(row, "refresh_token_invalid", 61023)
+    # Persist the recovered token before using it, so a crash cannot lose it.
+    row.refresh_token, row.refresh_token_updated_at = candidate, clock.now()
+    db.session.commit()
+    try:
+        result = _call_refresh(appid, candidate)
+    except InvalidRefreshToken:
+        return _lost_grant(row, "refresh_token_invalid", 61023)
+    except (WeChatError, DomainError) as error:
+        return _back_off(row, getattr(error, "errcode", None))
+    _store(row, result)
+    log.info("authorizer %s: refresh token recovered from the authorizer list", row.authorizer_id)
+    return "recovered"
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def access_token(
+    authorizer: Authorizer, *, min_remaining: timedelta = SERVE_MIN_REMAINING, wait: float = 10.0
+) -> tuple[str, datetime]:
+    """A valid access token from custody; refreshed through the same lease if needed."""
+    if authorizer.grant is None or authorizer.grant.status is not GrantStatus.ACTIVE:
+        raise NeedsReauthorization()
+    deadline = time.monotonic() + wait
+    owner = None
+    row = authorizer.token  # as loaded with the authorizer: the fast path needs no re-read
+    while True:
+        if row is None or not row.refresh_token:
+            raise TokenUnavailable()
+        if row.access_token and row.access_expires_at - clock.now() > min_remaining:
+            return row.access_token, row.access_expires_at
+        owner = owner or new_owner()
+        if claim_one(authorizer.id, owner):
+            outcome = refresh_one(authorizer.id, owner)
+            row = _load(authorizer.id)
+            if outcome in ("refreshed", "recovered") and row and row.access_token:
+                return row.access_token, row.access_expires_at
+            if outcome == "needs_reauthorization":
+                raise NeedsReauthorization()
+            raise TokenUnavailable(outcome=outcome)
+        if time.monotonic() > deadline:
+            raise TokenUnavailable(outcome="lease_busy")
+        time.sleep(0.05)
+        row = _load(authorizer.id)
+
+
+def token_health(authorizer: Authorizer) -> dict:
+    """Expiry, last refresh, failures and last error of an authorizer's tokens (no secrets)."""
+    row = authorizer.token
+    if row is None:
+        return {"has_refresh_token": False}
+    return {
+        "has_refresh_token": bool(row.refresh_token),
+        "access_expires_at": row.access_expires_at,
+        "last_refresh_at": row.last_refresh_at,
+        "refresh_token_updated_at": row.refresh_token_updated_at,
+        "consecutive_failures": row.consecutive_failures,
+        "last_error_code": row.last_error_code,
+        "next_attempt_at": row.next_attempt_at,
+    }
+
+
+def sweep_job() -> str:
+    """Job: one sweep of authorizer tokens near expiry."""
+    config = current_app.config
+    result = sweep_tokens(
+        batch_size=int(config.get("AUTHORIZER_SWEEP_BATCH", 200)),
+        concurrency=int(config.get("AUTHORIZER_SWEEP_CONCURRENCY", 8)),
+    )
+    return ", ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items())) or "nothing due"

@@ -1,0 +1,232 @@
+"""Staff console: every authorized account (table, filters, CSV), one account, and its actions."""
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from app.extensions import db
+from app.htmx import render
+from app.i18n import locale_code
+from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
+from app.services import DomainError, clock, console, tokens
+from app.services import console_queries as queries
+from app.staff.forms import AccountFilterForm, AssignForm, ConfirmForm, DismissForm
+
+bp = Blueprint("accounts", __name__)
+
+# Confirmed actions on an account: name -> (title, button label). Texts are translated in views.
+ACTIONS = ("refresh_token", "resync")
+
+
+def _filter_form() -> AccountFilterForm:
+    return AccountFilterForm(formdata=request.args, locale=locale_code())
+
+
+def _query_args(f: queries.AccountFilter, **changes) -> dict:
+    """The query string of a filter (for pager, sort and export links): only what is set."""
+    f = f.with_(**changes)
+    args = {
+        "q": f.q, "status": f.status, "account_type": f.account_type, "merchant": f.merchant_id,
+        "set_id": f.set_id, "set_mode": f.set_mode if f.set_id else None,
+        "attention": "y" if f.attention else None,
+        "sort": f.sort if f.sort != queries.DEFAULT_SORT else None,
+        "per_page": f.per_page if f.per_page != 50 else None,
+        "page": f.page if f.page > 1 else None,
+    }  # fmt: skip
+    return {k: v for k, v in args.items() if v not in (None, "")}
+
+
+@bp.get("/")
+def index():
+    """The authorizations table: filters, search, sort, pages; htmx swaps just the results."""
+    form = _filter_form()
+    f = form.to_filter(request.args.get("page", 1, type=int))
+    page = queries.list_accounts(f)
+    merchant_name = queries.merchant_choices([f.merchant_id]).get(f.merchant_id)
+    return render(
+        "staff/accounts.html",
+        fragment="results",
+        form=form,
+        f=f,
+        page=page,
+        args=lambda **changes: _query_args(f, **changes),
+        merchant_name=merchant_name,
+        now=clock.now(),
+    )
+
+
+@bp.get("/export.csv")
+def export():
+    """Every account matching the filters as CSV, streamed in chunks (constant memory)."""
+    f = _filter_form().to_filter(1)
+    stamp = clock.now().strftime("%Y%m%d-%H%M")
+    return Response(
+        stream_with_context(queries.export_rows(f)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="authorizations-{stamp}.csv"'},
+    )
+
+
+@bp.get("/<int:authorizer_id>")
+def detail(authorizer_id: int):
+    """One account: profile, merchant, grant history, sessions, events, tokens, audit."""
+    authorizer = db.get_or_404(Authorizer, authorizer_id)
+    before = request.args.get("before", type=int)
+    events = queries.account_events(authorizer.appid, before_id=before)
+    return render(
+        "staff/account.html",
+        fragment="events",
+        authorizer=authorizer,
+        events=events,
+        changes=queries.account_changes(authorizer),
+        sessions=queries.account_sessions(authorizer),
+        attention_items=queries.account_attention(authorizer.appid),
+        audit_entries=queries.account_audit(authorizer),
+        token=tokens.token_health(authorizer),
+        confirm_form=ConfirmForm(),
+        now=clock.now(),
+    )
+
+
+@bp.get("/<int:authorizer_id>/<any(refresh_token, resync):action>")
+def confirm(authorizer_id: int, action: str):
+    """Confirmation page for an account action."""
+    authorizer = db.get_or_404(Authorizer, authorizer_id)
+    return render_template(
+        "staff/confirm_action.html", authorizer=authorizer, action=action, form=ConfirmForm()
+    )
+
+
+@bp.post("/<int:authorizer_id>/refresh_token")
+def refresh_token(authorizer_id: int):
+    """Refresh the access token now (audited)."""
+    authorizer = db.get_or_404(Authorizer, authorizer_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        console.refresh_token_now(authorizer, actor=current_user)
+    except DomainError as error:
+        flash(_("Token refresh failed: %(reason)s", reason=error.details.get("outcome")), "error")
+    else:
+        flash(_("Access token refreshed."), "success")
+    return _back_to(authorizer_id)
+
+
+@bp.post("/<int:authorizer_id>/resync")
+def resync(authorizer_id: int):
+    """Re-read profile and grant from WeChat (audited)."""
+    authorizer = db.get_or_404(Authorizer, authorizer_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        console.resync_authorizer(authorizer, actor=current_user)
+    except DomainError:
+        flash(_("WeChat did not return this account; nothing changed."), "error")
+    else:
+        flash(_("Account information re-synced from WeChat."), "success")
+    return _back_to(authorizer_id)
+
+
+@bp.get("/events/<int:event_id>/replay")
+def confirm_replay(event_id: int):
+    """Confirmation page for replaying an event."""
+    event = db.get_or_404(InboxEvent, event_id)
+    return render_template("staff/confirm_replay.html", event=event, form=ConfirmForm())
+
+
+@bp.post("/events/<int:event_id>/replay")
+def replay(event_id: int):
+    """Run a failed event's handler again (audited)."""
+    event = db.get_or_404(InboxEvent, event_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    appid = event.authorizer_appid
+    try:
+        outcome = console.replay_event(event, actor=current_user)
+    except DomainError:
+        flash(_("Only failed or pending events can be replayed."), "error")
+    else:
+        flash(_("Event replayed: %(outcome)s", outcome=outcome), "success")
+    return _back_to_appid(appid)
+
+
+@bp.get("/attention/<int:item_id>")
+def resolve_form(item_id: int):
+    """Confirmation page for resolving an attention item: assign to a merchant or dismiss."""
+    return _render_resolve(_open_item(item_id))
+
+
+@bp.post("/attention/<int:item_id>/assign")
+def assign(item_id: int):
+    """Give the account to a merchant and close the item (audited)."""
+    item = _open_item(item_id)
+    form = AssignForm()
+    if not form.validate_on_submit():
+        return _render_resolve(item, assign_form=form), 422
+    merchant = db.session.get(Merchant, form.merchant_id.data)
+    if merchant is None:
+        form.merchant_id.errors.append(_("No merchant with this ID."))
+        return _render_resolve(item, assign_form=form), 422
+    try:
+        authorizer = console.assign_authorizer(item, merchant, actor=current_user)
+    except DomainError:
+        flash(_("This account no longer exists."), "error")
+        return redirect(url_for("staff.overview"), code=303)
+    flash(_("Account assigned to %(name)s.", name=merchant.name), "success")
+    return _back_to(authorizer.id)
+
+
+@bp.post("/attention/<int:item_id>/dismiss")
+def dismiss(item_id: int):
+    """Close an attention item without other changes (audited)."""
+    item = _open_item(item_id)
+    form = DismissForm()
+    if not form.validate_on_submit():
+        return _render_resolve(item, dismiss_form=form), 422
+    appid = item.authorizer_appid
+    console.dismiss_attention(item, actor=current_user, note=form.note.data or "")
+    flash(_("Attention item dismissed."), "success")
+    return _back_to_appid(appid)
+
+
+def _open_item(item_id: int) -> AttentionItem:
+    item = db.get_or_404(AttentionItem, item_id)
+    if item.resolved_at is not None:
+        abort(404)
+    return item
+
+
+def _render_resolve(item, assign_form=None, dismiss_form=None):
+    q = request.args.get("q", "")
+    return render_template(
+        "staff/resolve.html",
+        item=item,
+        authorizer=console.authorizer_for_item(item),
+        assign_form=assign_form or AssignForm(formdata=None, merchant_id=item.merchant_id),
+        dismiss_form=dismiss_form or DismissForm(formdata=None),
+        matches=queries.search_merchants(q),
+        q=q,
+    )
+
+
+def _back_to(authorizer_id: int):
+    return redirect(url_for("staff.accounts.detail", authorizer_id=authorizer_id), code=303)
+
+
+def _back_to_appid(appid: str | None):
+    authorizer = db.session.scalar(
+        db.select(Authorizer).where(Authorizer.appid == appid)
+    ) if appid else None  # fmt: skip
+    if authorizer is None:
+        return redirect(url_for("staff.overview"), code=303)
+    return _back_to(authorizer.id)

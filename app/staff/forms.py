@@ -1,0 +1,167 @@
+"""Staff console forms."""
+
+from datetime import UTC, datetime, time, timedelta
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    IntegerField,
+    SearchField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    widgets,
+)
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+
+from app.models.api import SCOPES
+from app.services import console_queries as queries
+from app.wechat import permissions
+
+
+class MerchantForm(FlaskForm):
+    name = StringField(_l("Merchant name"), validators=[DataRequired(), Length(max=120)])
+    contact_email = EmailField(_l("Contact email"), validators=[Optional(), Email()])
+
+
+class InviteForm(FlaskForm):
+    email = EmailField(_l("Administrator's email"), validators=[DataRequired(), Email()])
+
+
+class ConfirmForm(FlaskForm):
+    """An empty form: a button with a CSRF token, for confirmed actions."""
+
+
+class GetForm(FlaskForm):
+    """A filter form read from the query string: no CSRF (it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+
+def _int_or_none(value):
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+class AccountFilterForm(GetForm):
+    q = SearchField(_l("Name or appid"), validators=[Optional(), Length(max=64)])
+    status = SelectField(
+        _l("Status"),
+        choices=[
+            SelectChoice("", _l("Any status")),
+            SelectChoice("active", _l("Active")),
+            SelectChoice("needs_reauthorization", _l("Needs re-authorization")),
+            SelectChoice("unassigned", _l("No merchant")),
+        ],
+        validate_choice=False,
+    )
+    account_type = SelectField(
+        _l("Account type"),
+        choices=[
+            SelectChoice("", _l("Any type")),
+            SelectChoice("official_account", _l("Official Account")),
+            SelectChoice("mini_program", _l("Mini Program")),
+        ],
+        validate_choice=False,
+    )
+    merchant = IntegerField(_l("Merchant ID"), validators=[Optional(), NumberRange(min=1)])
+    set_id = SelectField(_l("Permission set"), coerce=_int_or_none, validate_choice=False)
+    set_mode = SelectField(
+        _l("Set is"),
+        choices=[SelectChoice("granted", _l("granted")), SelectChoice("missing", _l("missing"))],
+        validate_choice=False,
+    )
+    attention = BooleanField(_l("Needs attention only"))
+    sort = SelectField(
+        _l("Sort by"),
+        choices=[
+            SelectChoice("-created", _l("Newest first")),
+            SelectChoice("created", _l("Oldest first")),
+            SelectChoice("name", _l("Name")),
+            SelectChoice("appid", "appid"),
+            SelectChoice("merchant", _l("Merchant")),
+            SelectChoice("status", _l("Status")),
+            SelectChoice("-authorized", _l("Recently authorized")),
+        ],
+        validate_choice=False,
+    )
+    per_page = SelectField(
+        _l("Per page"),
+        choices=[SelectChoice(str(n), str(n)) for n in queries.PER_PAGE_CHOICES],
+        validate_choice=False,
+    )
+
+    def __init__(self, *args, locale=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        sets = sorted(permissions.catalog().values(), key=lambda s: s.id)
+        self.set_id.choices = [SelectChoice("", _l("Any set"))] + [
+            (str(s.id), f"{s.id} · {s.name(locale)}") for s in sets
+        ]
+
+    def to_filter(self, page: int) -> queries.AccountFilter:
+        """The query these inputs ask for (bad values fall back to defaults)."""
+        self.validate()
+        per_page = _int_or_none(self.per_page.data)
+        return queries.AccountFilter(
+            status=self.status.data or "",
+            account_type=self.account_type.data or "",
+            merchant_id=self.merchant.data if not self.merchant.errors else None,
+            set_id=self.set_id.data if self.set_id.data in permissions.catalog() else None,
+            set_mode="missing" if self.set_mode.data == "missing" else "granted",
+            attention=bool(self.attention.data),
+            q=(self.q.data or "")[: queries.MAX_SEARCH],
+            sort=self.sort.data or queries.DEFAULT_SORT,
+            page=max(1, page),
+            per_page=per_page if per_page in queries.PER_PAGE_CHOICES else 50,
+        )
+
+
+class AssignForm(FlaskForm):
+    merchant_id = IntegerField(_l("Merchant ID"), validators=[DataRequired(), NumberRange(min=1)])
+
+
+class DismissForm(FlaskForm):
+    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200)])
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    scopes = MultiCheckboxField(
+        _l("Scopes"), choices=[SelectChoice(s, s) for s in SCOPES], validators=[DataRequired()]
+    )
+    rate_limit = StringField(
+        _l("Rate limit"), default="600 per minute", validators=[DataRequired(), Length(max=64)]
+    )
+
+
+class AuditFilterForm(GetForm):
+    actor = StringField(_l("Actor"), validators=[Optional(), Length(max=254)])
+    merchant = IntegerField(_l("Merchant ID"), validators=[Optional(), NumberRange(min=1)])
+    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
+    date_from = DateField(_l("From"), validators=[Optional()])
+    date_to = DateField(_l("To"), validators=[Optional()])
+
+    def to_filter(self, before_id: int | None) -> queries.AuditFilter:
+        self.validate()
+        start = self.date_from.data if not self.date_from.errors else None
+        end = self.date_to.data if not self.date_to.errors else None
+        return queries.AuditFilter(
+            actor=self.actor.data or "",
+            merchant_id=self.merchant.data if not self.merchant.errors else None,
+            action=self.action.data or "",
+            date_from=datetime.combine(start, time.min, UTC) if start else None,
+            date_to=datetime.combine(end, time.min, UTC) + timedelta(days=1) if end else None,
+            before_id=before_id,
+        )

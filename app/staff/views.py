@@ -1,0 +1,202 @@
+"""The provider staff console: overview, merchants and users; the other areas are nested
+blueprints (authorizations, platform) that share this one's staff-only guard."""
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from app.auth.access import require_staff
+from app.extensions import db
+from app.htmx import is_partial_request, render
+from app.i18n import locale_code
+from app.models import Authorizer, Merchant, User
+from app.services import accounts, charts, clock, stats
+from app.services import console_queries as queries
+from app.staff import accounts as accounts_views
+from app.staff import platform as platform_views
+from app.staff.forms import ConfirmForm, InviteForm, MerchantForm
+from app.wechat import permissions
+
+bp = Blueprint("staff", __name__)
+bp.before_request(require_staff)
+bp.register_blueprint(accounts_views.bp, url_prefix="/accounts")
+bp.register_blueprint(platform_views.bp)
+
+MERCHANTS_PER_PAGE = 50
+SECRET_HINTS = ("ticket", "code", "token", "secret", "password", "key")
+
+
+@bp.app_template_global()
+def set_name(set_id: int) -> str:
+    """A permission set's name in the current language."""
+    return permissions.name(set_id, locale_code())
+
+
+@bp.app_template_global()
+def merchant_name(merchant_id: int | None) -> str:
+    """A merchant's name by id (for one-off labels)."""
+    merchant = db.session.get(Merchant, merchant_id) if merchant_id else None
+    return merchant.name if merchant else "—"
+
+
+@bp.app_template_global()
+def redact(fields: dict | None) -> dict:
+    """Event fields as staff may see them: anything secret-looking masked (again)."""
+    return {
+        k: ("***" if any(h in k.lower() for h in SECRET_HINTS) and v != "***" and v else v)
+        for k, v in (fields or {}).items()
+    }
+
+
+@bp.app_template_global()
+def age(moment) -> str:
+    """How long ago, as "3 h 12 min" (for ticket age and last push)."""
+    if moment is None:
+        return "—"
+    seconds = max(0, int((clock.now() - moment).total_seconds()))
+    hours, minutes = seconds // 3600, seconds % 3600 // 60
+    if hours:
+        return _("%(h)d h %(m)d min ago", h=hours, m=minutes)
+    return _("%(m)d min %(s)d s ago", m=minutes, s=seconds % 60)
+
+
+@bp.get("/")
+def overview():
+    """Counts, what needs attention, and charts."""
+    if is_partial_request():  # the attention panel refreshing itself
+        return render("staff/overview.html", fragment="attention", attention=stats.attention())
+    return render(
+        "staff/overview.html",
+        counts=stats.counts(),
+        attention=stats.attention(),
+        charts=_overview_charts(),
+    )
+
+
+def _overview_charts() -> dict:
+    months = stats.grants_over_time()
+    days, series = stats.events_per_day()
+    offered = [int(i) for i in current_app.config["PLATFORM_PERMISSION_SETS"]]
+    coverage = sorted(stats.set_coverage(offered, locale_code()), key=lambda r: (-r[2], r[0]))
+    return {
+        "grants": charts.bars_with_line(
+            [m for m, _n, _t in months], [n for _m, n, _t in months], [t for _m, _n, t in months],
+            title=_("Grants over time"), bar_label=_("new"), line_label=_("total"),
+        ),
+        "events": charts.stacked_bars(days, series, title=_("Events per day by type")),
+        "coverage": charts.horizontal_bars(
+            [(f"{i} · {name}", n, of) for i, name, n, of in coverage],
+            title=_("Permission-set coverage"), of_label=_("of"),
+        ),
+    }  # fmt: skip
+
+
+@bp.get("/merchants")
+def merchants():
+    """Merchants (searchable, paged) with their account and administrator counts."""
+    return _render_merchants(MerchantForm())
+
+
+def _render_merchants(form, status: int = 200):
+    q = request.args.get("q", "").strip()[:64]
+    page = max(1, request.args.get("page", 1, type=int))
+    query = select(Merchant)
+    if q:
+        query = query.where(Merchant.id == int(q) if q.isdigit() else Merchant.name.ilike(f"%{q}%"))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        query.order_by(Merchant.id.desc())
+        .limit(MERCHANTS_PER_PAGE)
+        .offset((page - 1) * MERCHANTS_PER_PAGE)
+    ).all()
+    ids = [m.id for m in rows]
+    counts = dict(
+        db.session.execute(
+            select(Authorizer.merchant_id, func.count())
+            .where(Authorizer.merchant_id.in_(ids))
+            .group_by(Authorizer.merchant_id)
+        ).all()
+    ) if ids else {}  # fmt: skip
+    pager = queries.Page(rows=rows, total=total, page=page, per_page=MERCHANTS_PER_PAGE)
+    html = render(
+        "staff/merchants.html", fragment="merchant_list", merchants=rows, form=form, q=q,
+        pages=pager, account_counts=counts,
+    )  # fmt: skip
+    return html, status
+
+
+@bp.post("/merchants")
+def create_merchant():
+    """Create a merchant."""
+    form = MerchantForm()
+    if not form.validate_on_submit():
+        return _render_merchants(form, 422)
+    merchant = accounts.create_merchant(form.name.data, form.contact_email.data, actor=current_user)
+    flash(_("Merchant %(name)s created.", name=merchant.name), "success")
+    return redirect(url_for("staff.merchant", merchant_id=merchant.id), code=303)
+
+
+@bp.get("/merchants/<int:merchant_id>")
+def merchant(merchant_id: int):
+    """A merchant's administrators and invitations."""
+    return _render_merchant(db.get_or_404(Merchant, merchant_id))
+
+
+@bp.post("/merchants/<int:merchant_id>/invitations")
+def invite(merchant_id: int):
+    """Invite an administrator; the link is shown once."""
+    merchant = db.get_or_404(Merchant, merchant_id)
+    form = InviteForm()
+    if form.validate_on_submit():
+        try:
+            token = accounts.invite_admin(merchant, form.email.data, actor=current_user)
+        except accounts.EmailTaken:
+            form.email.errors.append(_("An account with this email already exists."))
+        else:
+            link = url_for("auth.accept_invitation", token=token, _external=True)
+            return _render_merchant(merchant, invitation_link=link)
+    return _render_merchant(merchant, invite_form=form), 422
+
+
+@bp.get("/users/<int:user_id>/disable")
+def confirm_disable_user(user_id: int):
+    """Confirmation page before disabling (or re-enabling) a user."""
+    user = db.get_or_404(User, user_id)
+    if user.id == current_user.id:
+        abort(400)
+    return render_template("staff/confirm_user.html", user=user, form=ConfirmForm())
+
+
+@bp.post("/users/<int:user_id>/disable")
+def disable_user(user_id: int):
+    """Disable or re-enable a user (disabling signs them out everywhere)."""
+    user = db.get_or_404(User, user_id)
+    if user.id == current_user.id:
+        abort(400)
+    if ConfirmForm().validate_on_submit():
+        accounts.set_user_disabled(user, user.disabled_at is None, actor=current_user)
+    if user.merchant_id is None:
+        return redirect(url_for("staff.overview"), code=303)
+    return redirect(url_for("staff.merchant", merchant_id=user.merchant_id), code=303)
+
+
+def _render_merchant(merchant, invite_form=None, invitation_link=None):
+    f = queries.AccountFilter(merchant_id=merchant.id, per_page=25)
+    return render_template(
+        "staff/merchant.html",
+        merchant=merchant,
+        accounts=queries.list_accounts(f),
+        invite_form=invite_form or InviteForm(formdata=None),
+        confirm_form=ConfirmForm(),
+        invitation_link=invitation_link,
+    )

@@ -1,0 +1,19 @@
+/* Copy buttons: <button data-copy="input-id" data-copied="Copied" hidden>. Without JS the field stays selectable. */
+(function () {
+  "use strict";
+  var buttons = document.querySelectorAll("[data-copy]");
+  for (var i = 0; i < buttons.length; i++) buttons[i].hidden = false;
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    var input = document.getElementById(button.getAttribute("data-copy"));
+    if (!input) return;
+    input.select();
+    var done = function () { button.textContent = button.getAttribute("data-copied"); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(done, function () {});
+    } else if (document.execCommand("copy")) {
+      done();
+    }
+  });
+})();
