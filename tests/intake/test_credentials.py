@@ -54,11 +54,16 @@ def test_silent_pushes_raise_an_alert_and_restart_pushing_once(sandbox, live_por
     _ticket(sandbox)
     assert live_portal.call(credentials.ticket_watchdog) == "ok"
     portal_clock.advance(21 * 60)
+    # start_push_ticket makes the sandbox push a ticket at once; hold that push until flush so
+    # the alert is observed before the fresh ticket resolves it.
+    sandbox.set_faults(pushes={"out_of_order": True})
     assert "start_push_ticket called" in live_portal.call(credentials.ticket_watchdog)
     assert live_portal.call(_active, health.TICKET_SILENT)
     assert "recently" in live_portal.call(credentials.ticket_watchdog)  # rate-limited
     assert sandbox.api_calls()["api_start_push_ticket"] == 1
-    sandbox.flush()  # start_push_ticket makes the sandbox push a ticket at once
+    sandbox.flush()
+    assert not live_portal.call(_active, health.TICKET_SILENT)
+    sandbox.set_faults(clear=True)
     _ticket(sandbox)
     assert not live_portal.call(_active, health.TICKET_SILENT)
     actions = live_portal.call(lambda: db.session.scalars(select(AuditEntry.action)).all())
