@@ -18,7 +18,16 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import JobRun
-from app.services import credentials, grants, health, intake, reconcile, tokens, webhooks
+from app.services import (
+    authorization_sessions,
+    credentials,
+    grants,  # noqa: F401  (importing it registers its push handlers)
+    health,
+    intake,
+    reconcile,
+    tokens,
+    webhooks,
+)
 
 log = logging.getLogger(__name__)
 RQ_QUEUE = "grantdesk"
@@ -46,10 +55,10 @@ def register_job(name: str, func: Callable[[], object], interval_seconds: int) -
 register_job("component_token_refresh", credentials.refresh_component_token_job, 60)
 register_job("ticket_watchdog", credentials.ticket_watchdog, 60)
 register_job("inbox_retry", intake.retry_failed_events, 60)
-# Grants and tokens (issue #6); importing `grants` also registers its push handlers.
+# Grants and tokens (issue #6).
 register_job("authorizer_token_sweep", tokens.sweep_job, 60)
 register_job("authorizer_reconcile", reconcile.reconcile_job, 3600)
-register_job("authorization_session_expiry", grants.expire_sessions, 300)
+register_job("authorization_session_expiry", authorization_sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
 
 

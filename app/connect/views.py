@@ -8,7 +8,7 @@ from flask_babel import get_locale
 from flask_login import current_user
 
 from app.htmx import render
-from app.services import grants
+from app.services import DomainError, authorization_sessions, grants
 from app.wechat import permissions
 from app.wechat.errors import WeChatError
 
@@ -22,21 +22,21 @@ log = logging.getLogger(__name__)
 def link(token: str):
     """Show the clickable WeChat links for a session (fresh pre_auth_code when needed)."""
     try:
-        session = grants.find_session_by_link(token)
-    except grants.SessionNotFound:
+        session = authorization_sessions.find_session_by_link(token)
+    except authorization_sessions.SessionNotFound:
         abort(404)
     try:
-        links = grants.authorization_links(session)
-    except grants.SessionClosed:
+        links = authorization_sessions.authorization_links(session)
+    except authorization_sessions.SessionClosed:
         return render("connect/link.html", session=session, links=None, unavailable=False), 410
-    except (WeChatError, grants.DomainError) as error:
+    except (WeChatError, DomainError) as error:
         log.warning("could not mint a pre_auth_code: %s", type(error).__name__)
         return render("connect/link.html", session=session, links=None, unavailable=True), 503
     return render(
         "connect/link.html", session=session, links=links, unavailable=False,
         in_wechat="MicroMessenger" in request.user_agent.string,
         on_phone=bool(PHONE_USER_AGENT.search(request.user_agent.string)),
-        page_url=grants.connect_url(session),
+        page_url=authorization_sessions.connect_url(session),
     )  # fmt: skip
 
 
@@ -46,11 +46,11 @@ def authorized():
     public_id = request.args.get("session")
     try:
         grants.complete_from_redirect(public_id, request.args.get("auth_code"))
-    except grants.SessionNotFound:
+    except authorization_sessions.SessionNotFound:
         abort(404)
-    except grants.InvalidRequest:
+    except authorization_sessions.InvalidRequest:
         abort(400)
-    except (WeChatError, grants.DomainError) as error:
+    except (WeChatError, DomainError) as error:
         # The push carries the same code; the session completes when it arrives.
         log.warning("redirect exchange failed: %s", type(error).__name__)
     return redirect(url_for("connect.result", public_id=public_id), code=303)
@@ -60,8 +60,8 @@ def authorized():
 def result(public_id: str):
     """A session's outcome: its merchant's admins go to their page, others see a neutral note."""
     try:
-        session = grants.find_session(public_id)
-    except grants.SessionNotFound:
+        session = authorization_sessions.find_session(public_id)
+    except authorization_sessions.SessionNotFound:
         abort(404)
     own = (
         current_user.is_authenticated

@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 
 from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, GrantChange, SessionStatus
-from app.services import clock, grants
+from app.services import authorizers, clock
 from app.wechat import permissions
 
 FINAL = {"completed", "mismatch", "failed", "expired"}
@@ -112,8 +112,8 @@ def session_account(session: AuthorizationSession) -> Authorizer | None:
 def merchant_account(merchant_id: int, authorizer_id: int) -> Authorizer:
     """One of the merchant's accounts, else 404."""
     try:
-        return grants.get_merchant_authorizer(merchant_id, authorizer_id)
-    except grants.AuthorizerNotFound:
+        return authorizers.get_merchant_authorizer(merchant_id, authorizer_id)
+    except authorizers.AuthorizerNotFound:
         abort(404)
 
 

@@ -10,7 +10,7 @@ from app.htmx import is_partial_request, render
 from app.i18n import locale_code
 from app.merchant import forms, queries
 from app.merchant.qr import qr_svg
-from app.services import consent, grants
+from app.services import authorization_sessions, authorizers, consent, purge
 
 bp = Blueprint("merchant", __name__)
 bp.before_request(require_merchant_admin)
@@ -21,7 +21,7 @@ def merchant_helpers():
     locale = locale_code()
     return {
         "set_rows": lambda ids: queries.set_rows(ids, locale),
-        "badge_of": grants.grant_badge,
+        "badge_of": authorizers.grant_badge,
         "required_of": queries.required_set_ids,
         "missing_of": queries.missing_required,
         "pending_of": queries.pending_session,
@@ -49,7 +49,7 @@ def accounts():
     """My accounts: what is connected to the provider, and how to connect more."""
     return render(
         "merchant/accounts.html",
-        accounts=grants.merchant_authorizers(_merchant_id()),
+        accounts=authorizers.merchant_authorizers(_merchant_id()),
         open_sessions=queries.open_sessions(_merchant_id()),
         form=forms.ConfirmForm(),
     )
@@ -152,7 +152,7 @@ def session(public_id: str):
         "state": state,
         "account": queries.session_account(item),
         "account_type": queries.account_type_of(item),
-        "connect_url": grants.connect_url(item),
+        "connect_url": authorization_sessions.connect_url(item),
         "form": forms.ConfirmForm(),
     }
     if state in ("waiting", "finishing") or not is_partial_request():
@@ -215,10 +215,10 @@ def delete(account_id: int):
     error = None
     if item is not None and request.method == "POST" and form.validate_on_submit():
         try:
-            grants.request_deletion(item, actor=current_user)
-        except grants.StillAuthorized:
+            purge.request_deletion(item, actor=current_user)
+        except purge.StillAuthorized:
             error = "still_authorized"
-        except grants.CannotVerifyRevocation:
+        except purge.CannotVerifyRevocation:
             error = "cannot_verify"
         else:
             flash(_("The account's data has been deleted."), "success")

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant, User
-from app.services import DomainError, audit, grants, intake, tokens
+from app.services import DomainError, audit, authorizers, grants, intake, tokens
+from app.services.attention import resolve_attention
 
 
 class ActionFailed(DomainError):
@@ -55,7 +56,7 @@ def resync_authorizer(authorizer: Authorizer, *, actor: User) -> None:
     authorizer_id = authorizer.id
     try:
         grants.refresh_authorizer(authorizer, source="staff")
-    except grants.AuthorizerNotFound:
+    except authorizers.AuthorizerNotFound:
         db.session.rollback()
         _record("staff.authorizer_resynced", db.session.get(Authorizer, authorizer_id), actor,
                 outcome="not_found")  # fmt: skip
@@ -107,14 +108,14 @@ def assign_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -
         attention_item_id=item.id,
     )
     item.merchant_id = item.merchant_id or merchant.id
-    grants.resolve_attention(item, actor=actor, resolution=f"assigned to merchant {merchant.id}")
+    resolve_attention(item, actor=actor, resolution=f"assigned to merchant {merchant.id}")
     return authorizer
 
 
 def dismiss_attention(item: AttentionItem, *, actor: User, note: str = "") -> None:
     """Resolve an attention item without changing anything else."""
     resolution = "dismissed" + (f": {note.strip()}" if note.strip() else "")
-    grants.resolve_attention(item, actor=actor, resolution=resolution)
+    resolve_attention(item, actor=actor, resolution=resolution)
 
 
 def authorizer_for_item(item: AttentionItem) -> Authorizer | None:

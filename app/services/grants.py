@@ -1,20 +1,18 @@
-"""Authorization sessions, code exchange (exactly once, from either signal), grants, purge.
+"""Completing authorization sessions, and the authorizers, grants and token custody they produce.
 
 Either signal may arrive first: the browser redirect (`complete_from_redirect`) or the
 `authorized`/`updateauthorized` push (`handle_grant_event`). Both go through `_complete`, which
-claims the session with a guarded UPDATE so only one caller calls `api_query_auth`.
+claims the session with a guarded UPDATE so only one caller calls `api_query_auth`. Sessions are
+opened in `authorization_sessions`, merchants read authorizers through `authorizers`, and
+revocation and purge live in `purge`.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import or_, select, update
 
 from app.extensions import db, wechat_client
@@ -25,267 +23,22 @@ from app.models import (
     Grant,
     GrantChange,
     GrantStatus,
-    Merchant,
-    PreAuthCode,
     SessionStatus,
-    User,
 )
-from app.models.grants import sha256_hex
 from app.services import DomainError, audit, clock, intake, webhooks
-from app.services.attention import open_attention as open_attention
-from app.services.attention import resolve_attention as resolve_attention
+from app.services.attention import open_attention
+from app.services.authorization_sessions import InvalidRequest, find_session, use_pre_auth_code
+from app.services.authorizers import AuthorizerNotFound
 from app.services.credentials import call_with_component_token
-
-# Split out to keep this module short; re-exported because callers use grants.<name>.
-from app.services.purge import CannotVerifyRevocation as CannotVerifyRevocation
-from app.services.purge import StillAuthorized as StillAuthorized
-from app.services.purge import handle_unauthorized as handle_unauthorized
-from app.services.purge import purge_authorizer as purge_authorizer
-from app.services.purge import request_deletion as request_deletion
-from app.wechat import links, permissions
+from app.services.purge import handle_unauthorized
 from app.wechat.errors import CodeInvalid, NotAuthorized, WeChatError
 from app.wechat.events import Authorized
 from app.wechat.results import AuthorizationInfo, AuthorizerDetails, AuthorizerInfo
 
 log = logging.getLogger(__name__)
 
-SESSION_TTL = timedelta(hours=24)
-# A pre_auth_code with less than this left is replaced: the merchant still has to scan it.
-PRE_AUTH_MIN_REMAINING = timedelta(seconds=120)
 # A claim older than this belongs to a crashed caller and may be taken over.
 CLAIM_STALE_AFTER = timedelta(minutes=2)
-
-
-class SessionNotFound(DomainError):
-    code = "session_not_found"
-
-
-class SessionClosed(DomainError):
-    code = "session_closed"
-
-
-class InvalidRequest(DomainError):
-    code = "invalid_request"
-
-
-class AuthorizerNotFound(DomainError):
-    code = "authorizer_not_found"
-
-
-# --- sessions --------------------------------------------------------------------------------
-
-
-def start_session(
-    merchant: Merchant,
-    set_ids,
-    *,
-    user: User | None = None,
-    auth_type: int = links.AuthType.BOTH,
-    biz_appid: str | None = None,
-    ttl: timedelta = SESSION_TTL,
-) -> AuthorizationSession:
-    """Open an authorization session (its link token is `session.link_token`)."""
-    set_ids = sorted({int(i) for i in set_ids})
-    if not set_ids:
-        raise InvalidRequest("choose at least one permission set")
-    if int(auth_type) not in (1, 2, 3):
-        raise InvalidRequest("auth_type must be 1, 2 or 3")
-    token = secrets.token_urlsafe(24)
-    session = AuthorizationSession(
-        public_id=secrets.token_urlsafe(16),
-        link_token=token,
-        link_token_hash=sha256_hex(token),
-        merchant_id=merchant.id,
-        initiated_by_id=user.id if user else None,
-        auth_type=int(auth_type),
-        requested_set_ids=set_ids,
-        biz_appid=biz_appid or None,
-        created_at=clock.now(),
-        expires_at=clock.now() + ttl,
-    )
-    db.session.add(session)
-    db.session.flush()
-    audit.record(
-        "authorization_session.started",
-        actor=user,
-        merchant_id=merchant.id,
-        target_type="authorization_session",
-        target_id=session.id,
-        requested_set_ids=set_ids,
-        update=bool(biz_appid),
-    )
-    db.session.commit()
-    return session
-
-
-def start_update_session(
-    authorizer: Authorizer, set_ids, *, user: User | None = None
-) -> AuthorizationSession:
-    """Open a session that updates one account's grant (biz_appid); marks the grant pending."""
-    if authorizer.merchant_id is None or authorizer.grant is None:
-        raise AuthorizerNotFound()
-    auth_type = 2 if authorizer.account_type == "mini_program" else 1
-    merchant = db.session.get(Merchant, authorizer.merchant_id)
-    session = start_session(
-        merchant, set_ids, user=user, auth_type=auth_type, biz_appid=authorizer.appid
-    )
-    authorizer.grant.pending_session_id = session.id
-    db.session.commit()
-    return session
-
-
-def find_session_by_link(token: str) -> AuthorizationSession:
-    """The session behind a public link token, else SessionNotFound."""
-    session = db.session.scalar(
-        select(AuthorizationSession).where(
-            AuthorizationSession.link_token_hash == sha256_hex(token)
-        )
-    )
-    if session is None:
-        raise SessionNotFound()
-    return session
-
-
-def find_session(public_id: str | None) -> AuthorizationSession:
-    """The session named in a redirect_uri, else SessionNotFound."""
-    session = db.session.scalar(
-        select(AuthorizationSession).where(AuthorizationSession.public_id == (public_id or ""))
-    )
-    if session is None:
-        raise SessionNotFound()
-    return session
-
-
-def connect_url(session: AuthorizationSession) -> str:
-    """Our public URL for the session (what the QR codes encode)."""
-    return f"{_public_base()}/connect/{session.link_token}"
-
-
-def redirect_uri(session: AuthorizationSession) -> str:
-    """Where WeChat sends the browser back, with our session id inside."""
-    return f"{_public_base()}/wechat/authorized?{urlencode({'session': session.public_id})}"
-
-
-def _public_base() -> str:
-    return current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-
-
-@dataclass(frozen=True)
-class AuthorizationLinks:
-    """The two WeChat links for a session, built on one fresh pre_auth_code."""
-
-    pc_url: str
-    mobile_url: str
-    expires_at: datetime
-
-
-def authorization_links(session: AuthorizationSession) -> AuthorizationLinks:
-    """PC and mobile links with a usable pre_auth_code (minted when none is left)."""
-    _ensure_open(session)
-    code = _usable_pre_auth_code(session) or _mint_pre_auth_code(session)
-    config = current_app.config
-    kwargs = {
-        "auth_type": session.auth_type,
-        "biz_appid": session.biz_appid,
-        "category_id_list": session.requested_set_ids,
-    }
-    appid, value, back = config["WECHAT_COMPONENT_APPID"], code.code, redirect_uri(session)
-    return AuthorizationLinks(
-        pc_url=links.pc_authorization_url(
-            appid, value, back, base=config["WECHAT_MP_BASE"], **kwargs
-        ),
-        mobile_url=links.mobile_authorization_url(
-            appid, value, back, base=config["WECHAT_OPEN_BASE"], **kwargs
-        ),
-        expires_at=code.expires_at,
-    )
-
-
-def _ensure_open(session: AuthorizationSession) -> None:
-    if session.status is SessionStatus.OPEN and session.expires_at <= clock.now():
-        session.status = SessionStatus.EXPIRED
-        audit.record(
-            "authorization_session.expired",
-            merchant_id=session.merchant_id,
-            target_type="authorization_session",
-            target_id=session.id,
-        )
-        db.session.commit()
-    if session.status is not SessionStatus.OPEN:
-        raise SessionClosed(status=session.status.value)
-
-
-def _usable_pre_auth_code(session: AuthorizationSession) -> PreAuthCode | None:
-    limit = clock.now() + PRE_AUTH_MIN_REMAINING
-    for code in reversed(session.pre_auth_codes):
-        if code.used_at is None and code.code and code.expires_at > limit:
-            return code
-    return None
-
-
-def _mint_pre_auth_code(session: AuthorizationSession) -> PreAuthCode:
-    result = call_with_component_token(lambda token: wechat_client().create_preauthcode(token))
-    code = PreAuthCode(
-        session_id=session.id,
-        code_hash=sha256_hex(result.pre_auth_code),
-        code=result.pre_auth_code,
-        created_at=clock.now(),
-        expires_at=clock.now() + timedelta(seconds=result.expires_in),
-    )
-    db.session.add(code)
-    db.session.commit()
-    return code
-
-
-def _session_for_pre_auth_code(value: str | None) -> AuthorizationSession | None:
-    if not value:
-        return None
-    code = db.session.scalar(select(PreAuthCode).where(PreAuthCode.code_hash == sha256_hex(value)))
-    if code is None:
-        return None
-    if code.used_at is None:
-        code.used_at, code.code = clock.now(), None
-    return code.session
-
-
-def expire_sessions(now: datetime | None = None) -> int:
-    """Mark open sessions past their expiry (and whose last code expired) as expired."""
-    now = now or clock.now()
-    expired = 0
-    stale = select(AuthorizationSession).where(
-        AuthorizationSession.status == SessionStatus.OPEN,
-        AuthorizationSession.expires_at <= now,
-        AuthorizationSession.exchanging_at.is_(None),
-    )
-    for session in db.session.scalars(stale):
-        # A code minted just before expiry may still come back; wait for it to lapse too.
-        if any(code.expires_at > now for code in session.pre_auth_codes):
-            continue
-        session.status = SessionStatus.EXPIRED
-        audit.record(
-            "authorization_session.expired",
-            merchant_id=session.merchant_id,
-            target_type="authorization_session",
-            target_id=session.id,
-        )
-        expired += 1
-    # An update that was never finished is no longer pending.
-    db.session.execute(
-        update(Grant)
-        .where(
-            Grant.pending_session_id.in_(
-                select(AuthorizationSession.id).where(
-                    AuthorizationSession.status != SessionStatus.OPEN
-                )
-            )
-        )
-        .values(pending_session_id=None)
-        .execution_options(synchronize_session=False)
-    )
-    # Codes that can no longer be used need not be kept.
-    db.session.execute(update(PreAuthCode).where(PreAuthCode.expires_at <= now).values(code=None))
-    db.session.commit()
-    return expired
 
 
 # --- completion from either signal ------------------------------------------------------------
@@ -304,7 +57,7 @@ def complete_from_redirect(
 
 def handle_grant_event(event: Authorized, inbox_event=None) -> None:
     """Inbox handler for `authorized` and `updateauthorized` (idempotent)."""
-    session = _session_for_pre_auth_code(event.pre_auth_code)
+    session = use_pre_auth_code(event.pre_auth_code)
     db.session.commit()
     if session is not None:
         _complete(session, event.authorization_code, source="push", appid=event.authorizer_appid)
@@ -617,42 +370,6 @@ def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Auth
     if details is None:
         raise AuthorizerNotFound("WeChat did not return this authorizer")
     return _apply(details.authorization_info, session=None, source=source, details=details)
-
-
-# --- merchant-facing reads -------------------------------------------------------------------
-
-
-def merchant_authorizers(merchant_id: int) -> list[Authorizer]:
-    """The merchant's authorizers, newest first."""
-    query = (
-        select(Authorizer)
-        .where(Authorizer.merchant_id == merchant_id)
-        .order_by(Authorizer.created_at.desc(), Authorizer.id.desc())
-    )
-    return list(db.session.scalars(query))
-
-
-def get_merchant_authorizer(merchant_id: int, authorizer_id: int) -> Authorizer:
-    """One of the merchant's authorizers, else AuthorizerNotFound (views answer 404)."""
-    authorizer = db.session.get(Authorizer, authorizer_id)
-    if authorizer is None or authorizer.merchant_id != merchant_id:
-        raise AuthorizerNotFound()
-    return authorizer
-
-
-def grant_badge(authorizer: Authorizer) -> str:
-    """The merchant UI badge: active, update_pending, needs_reauthorization or revoked."""
-    grant = authorizer.grant
-    if grant is None:
-        return GrantStatus.REVOKED.value
-    if grant.status is GrantStatus.ACTIVE and grant.pending_session_id is not None:
-        return "update_pending"
-    return grant.status.value
-
-
-def set_names(set_ids, locale: str | None) -> list[str]:
-    """Display names of permission sets in a locale."""
-    return [permissions.name(i, locale) for i in set_ids or []]
 
 
 # The intake dispatcher routes these pushes here (importing this module registers them).

@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from app.extensions import db, wechat_client
 from app.models import Authorizer, Grant, GrantStatus
-from app.services import audit, grants
+from app.services import audit
+from app.services.attention import open_attention
 from app.services.credentials import call_with_component_token
 from app.wechat.release import is_release_test_account
 
@@ -30,14 +31,14 @@ def reconcile_authorizers(*, page_size: int = 500) -> dict:
     unknown = sorted(a for a in set(listed) - set(ours) if not is_release_test_account(a))
     missing = sorted(a for a, s in ours.items() if s is GrantStatus.ACTIVE and a not in listed)
     for appid in unknown:
-        grants.open_attention(
+        open_attention(
             "unknown_authorizer", appid=appid,
             details={"auth_time": listed[appid].auth_time,
                      "has_refresh_token": bool(listed[appid].refresh_token)},
         )  # fmt: skip
     for appid in missing:
         authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
-        grants.open_attention(
+        open_attention(
             "missing_authorizer", appid=appid, merchant_id=authorizer.merchant_id,
             details={"authorizer_id": authorizer.id},
         )  # fmt: skip

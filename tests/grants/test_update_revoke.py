@@ -16,7 +16,7 @@ from app.models import (
     SessionStatus,
 )
 from app.models.grants import appid_ref
-from app.services import grants, tokens
+from app.services import authorization_sessions, authorizers, purge, tokens
 
 
 def _connect(flow, account, sets=(1, 2)):
@@ -34,7 +34,7 @@ def _account(flow):
 def _update_session(flow, appid, sets):
     def run():
         authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
-        session = grants.start_update_session(authorizer, sets)
+        session = authorization_sessions.start_update_session(authorizer, sets)
         return {"id": session.id, "token": session.link_token, "public_id": session.public_id}
 
     return flow.portal.call(run)
@@ -44,7 +44,7 @@ def test_update_with_changes_records_the_diff(flow):
     account = _account(flow)
     _connect(flow, account, [1, 2])
     session = _update_session(flow, account["appid"], [1, 2, 3])
-    assert grants.grant_badge(flow.authorizer(account["appid"])) == "update_pending"
+    assert authorizers.grant_badge(flow.authorizer(account["appid"])) == "update_pending"
     link = flow.link(session)
     assert link.biz_appid == account["appid"] and link.auth_type == 1
     assert link.category_id_list == (1, 2, 3)
@@ -57,7 +57,7 @@ def test_update_with_changes_records_the_diff(flow):
         "updated", [1, 3], [3], [2],
     )  # fmt: skip
     authorizer = flow.authorizer(account["appid"])
-    assert grants.grant_badge(authorizer) == "active"
+    assert authorizers.grant_badge(authorizer) == "active"
     assert flow.session(session["id"]).status is SessionStatus.COMPLETED
     assert flow.calls("api_query_auth") == 2
 
@@ -131,8 +131,8 @@ def test_deletion_request_requires_revocation_first(flow):
     def ask():
         authorizer = db.session.scalar(select(Authorizer))
         try:
-            grants.request_deletion(authorizer)
-        except grants.StillAuthorized:
+            purge.request_deletion(authorizer)
+        except purge.StillAuthorized:
             return "refused"
         return "purged"
 
@@ -150,8 +150,8 @@ def test_deletion_request_during_a_wechat_outage_deletes_nothing(flow):
 
     def ask():
         try:
-            grants.request_deletion(db.session.scalar(select(Authorizer)))
-        except grants.CannotVerifyRevocation:
+            purge.request_deletion(db.session.scalar(select(Authorizer)))
+        except purge.CannotVerifyRevocation:
             return "refused"
         return "purged"
 

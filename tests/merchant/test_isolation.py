@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuthorizationSession
-from app.services import grants
+from app.services import purge
 from tests import factories
 from tests.conftest import csrf_token
 from tests.merchant.conftest import HX, make_account, make_session
@@ -19,7 +19,7 @@ def foreign(app):
     session = make_session(other.merchant, other)
     gone = make_account(other.merchant)
     gone_id = gone.id
-    grants.purge_authorizer(gone.appid, reason="unauthorized")
+    purge.purge_authorizer(gone.appid, reason="unauthorized")
     return {"account": account.id, "session": session.public_id, "gone": gone_id}
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, SessionStatus
-from app.services import clock, grants, purge
+from app.services import authorization_sessions, clock, purge
 from tests.conftest import csrf_token
 from tests.merchant.conftest import HX, complete, make_account, make_session
 
@@ -115,7 +115,7 @@ def test_consent_post_without_csrf_is_refused(logged_in):
 def test_connect_step_shows_qr_link_and_expiry(logged_in, admin):
     session = make_session(admin.merchant, admin)
     page = html(logged_in.get(f"/merchant/sessions/{session.public_id}"))
-    link = grants.connect_url(session)
+    link = authorization_sessions.connect_url(session)
     assert "<svg" in page and f'value="{link}"' in page and 'id="open-pc"' in page
     assert 'hx-trigger="every 2s"' in page and "The link works until" in page
     assert "<script>" not in page and "onclick" not in page
@@ -248,7 +248,7 @@ def test_revoke_page_polls_until_purged(logged_in, admin):
     assert "第三方设置" in page and "公众平台安全助手" in page and 'hx-trigger="every 2s"' in page
     fragment = logged_in.get(url, headers={**HX, "HX-Target": "revoke_status"})
     assert fragment.status_code == 200 and html(fragment).lstrip().startswith("<section")
-    grants.purge_authorizer(account.appid, reason="unauthorized")
+    purge.purge_authorizer(account.appid, reason="unauthorized")
     fragment = logged_in.get(url, headers={**HX, "HX-Target": "revoke_status"})
     assert fragment.status_code == 286 and "Access withdrawn." in html(fragment)
     assert "Access withdrawn." in html(logged_in.get(url))

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey, AttentionItem, AuditEntry, Authorizer, InboxEvent, User
-from app.services import grants, intake, tokens
+from app.services import authorizers, grants, intake, tokens
 from tests import factories
 from tests.staff.conftest import make_account, make_attention, make_event, post
 
@@ -68,7 +68,7 @@ def test_resync_when_wechat_has_nothing(staff_client, monkeypatch):
     account = make_account()
 
     def gone(authorizer, source):
-        raise grants.AuthorizerNotFound()
+        raise authorizers.AuthorizerNotFound()
 
     monkeypatch.setattr(grants, "refresh_authorizer", gone)
     html = post(staff_client, f"/staff/accounts/{account.id}/resync", follow_redirects=True)
