@@ -234,6 +234,21 @@ def main() -> None:
         f"ratio events/bare throughput: {rows[1][1] / rows[0][1]:.2f} (target >= 0.5); "
         f"p99 at {args.rate:g}/s: {rows[1][3]:.1f} ms (target < 50)"
     )
+    print("inbox outcomes: " + ", ".join(f"{k}={v}" for k, v in _outcomes(url).items()))
+
+
+def _outcomes(url: str) -> dict[str, int]:
+    """What the stored pushes became: a fast reply that left events failed is no success."""
+    from sqlalchemy import func, select
+
+    from app import create_app
+    from app.extensions import db
+    from app.models import InboxEvent
+
+    app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        query = select(InboxEvent.outcome, func.count()).group_by(InboxEvent.outcome)
+        return dict(db.session.execute(query).all())
 
 
 if __name__ == "__main__":

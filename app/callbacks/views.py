@@ -17,11 +17,9 @@ def _plain(text: str, status: int = 200) -> Response:
 def events():
     """Authorization-event URL: store the push once, then answer exactly `success`."""
     try:
-        item, created = intake.receive(request.stream, request.content_length, request.args)
+        intake.receive(request.stream, request.content_length, request.args)
     except intake.Rejected as exc:
         return _plain(exc.reason, exc.status)
-    if created:
-        intake.process_safely(item)
     return _plain("success")
 
 

@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db, wechat_client
-from app.models import ComponentCredential, InboxEvent, VerifyTicket
+from app.models import ComponentCredential, VerifyTicket
 from app.services import DomainError, clock, health
 from app.services.audit import record
 from app.wechat.errors import (
@@ -36,6 +36,15 @@ from app.wechat.events import ComponentVerifyTicket
 
 T = TypeVar("T")
 TICKET_TTL = timedelta(hours=12)
+TICKET_WRITE_ATTEMPTS = 3
+_tickets = VerifyTicket.__table__
+# FOR UPDATE (PostgreSQL; SQLite already holds its write lock here) queues concurrent pushes on
+# the row instead of letting them race to the guarded UPDATE below and retry.
+_READ_TICKET = (
+    select(_tickets.c.create_time, _tickets.c.value)
+    .where(_tickets.c.component_appid == bindparam("appid"))
+    .with_for_update()
+)
 EXPIRY_SAFETY = timedelta(seconds=60)  # never hand out a token with less than this left
 _CC = ComponentCredential
 
@@ -62,26 +71,38 @@ def token_hash(token: str) -> str:
 # --- ticket ---------------------------------------------------------------------------------
 
 
-def store_ticket(event: ComponentVerifyTicket, item: InboxEvent | None = None) -> bool:
+def store_ticket(event: ComponentVerifyTicket) -> bool:
     """Keep the newest ticket (encrypted, arrival + 12 h); returns True if its value changed."""
     now, appid = clock.now(), _appid()
-    # Write first: on SQLite this takes the write lock before we read (no stale snapshot).
-    touched = db.session.execute(
-        update(VerifyTicket)
-        .where(VerifyTicket.component_appid == appid)
-        .values(last_push_at=now, pushes=VerifyTicket.pushes + 1)
-    ).rowcount
-    if not touched and _insert_ticket(event, now):
-        return True
-    row = db.session.scalar(select(VerifyTicket).where(VerifyTicket.component_appid == appid))
-    if event.create_time < row.create_time:
-        return False  # an older push delivered late: the newer ticket stays
-    row.create_time = event.create_time
-    if row.value == event.ticket:
-        return False  # WeChat re-pushes the same ticket for a while; its validity does not grow
-    row.value, row.received_at, row.expires_at = event.ticket, now, now + TICKET_TTL
-    record("ticket.received", target_type="component", target_id=appid, expires_at=_iso(now))
-    return True
+    connection = db.session.connection()  # Core on the hot path; same transaction
+    for _attempt in range(TICKET_WRITE_ATTEMPTS):
+        seen = connection.execute(_READ_TICKET, {"appid": appid}).first()
+        if seen is None:
+            if _insert_ticket(event, now):
+                return True
+            continue  # the first ticket arrived twice at once: update the winner's row
+        # An older push delivered late keeps the newer ticket; WeChat also re-pushes the same
+        # ticket for a while, and that does not extend its validity.
+        newer = event.create_time >= seen.create_time
+        changed = newer and seen.value != event.ticket
+        values = {"last_push_at": now, "pushes": _tickets.c.pushes + 1}
+        if newer:
+            values["create_time"] = event.create_time
+        if changed:
+            values.update(value=event.ticket, received_at=now, expires_at=now + TICKET_TTL)
+        # Guarded by what we read: a concurrent push that moved create_time makes this match
+        # nothing, and we decide again on the fresh row.
+        written = connection.execute(
+            update(_tickets)
+            .where(_tickets.c.component_appid == appid, _tickets.c.create_time == seen.create_time)
+            .values(values)
+        ).rowcount
+        if written:
+            if changed:
+                record("ticket.received", target_type="component", target_id=appid,
+                       expires_at=_iso(now))  # fmt: skip
+            return changed
+    raise RuntimeError("the ticket row kept changing under concurrent pushes")
 
 
 def _insert_ticket(event: ComponentVerifyTicket, now: datetime) -> bool:
@@ -103,10 +124,11 @@ def _insert_ticket(event: ComponentVerifyTicket, now: datetime) -> bool:
     return True
 
 
-def handle_ticket_event(event: ComponentVerifyTicket, item: InboxEvent) -> None:
-    """Inbox handler for component_verify_ticket."""
-    store_ticket(event, item)
-    health.resolve_alert(health.TICKET_SILENT, session=db.session)  # same transaction
+def handle_ticket_event(event: ComponentVerifyTicket) -> None:
+    """Inbox handler for component_verify_ticket (runs in the transaction storing the push)."""
+    # Same transaction; the alert first, so the ticket row stays locked only until the commit.
+    health.resolve_alert(health.TICKET_SILENT, session=db.session)
+    store_ticket(event)
 
 
 def current_ticket() -> str | None:

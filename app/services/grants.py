@@ -55,7 +55,7 @@ def complete_from_redirect(
     return _wait_until_settled(session, wait_seconds)
 
 
-def handle_grant_event(event: Authorized, inbox_event=None) -> None:
+def handle_grant_event(event: Authorized) -> None:
     """Inbox handler for `authorized` and `updateauthorized` (idempotent)."""
     session = use_pre_auth_code(event.pre_auth_code)
     db.session.commit()

@@ -71,18 +71,24 @@ def raise_alert(kind: str, **details) -> bool:
 
 def resolve_alert(kind: str, *, session: Session | None = None) -> bool:
     """Mark `kind` resolved (in `session`'s transaction if given); True when it was active."""
-    active = [HealthAlert.kind == kind, HealthAlert.resolved_at.is_(None)]
     if session is not None:
-        return _resolve(session, kind, active)
-    # Most calls find nothing to resolve: a read first keeps the write lock out of it.
+        return _resolve(session, kind)
     with own_transaction() as own:
-        if own.scalar(select(HealthAlert.id).where(*active)) is None:
-            return False
-        return _resolve(own, kind, active)
+        return _resolve(own, kind)
 
 
-def _resolve(session: Session, kind: str, active: list) -> bool:
-    done = session.execute(update(HealthAlert).where(*active).values(resolved_at=clock.now()))
+def _resolve(session: Session, kind: str) -> bool:
+    active = [HealthAlert.kind == kind, HealthAlert.resolved_at.is_(None)]
+    # Most calls find nothing to resolve: a read first keeps the write lock out of it (and
+    # runs on the connection: the ticket push path calls this every time).
+    if session.connection().execute(select(HealthAlert.id).where(*active)).first() is None:
+        return False
+    done = session.execute(
+        update(HealthAlert)
+        .where(*active)
+        .values(resolved_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
     if done.rowcount:
         audit(session, "alert.resolved", kind=kind)
     return bool(done.rowcount)

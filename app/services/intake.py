@@ -1,9 +1,15 @@
 """The event inbox: verify and decrypt pushes, store each once, then dispatch to handlers.
 
-A push is acknowledged only after it is durably stored; processing follows at once, and a
-failing handler leaves the event `failed` for the retry job instead of changing the reply.
-Handlers are looked up in HANDLERS by InfoType; other modules add theirs with
-`register_handler` (grants registers authorized/updateauthorized/unauthorized).
+A push is acknowledged only after it is durably stored, and a failing handler leaves the event
+`failed` for the retry job instead of changing the reply. Handlers are looked up in HANDLERS by
+InfoType; other modules add theirs with `register_handler` (grants registers
+authorized/updateauthorized/unauthorized).
+
+Two ways to run a handler, chosen at registration:
+- a handler that only touches our database (the ticket) runs inside the transaction that
+  stores the push: one commit, and the write lock is held for a few statements only;
+- a handler that calls WeChat runs after the push is committed, so no write transaction is
+  ever held open across HTTP.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db, message_crypto
@@ -32,8 +38,9 @@ from app.wechat.events import Event, parse_event
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Event, InboxEvent], None]
+Handler = Callable[[Event], None]
 HANDLERS: dict[str, Handler] = {}
+IN_STORING_TRANSACTION: set[str] = set()  # InfoTypes whose handler only touches the database
 CLAIM_TTL = timedelta(minutes=5)
 SECRET_FIELDS = {"componentverifyticket", "authorizationcode", "preauthcode", "auth_code"}
 REJECTION_STATUS = {
@@ -46,13 +53,16 @@ REJECTION_STATUS = {
 }
 
 
-def register_handler(info_type: str, fn: Handler) -> Handler:
-    """Route pushes of `info_type` to fn(event, inbox_event); returns fn (usable as decorator)."""
+def register_handler(info_type: str, fn: Handler, *, database_only: bool = False) -> Handler:
+    """Route pushes of `info_type` to fn(event); `database_only` handlers (no network calls)
+    run in the transaction that stores the push. Returns fn."""
     HANDLERS[info_type] = fn
+    if database_only:
+        IN_STORING_TRANSACTION.add(info_type)
     return fn
 
 
-register_handler("component_verify_ticket", credentials.handle_ticket_event)
+register_handler("component_verify_ticket", credentials.handle_ticket_event, database_only=True)
 
 
 class Rejected(DomainError):
@@ -103,17 +113,24 @@ def open_push(body: bytes, args: Mapping[str, str], *, outer_tag: str) -> Opened
     return opened
 
 
-def receive(
-    stream: BinaryIO, content_length: int | None, args: Mapping[str, str]
-) -> tuple[InboxEvent, bool]:
-    """Verify, decrypt and store a push once; returns (event, newly stored). Raises Rejected."""
+def receive(stream: BinaryIO, content_length: int | None, args: Mapping[str, str]) -> str:
+    """Verify, decrypt, store once and process a push; returns the outcome ("duplicate" for a
+    retried push). Raises Rejected (nothing stored)."""
     try:
         opened = open_push(read_body(stream, content_length), args, outer_tag="AppId")
         event = _parse(opened.xml)
     except Rejected as exc:
         health.count(f"rejected:events:{exc.reason}")
         raise
-    return store(event, opened.xml)
+    if event.info_type not in HANDLERS:
+        stored = _store(event, opened.xml, outcome="ignored")
+        return "ignored" if stored else "duplicate"
+    if event.info_type in IN_STORING_TRANSACTION:
+        return _store_and_handle(event, opened.xml)
+    inbox_id = _store(event, opened.xml, outcome="processing")
+    if inbox_id is None:
+        return "duplicate"
+    return _run_safely(inbox_id, event)
 
 
 def _parse(xml: str) -> Event:
@@ -126,32 +143,56 @@ def _parse(xml: str) -> Event:
     return event
 
 
-def store(event: Event, raw_xml: str) -> tuple[InboxEvent, bool]:
-    """Insert into the inbox; a retried push (same dedupe key) returns the stored row."""
+# Every push runs this: a prebuilt Core statement on the session's connection (same
+# transaction) skips the ORM's per-call statement building.
+_INSERT_INBOX_EVENT = insert(InboxEvent.__table__).returning(InboxEvent.__table__.c.id)
+
+
+def _store(event: Event, raw_xml: str, *, outcome: str, commit: bool = True) -> int | None:
+    """Insert into the inbox; returns its id, or None for a retried push (same dedupe key).
+
+    "processing" rows are stored claimed by this request, which runs them next; if it crashes
+    before that, the claim expires and the retry job takes over."""
     now = clock.now()
-    # Stored already claimed by this request, which processes it next (one commit saved);
-    # if we crash before that, the claim expires and the retry job takes over.
-    item = InboxEvent(
-        info_type=event.info_type[:64],
-        authorizer_appid=(event.fields.get("AuthorizerAppid") or None),
-        create_time=event.create_time,
-        dedupe_key=event.dedupe_key[:160],
-        fields=redacted(event.fields),
-        raw_xml=raw_xml,
-        received_at=now,
-        outcome="processing",
-        attempts=1,
-        claimed_until=now + CLAIM_TTL,
-    )
-    db.session.add(item)
+    values = {
+        "info_type": event.info_type[:64],
+        "authorizer_appid": event.fields.get("AuthorizerAppid") or None,
+        "create_time": event.create_time,
+        "dedupe_key": event.dedupe_key[:160],
+        "fields": redacted(event.fields),
+        "raw_xml": raw_xml,
+        "received_at": now,
+        "outcome": outcome,
+        "attempts": 1,
+        "claimed_until": now + CLAIM_TTL if outcome == "processing" else None,
+        "processed_at": now if outcome in ("processed", "ignored") else None,
+    }
     try:
-        db.session.commit()
+        inbox_id = db.session.connection().execute(_INSERT_INBOX_EVENT, values).scalar_one()
+        if commit:
+            db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        key = InboxEvent.dedupe_key == item.dedupe_key
-        return db.session.scalar(select(InboxEvent).where(key)), False
-    item.event = event  # parsed already: the inline run needs no read before its first write
-    return item, True
+        return None
+    return inbox_id
+
+
+def _store_and_handle(event: Event, raw_xml: str) -> str:
+    """Store and run a database-only handler in one transaction (a duplicate rolls it back)."""
+    if _store(event, raw_xml, outcome="processed", commit=False) is None:
+        return "duplicate"
+    try:
+        HANDLERS[event.info_type](event)
+        db.session.commit()
+        return "processed"
+    except Exception as exc:  # keep the push, as failed, for the retry job
+        db.session.rollback()
+        _log_failure(event, exc)
+        error = _describe(exc)
+    inbox_id = _store(event, raw_xml, outcome="processing")
+    if inbox_id is None:
+        return "duplicate"
+    return _finish(inbox_id, "failed", error)
 
 
 def redacted(fields: Mapping[str, str]) -> dict[str, str]:
@@ -166,34 +207,42 @@ def process_event(inbox_id: int) -> str | None:
     """Claim the event and run its handler; returns the outcome (None if someone else has it)."""
     if not _claim(inbox_id):
         return None
-    item = db.session.get(InboxEvent, inbox_id)
-    event = parse_event(item.raw_xml)
+    raw_xml = db.session.scalar(select(InboxEvent.raw_xml).where(InboxEvent.id == inbox_id))
     db.session.commit()  # end the read, so the handler starts its own transaction
-    return _run(item, event)
+    return _run(inbox_id, parse_event(raw_xml))
 
 
-def process_safely(item: InboxEvent) -> None:
+def _run_safely(inbox_id: int, event: Event) -> str:
     """Run a freshly stored event's handler; nothing here may change the `success` reply."""
     try:
-        _run(item, item.event)
+        return _run(inbox_id, event)
     except Exception:  # the event is stored; the retry job will pick it up
         db.session.rollback()
-        log.exception("inbox %s: processing crashed; left for the retry job", item.id)
+        log.exception("inbox %s: processing crashed; left for the retry job", inbox_id)
+        return "failed"
 
 
-def _run(item: InboxEvent, event: Event) -> str:
+def _run(inbox_id: int, event: Event) -> str:
     handler = HANDLERS.get(event.info_type)
     if handler is None:
-        return _finish(item.id, "ignored")
+        return _finish(inbox_id, "ignored")
     try:
-        handler(event, item)
+        handler(event)
         # The outcome commits with the handler's own writes: done means done.
-        return _finish(item.id, "processed")
+        return _finish(inbox_id, "processed")
     except Exception as exc:  # any handler failure: keep the event for the retry job
         db.session.rollback()
-        # Type and message only: a traceback's locals could hold codes or tokens.
-        log.warning("inbox %s (%s) failed: %s", item.id, event.info_type, type(exc).__name__)
-        return _finish(item.id, "failed", f"{type(exc).__name__}: {exc}"[:500])
+        _log_failure(event, exc)
+        return _finish(inbox_id, "failed", _describe(exc))
+
+
+def _log_failure(event: Event, exc: Exception) -> None:
+    # Type only: a traceback's locals (or the message) could hold codes or tokens.
+    log.warning("inbox: %s handler failed: %s", event.info_type, type(exc).__name__)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _claim(inbox_id: int) -> bool:

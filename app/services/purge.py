@@ -37,7 +37,7 @@ class CannotVerifyRevocation(DomainError):
     code = "cannot_verify_revocation"
 
 
-def handle_unauthorized(event: Unauthorized, inbox_event=None) -> None:
+def handle_unauthorized(event: Unauthorized) -> None:
     """Inbox handler for `unauthorized`: end the grant and purge the account's data at once."""
     purge_authorizer(event.authorizer_appid, reason="unauthorized", keep_inbox_id=None)
 

@@ -63,7 +63,7 @@ def test_unknown_info_types_are_stored_and_acknowledged(push):
 def test_a_failing_handler_leaves_the_event_failed_for_the_retry_job(push, monkeypatch):
     calls = []
 
-    def flaky(event, item):
+    def flaky(event):
         calls.append(event.info_type)
         if len(calls) == 1:
             raise RuntimeError("database hiccup")

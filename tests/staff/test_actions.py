@@ -83,14 +83,14 @@ def test_replay_a_failed_event(staff_client, monkeypatch):
     account = make_account()
     event = make_event(account.appid, outcome="failed", info_type="staff_test_type")
     handled = []
-    monkeypatch.setitem(intake.HANDLERS, "staff_test_type", lambda e, item: handled.append(item.id))
+    monkeypatch.setitem(intake.HANDLERS, "staff_test_type", lambda e: handled.append(e.info_type))
     monkeypatch.setattr(
         intake, "parse_event", lambda xml: SimpleNamespace(info_type="staff_test_type")
     )
     assert staff_client.get(f"/staff/accounts/events/{event.id}/replay").status_code == 200
     response = post(staff_client, f"/staff/accounts/events/{event.id}/replay")
     assert response.status_code == 303
-    assert handled == [event.id]
+    assert handled == ["staff_test_type"]
     assert db.session.get(InboxEvent, event.id).outcome == "processed"
     assert "staff.event_replayed" in audit_actions(event.id)
 
