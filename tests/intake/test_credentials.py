@@ -2,13 +2,16 @@
 
 import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
+import requests
+from sqlalchemy import func, select
 
 from app import create_app
 from app.extensions import db, wechat_client
-from app.models import AuditEntry
+from app.models import AuditEntry, InboxEvent, VerifyTicket
 from app.services import credentials, health
 from app.services.credentials import (
     CredentialsUnavailable,
@@ -16,6 +19,7 @@ from app.services.credentials import (
     component_access_token,
 )
 from app.wechat.errors import InvalidCredential
+from tests.intake.conftest import sealed, ticket_xml
 
 TWO_HOURS = 7200
 
@@ -68,6 +72,31 @@ def test_silent_pushes_raise_an_alert_and_restart_pushing_once(sandbox, live_por
     assert not live_portal.call(_active, health.TICKET_SILENT)
     actions = live_portal.call(lambda: db.session.scalars(select(AuditEntry.action)).all())
     assert {"alert.raised", "ticket.start_push_requested", "alert.resolved"} <= set(actions)
+
+
+def test_concurrent_ticket_pushes_keep_the_newest_and_lose_none(live_portal):
+    base = int(time.time())
+    pushes = live_portal.call(
+        lambda: [
+            sealed(ticket_xml(f"ticket@@@{n}", create_time=base + n), nonce=str(n))
+            for n in range(24)
+        ]
+    )
+
+    def send(push):
+        body, query = push
+        return requests.post(f"{live_portal.url}/wechat/events?{query}", data=body, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(send, reversed(pushes)))  # newest first: older ones arrive late
+    assert [reply.text for reply in replies] == ["success"] * 24
+
+    def outcome():
+        rows = db.session.execute(select(InboxEvent.outcome, func.count()).group_by("outcome"))
+        ticket = db.session.scalar(select(VerifyTicket))
+        return dict(rows.all()), ticket.pushes, credentials.current_ticket()
+
+    assert live_portal.call(outcome) == ({"processed": 24}, 24, "ticket@@@23")
 
 
 def test_eight_threads_at_expiry_cause_exactly_one_refresh(sandbox, live_portal, portal_clock):
