@@ -38,8 +38,9 @@ T = TypeVar("T")
 TICKET_TTL = timedelta(hours=12)
 TICKET_WRITE_ATTEMPTS = 3
 _tickets = VerifyTicket.__table__
-# FOR UPDATE (PostgreSQL; SQLite already holds its write lock here) queues concurrent pushes on
-# the row instead of letting them race to the guarded UPDATE below and retry.
+# FOR UPDATE makes concurrent pushes queue on the row (PostgreSQL) instead of racing to the
+# guarded UPDATE below and retrying; SQLite ignores it, and there the guard alone keeps a stale
+# read from winning.
 _READ_TICKET = (
     select(_tickets.c.create_time, _tickets.c.value)
     .where(_tickets.c.component_appid == bindparam("appid"))
@@ -99,8 +100,12 @@ def store_ticket(event: ComponentVerifyTicket) -> bool:
         ).rowcount
         if written:
             if changed:
-                record("ticket.received", target_type="component", target_id=appid,
-                       expires_at=_iso(now))  # fmt: skip
+                record(
+                    "ticket.received",
+                    target_type="component",
+                    target_id=appid,
+                    expires_at=_iso(now),
+                )
             return changed
     raise RuntimeError("the ticket row kept changing under concurrent pushes")
 

@@ -148,7 +148,7 @@ def _parse(xml: str) -> Event:
 _INSERT_INBOX_EVENT = insert(InboxEvent.__table__).returning(InboxEvent.__table__.c.id)
 
 
-def _store(event: Event, raw_xml: str, *, outcome: str, commit: bool = True) -> int | None:
+def _store(event: Event, raw_xml: str, *, outcome: str) -> int | None:
     """Insert into the inbox; returns its id, or None for a retried push (same dedupe key).
 
     "processing" rows are stored claimed by this request, which runs them next; if it crashes
@@ -169,8 +169,7 @@ def _store(event: Event, raw_xml: str, *, outcome: str, commit: bool = True) -> 
     }
     try:
         inbox_id = db.session.connection().execute(_INSERT_INBOX_EVENT, values).scalar_one()
-        if commit:
-            db.session.commit()
+        db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return None
@@ -178,21 +177,19 @@ def _store(event: Event, raw_xml: str, *, outcome: str, commit: bool = True) -> 
 
 
 def _store_and_handle(event: Event, raw_xml: str) -> str:
-    """Store and run a database-only handler in one transaction (a duplicate rolls it back)."""
-    if _store(event, raw_xml, outcome="processed", commit=False) is None:
-        return "duplicate"
+    """Run a database-only handler and store the push, in one transaction.
+
+    The handler goes first, so its reads take no lock and the write lock (SQLite) or row lock
+    (PostgreSQL) is held for a few statements only; the inbox row comes last, and a duplicate
+    push fails there and rolls the handler's writes back."""
     try:
         HANDLERS[event.info_type](event)
-        db.session.commit()
-        return "processed"
     except Exception as exc:  # keep the push, as failed, for the retry job
         db.session.rollback()
         _log_failure(event, exc)
-        error = _describe(exc)
-    inbox_id = _store(event, raw_xml, outcome="processing")
-    if inbox_id is None:
-        return "duplicate"
-    return _finish(inbox_id, "failed", error)
+        inbox_id = _store(event, raw_xml, outcome="processing")
+        return "duplicate" if inbox_id is None else _finish(inbox_id, "failed", _describe(exc))
+    return "duplicate" if _store(event, raw_xml, outcome="processed") is None else "processed"
 
 
 def redacted(fields: Mapping[str, str]) -> dict[str, str]:
