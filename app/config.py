@@ -76,7 +76,8 @@ class Config:
     INBOX_MAX_ATTEMPTS = _env_int("INBOX_MAX_ATTEMPTS", 8)
     # Grants and tokens (issue #6): the authorizer-token sweep, and the provider's webhook.
     AUTHORIZER_SWEEP_BATCH = _env_int("AUTHORIZER_SWEEP_BATCH", 200)
-    AUTHORIZER_SWEEP_CONCURRENCY = _env_int("AUTHORIZER_SWEEP_CONCURRENCY", 8)
+    # Threads waiting on WeChat; one thread per sweep writes, so more add no DB contention.
+    AUTHORIZER_SWEEP_CONCURRENCY = _env_int("AUTHORIZER_SWEEP_CONCURRENCY", 16)
     GRANTDESK_WEBHOOK_URL = _env("GRANTDESK_WEBHOOK_URL")
     GRANTDESK_WEBHOOK_SECRET = _env("GRANTDESK_WEBHOOK_SECRET")
 

@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and initialised in create_app."""
 
+import requests
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -8,6 +9,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from requests.adapters import HTTPAdapter
 
 from app.models.base import Base
 
@@ -29,12 +31,29 @@ def wechat_client():
     cache = current_app.extensions.setdefault("grantdesk.wechat", {})
     if "client" not in cache:
         config = current_app.config
+        # The sweep's threads plus request threads refreshing on demand share one pool.
+        pool_size = int(config.get("AUTHORIZER_SWEEP_CONCURRENCY", 16)) + 8
         cache["client"] = ComponentClient(
             config["WECHAT_COMPONENT_APPID"],
             config["WECHAT_COMPONENT_APPSECRET"],
             api_base=config["WECHAT_API_BASE"],
+            session=_http_session(config["WECHAT_API_BASE"], pool_size),
         )
     return cache["client"]
+
+
+def _http_session(api_base: str, pool_size: int) -> requests.Session:
+    """A pooled session for WeChat; proxy and CA settings from the environment, read once."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    # requests would otherwise re-read them (and ~/.netrc) on every call: ~0.4 ms CPU each.
+    settings = session.merge_environment_settings(api_base, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.trust_env = False
+    return session
 
 
 def message_crypto():

@@ -76,6 +76,9 @@ def _prepare_world(app: Flask) -> None:
 
     with app.app_context():
         db.create_all()
+        for table in db.metadata.sorted_tables:  # indexes added since this file was created
+            for index in table.indexes:
+                index.create(db.engine, checkfirst=True)
         platform = db.session.execute(select(Platform)).scalar_one_or_none()
         if platform is None:
             world.seed_world()

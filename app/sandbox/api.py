@@ -3,24 +3,43 @@
 from functools import wraps
 
 from flask import Blueprint, current_app, jsonify, request, url_for
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, insert, select, update
 
 from app.sandbox import clock, faults, grants, pushes, runtime, tokens
 from app.sandbox.errors import WechatError
-from app.sandbox.models import ApiCall, Authorization, db
+from app.sandbox.models import Account, ApiCall, Authorization, db
 
 bp = Blueprint("wechat_api", __name__)
 
 
-def count_call(name: str) -> ApiCall:
-    """Count a call to `name` for today (every call counts, failures included)."""
-    day = clock.beijing_day()
-    row = db.session.execute(select(ApiCall).filter_by(name=name, day=day)).scalar_one_or_none()
-    if row is None:
-        row = ApiCall(name=name, day=day, calls=0, quota_used=0)
-        db.session.add(row)
-    row.calls += 1
-    return row
+# Statements every API call runs, built once (see tokens.py).
+_CALLS = ApiCall.__table__.c
+_TODAY = (_CALLS.name == bindparam("b_name")) & (_CALLS.day == bindparam("b_day"))
+_QUOTA_USED = select(_CALLS.quota_used).where(_TODAY)
+_COUNT = (
+    update(ApiCall.__table__)
+    .where(_TODAY)
+    .values(calls=_CALLS.calls + 1, quota_used=_CALLS.quota_used + bindparam("spent"))
+)
+_FIRST_COUNT = insert(ApiCall.__table__)
+_GRANT = Authorization.__table__.c
+_ACCOUNT_GRANT = (
+    select(Account.id.label("account_id"), _GRANT.id, _GRANT.refresh_token,
+           _GRANT.previous_refresh_token, _GRANT.previous_refresh_until)
+    .outerjoin(Authorization.__table__,
+               and_(_GRANT.account_id == Account.id, _GRANT.status == "active"))
+    .where(Account.appid == bindparam("appid"))
+)  # fmt: skip
+
+
+def count_call(name: str, *, quota: bool = False) -> None:
+    """Count a call to `name` for today; `quota`: it also spent a unit of the daily quota."""
+    day, spent = clock.beijing_day(), int(quota)
+    db.session.flush()  # a Core statement: a handler's pending ORM changes go first
+    if not db.session.execute(_COUNT, {"b_name": name, "b_day": day, "spent": spent}).rowcount:
+        db.session.execute(
+            _FIRST_COUNT, {"name": name, "day": day, "calls": 1, "quota_used": spent}
+        )
 
 
 def wechat_api(name: str):
@@ -29,24 +48,27 @@ def wechat_api(name: str):
     def decorate(handler):
         @wraps(handler)
         def view():
-            state = runtime.get()
-            with state.lock:
-                count_call(name)
-                db.session.commit()
+            state, counted = runtime.get(), False
             try:
                 faults.apply(name)
                 body = request.get_json(force=True, silent=True)
                 if not isinstance(body, dict):
                     raise WechatError(47001)
                 with state.lock:
-                    try:
+                    try:  # the answer and its count (call + quota) in one transaction
                         result = _within_quota(name, handler, body)
                         db.session.commit()
+                        counted = True
                     except Exception:
                         db.session.rollback()
                         raise
             except WechatError as error:
                 return jsonify(error.payload())
+            finally:
+                if not counted:  # every call counts, failures included
+                    with state.lock:
+                        count_call(name)
+                        db.session.commit()
             pushes.send_outbox()
             return jsonify(result)
 
@@ -57,13 +79,14 @@ def wechat_api(name: str):
 
 def _within_quota(name: str, handler, body: dict) -> dict:
     limit = current_app.config["SANDBOX_QUOTAS"].get(name)
-    row = db.session.execute(
-        select(ApiCall).filter_by(name=name, day=clock.beijing_day())
-    ).scalar_one()
-    if limit is not None and row.quota_used >= limit:
-        raise WechatError(45009)
+    if limit is not None:
+        used = db.session.execute(
+            _QUOTA_USED, {"b_name": name, "b_day": clock.beijing_day()}
+        ).scalar()
+        if (used or 0) >= limit:
+            raise WechatError(45009)
     result = handler(body)
-    row.quota_used += 1
+    count_call(name, quota=True)
     return result
 
 
@@ -76,7 +99,7 @@ def _component(body: dict, field: str = "component_appid") -> None:
     appid = body.get(field)
     if not appid:
         raise WechatError(41002)
-    if appid != tokens.platform().appid:
+    if appid != tokens.platform_appid():
         raise WechatError(61011)
 
 
@@ -88,6 +111,17 @@ def _authorized_account(body: dict):
     if grant is None:
         raise WechatError(61003)
     return account, grant
+
+
+def _authorized_grant(body: dict):
+    """_authorized_account's checks in one read: (account_id, the live grant's token columns)."""
+    appid = body.get("authorizer_appid") or ""
+    row = db.session.execute(_ACCOUNT_GRANT, {"appid": appid}).first()
+    if row is None:
+        raise WechatError(40013)
+    if row.id is None:
+        raise WechatError(61003)
+    return row
 
 
 def func_info(set_ids: list[int]) -> list[dict]:
@@ -136,7 +170,7 @@ def api_query_auth(body):
     return {
         "authorization_info": {
             "authorizer_appid": grant.account.appid,
-            "authorizer_access_token": token.value,
+            "authorizer_access_token": token,
             "expires_in": tokens.TOKEN_TTL,
             "authorizer_refresh_token": grant.refresh_token,
             "func_info": func_info(grant.permission_set_ids),
@@ -152,12 +186,12 @@ def api_authorizer_token(body):
     _component(body)
     if not body.get("authorizer_refresh_token"):
         raise WechatError(61023)
-    account, grant = _authorized_account(body)
+    grant = _authorized_grant(body)  # the hot path of every refresh sweep: Core reads only
     if not tokens.refresh_token_matches(grant, body["authorizer_refresh_token"]):
         raise WechatError(61023)
-    token = tokens.issue_authorizer_token(account, origin=None)
+    token = tokens.issue_authorizer_token(grant.account_id, origin=None)
     return {
-        "authorizer_access_token": token.value,
+        "authorizer_access_token": token,
         "expires_in": tokens.TOKEN_TTL,
         "authorizer_refresh_token": grant.refresh_token,
     }

@@ -112,7 +112,8 @@ class Credential(db.Model):
     superseded_until: Mapped[float | None] = mapped_column(Float)
     killed: Mapped[bool] = mapped_column(Boolean, default=False)
     used_at: Mapped[float | None] = mapped_column(Float)
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    # Indexed: every authorizer-token refresh supersedes the account's previous tokens.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
     account: Mapped[Account | None] = relationship()
     # auth_code: the pre_auth_code it came from; authorizer_token: the auth_code it came from.
     origin: Mapped[str | None] = mapped_column(String(160))

@@ -2,7 +2,7 @@
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, insert, select, update
 
 from app.sandbox import clock
 from app.sandbox.errors import WechatError
@@ -14,10 +14,31 @@ TICKET_TTL = 12 * 3600
 PRE_AUTH_TTL = 600
 AUTH_CODE_TTL = 3600
 
+# The statements every token refresh runs, built once (building and keying them per call costs
+# more than running them).
+_C = Credential.__table__.c
+_PLATFORM_APPID = select(Platform.appid)
+_TOKEN_BY_VALUE = select(_C.id, _C.kind, _C.killed, _C.expires_at, _C.superseded_until).where(
+    _C.value == bindparam("value")
+)
+_GRACE = bindparam("grace")
+_SUPERSEDE = (
+    update(Credential.__table__)
+    .where(_C.kind == bindparam("b_kind"), _C.killed.is_(False), _C.superseded_until.is_(None))
+    .values(superseded_until=case((_C.expires_at < _GRACE, _C.expires_at), else_=_GRACE))
+)
+_SUPERSEDE_OF_ACCOUNT = _SUPERSEDE.where(_C.account_id == bindparam("b_account_id"))
+_INSERT_CREDENTIAL = insert(Credential.__table__)
+
 
 def platform() -> Platform:
     """The world's one platform."""
     return db.session.execute(select(Platform)).scalar_one()
+
+
+def platform_appid() -> str:
+    """The platform's appid (one column: the per-call check needs no whole row)."""
+    return db.session.execute(_PLATFORM_APPID).scalar_one()
 
 
 def _token_value() -> str:
@@ -60,12 +81,9 @@ def _issue(kind: str, ttl: int, **fields) -> Credential:
 
 def _supersede(kind: str, account_id: int | None = None) -> None:
     """Give every live token of this kind (and account) a 5-minute grace instead of 2 hours."""
-    at = clock.now()
-    query = select(Credential).filter_by(kind=kind, killed=False, superseded_until=None)
-    if account_id is not None:
-        query = query.filter_by(account_id=account_id)
-    for old in db.session.execute(query).scalars():
-        old.superseded_until = min(old.expires_at, at + OVERLAP)
+    params = {"b_kind": kind, "grace": clock.now() + OVERLAP, "b_account_id": account_id}
+    db.session.flush()  # a Core statement: ORM changes pending in this session go first
+    db.session.execute(_SUPERSEDE if account_id is None else _SUPERSEDE_OF_ACCOUNT, params)
 
 
 def issue_component_token() -> Credential:
@@ -81,10 +99,10 @@ def foreign_refresh() -> Credential:
     return _issue("component_token", TOKEN_TTL)
 
 
-def _check_token(kind: str, value: str | None) -> Credential:
+def _check_token(kind: str, value: str | None):
     if not value:
         raise WechatError(41001)
-    token = db.session.execute(select(Credential).filter_by(value=value)).scalar_one_or_none()
+    token = db.session.execute(_TOKEN_BY_VALUE, {"value": value}).first()
     if token is None or token.kind != kind or token.killed:
         raise WechatError(40001)
     at = clock.now()
@@ -95,14 +113,14 @@ def _check_token(kind: str, value: str | None) -> Credential:
     return token
 
 
-def check_component_token(value: str | None) -> Credential:
+def check_component_token(value: str | None) -> None:
     """Validate a component_access_token: 41001 missing, 40001 unknown/replaced, 42001 expired."""
-    return _check_token("component_token", value)
+    _check_token("component_token", value)
 
 
 def check_authorizer_token(value: str | None) -> Credential:
     """Validate an authorizer_access_token (same codes as the component token)."""
-    return _check_token("authorizer_token", value)
+    return db.session.get(Credential, _check_token("authorizer_token", value).id)
 
 
 def issue_pre_auth_code() -> Credential:
@@ -125,7 +143,7 @@ def issue_auth_code(account: Account, pre_auth_code: str | None) -> Credential:
     return _issue("auth_code", AUTH_CODE_TTL, account=account, origin=pre_auth_code)
 
 
-def exchange_auth_code(value: str | None) -> tuple[Authorization, Credential]:
+def exchange_auth_code(value: str | None) -> tuple[Authorization, str]:
     """api_query_auth: consume a code (61009 unknown/used, 61010 expired), mint a token."""
     code = db.session.execute(
         select(Credential).filter_by(kind="auth_code", value=value or "")
@@ -139,13 +157,19 @@ def exchange_auth_code(value: str | None) -> tuple[Authorization, Credential]:
         raise WechatError(61009)
     code.used_at = clock.now()
     grant.exchanged = True
-    return grant, issue_authorizer_token(code.account, origin=code.value)
+    return grant, issue_authorizer_token(code.account_id, origin=code.value)
 
 
-def issue_authorizer_token(account: Account, origin: str | None = None) -> Credential:
-    """A new authorizer_access_token; the previous one keeps the 5-minute overlap."""
-    _supersede("authorizer_token", account.id)
-    return _issue("authorizer_token", TOKEN_TTL, account=account, origin=origin)
+def issue_authorizer_token(account_id: int, origin: str | None = None) -> str:
+    """A new authorizer_access_token (its value); the previous one keeps the 5-minute overlap."""
+    _supersede("authorizer_token", account_id)
+    at, value = clock.now(), _token_value()
+    db.session.execute(
+        _INSERT_CREDENTIAL,
+        {"kind": "authorizer_token", "value": value, "issued_at": at, "expires_at": at + TOKEN_TTL,
+         "killed": False, "account_id": account_id, "origin": origin},
+    )  # fmt: skip
+    return value
 
 
 def active_authorization(account: Account | None) -> Authorization | None:

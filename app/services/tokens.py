@@ -15,12 +15,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.extensions import db, wechat_client
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
@@ -30,8 +30,6 @@ from app.wechat.errors import (
     InvalidCredential,
     InvalidRefreshToken,
     NotAuthorized,
-    QuotaExceeded,
-    SystemBusy,
     WeChatError,
 )
 
@@ -43,6 +41,13 @@ LEASE = timedelta(seconds=60)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 _T = AuthorizerToken
+_ROW = AuthorizerToken.__table__.c
+# Built once: the sweep runs it per refresh, with the SET columns given as parameters.
+_UPDATE_OWNED = update(AuthorizerToken.__table__).where(
+    _ROW.authorizer_id == bindparam("b_id"), _ROW.lease_owner == bindparam("b_owner")
+)
+_HEALTHY_RELEASED = {"consecutive_failures": 0, "last_error_code": None, "next_attempt_at": None,
+                     "lease_owner": None, "lease_until": None}  # fmt: skip
 
 
 class TokenUnavailable(DomainError):
@@ -77,6 +82,16 @@ def new_owner() -> str:
 # --- sweep --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A row leased to `owner`, as its refresh needs it (the plaintext stays in memory)."""
+
+    authorizer_id: int
+    appid: str
+    refresh_token: str | None = field(repr=False)
+    owner: str
+
+
 def sweep_tokens(
     *,
     batch_size: int = 200,
@@ -93,24 +108,16 @@ def sweep_tokens(
     batches = 0
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         while max_batches is None or batches < max_batches:
-            ids = claim_batch(result.owner, batch_size, ahead=ahead)
-            if not ids:
+            claims = _claims(claim_batch(result.owner, batch_size, ahead=ahead), result.owner)
+            if not claims:
                 break
             batches += 1
-            component_token = _component_token_or_none()
-
-            def work(authorizer_id, _app=app, _owner=result.owner, _token=component_token):
-                with _app.app_context():
-                    try:
-                        return refresh_one(
-                            authorizer_id, _owner, recovery=recovery, component_token=_token
-                        )
-                    except Exception:  # the lease lapses; the stored refresh token is intact
-                        log.exception("authorizer %s: refresh crashed", authorizer_id)
-                        db.session.rollback()
-                        return "error"
-
-            result.outcomes.update(pool.map(work, ids))
+            token = _component_token_or_none()
+            calls = {pool.submit(_call_in_app, app, claim, token): claim for claim in claims}
+            # The workers only talk HTTP; this thread stores each answer in its own short
+            # transaction, so they never queue on the write lock (SQLite sleeps while it waits).
+            for call in as_completed(calls):
+                result.outcomes[_settle_safely(calls[call], call.result(), recovery)] += 1
     result.seconds = time.monotonic() - started
     return result
 
@@ -168,6 +175,19 @@ def claim_one(authorizer_id: int, owner: str) -> bool:
     return claimed == 1
 
 
+def _claims(ids: list[int], owner: str) -> list[_Claim]:
+    """What the refresh of each row still leased to `owner` needs, read in one statement."""
+    if not ids:
+        return []
+    rows = db.session.execute(
+        select(_T.authorizer_id, Authorizer.appid, _T.refresh_token)
+        .join(Authorizer, Authorizer.id == _T.authorizer_id)
+        .where(_T.authorizer_id.in_(ids), _T.lease_owner == owner)
+    ).all()
+    db.session.commit()  # hold no connection (or SQLite read snapshot) during the HTTP calls
+    return [_Claim(authorizer_id, appid, token, owner) for authorizer_id, appid, token in rows]
+
+
 def _load(authorizer_id: int) -> AuthorizerToken | None:
     return db.session.execute(
         select(_T)
@@ -184,23 +204,46 @@ def refresh_one(
     component_token: str | None = None,
 ) -> str:
     """Refresh one leased row; returns the outcome name. Never drops the refresh token."""
-    row = _load(authorizer_id)
-    if row is None or row.lease_owner != owner:
+    claims = _claims([authorizer_id], owner)
+    if not claims:
         return "lost_lease"
-    appid, refresh_token = row.authorizer.appid, row.refresh_token
-    db.session.commit()  # hold no connection (or SQLite read lock) during the HTTP call
+    return _settle(claims[0], _attempt(claims[0], component_token), recovery)
+
+
+def _attempt(claim: _Claim, component_token: str | None) -> tuple[object, Exception | None]:
+    """WeChat's answer to the refresh, or the error it raised (settled by the caller)."""
     try:
-        result = _call_refresh(appid, refresh_token, component_token)
-    except InvalidRefreshToken:
-        return _recover(row, owner, recovery or _ListCache())
-    except NotAuthorized:
-        return _lost_grant(row, "not_authorized", 61003)
-    except (SystemBusy, QuotaExceeded) as error:
-        return _back_off(row, error.errcode)
-    except (WeChatError, DomainError) as error:
-        return _back_off(row, getattr(error, "errcode", None))
-    _store(row, result)
-    return "refreshed"
+        return _call_refresh(claim.appid, claim.refresh_token, component_token), None
+    except Exception as error:
+        return None, error
+
+
+def _call_in_app(app, claim: _Claim, component_token: str | None):
+    with app.app_context():
+        return _attempt(claim, component_token)
+
+
+def _settle_safely(claim: _Claim, answer, recovery: _ListCache) -> str:
+    try:
+        return _settle(claim, answer, recovery)
+    except Exception:  # the lease lapses; the stored refresh token is intact
+        log.exception("authorizer %s: refresh crashed", claim.authorizer_id)
+        db.session.rollback()
+        return "error"
+
+
+def _settle(claim: _Claim, answer, recovery: _ListCache | None) -> str:
+    """Record one refresh attempt's outcome: stored, recovered, lost grant or backoff."""
+    result, error = answer
+    if error is None:
+        return _store(claim, result)
+    if isinstance(error, InvalidRefreshToken):
+        return _recover(claim, recovery or _ListCache())
+    if isinstance(error, NotAuthorized):
+        return _lost_grant(claim, "not_authorized", 61003)
+    if isinstance(error, WeChatError | DomainError):
+        return _back_off(claim, getattr(error, "errcode", None))
+    raise error
 
 
 def _call_refresh(appid: str, refresh_token: str, component_token: str | None = None):
@@ -217,20 +260,49 @@ def _call_refresh(appid: str, refresh_token: str, component_token: str | None = 
     )
 
 
-def _store(row: AuthorizerToken, result) -> None:
-    """Access token and rotated refresh token in one transaction, lease released."""
-    now = clock.now()
-    row.access_token = result.authorizer_access_token
-    row.access_expires_at = now + timedelta(seconds=result.expires_in)
-    if result.authorizer_refresh_token and result.authorizer_refresh_token != row.refresh_token:
-        row.refresh_token, row.refresh_token_updated_at = result.authorizer_refresh_token, now
-    row.last_refresh_at = now
-    row.consecutive_failures, row.last_error_code, row.next_attempt_at = 0, None, None
-    row.lease_owner = row.lease_until = None
+def _store(claim: _Claim, result) -> str:
+    """Access token, rotated refresh token and reset health in one UPDATE, lease released."""
+    now, rotated = clock.now(), {}
+    if result.authorizer_refresh_token not in ("", claim.refresh_token):
+        rotated = {
+            "refresh_token": result.authorizer_refresh_token,
+            "refresh_token_updated_at": now,
+        }
+    expires_at = now + timedelta(seconds=result.expires_in)
+    stored = _update_owned(claim, {**_HEALTHY_RELEASED, **rotated, "last_refresh_at": now,
+                                   "access_token": result.authorizer_access_token,
+                                   "access_expires_at": expires_at})  # fmt: skip
+    if not stored and rotated:
+        _keep_rotated(claim, rotated)
     db.session.commit()
+    return "refreshed" if stored else "lost_lease"
 
 
-def _back_off(row: AuthorizerToken, errcode: int | None) -> str:
+def _keep_rotated(claim: _Claim, rotated: dict) -> None:
+    """The lease lapsed mid-call: keep the rotated refresh token unless a new holder replaced it."""
+    where = _T.authorizer_id == claim.authorizer_id
+    if db.session.scalar(select(_T.refresh_token).where(where)) == claim.refresh_token:
+        db.session.execute(update(_T).where(where).values(rotated))
+
+
+def _update_owned(claim: _Claim, values: dict) -> bool:
+    """UPDATE the row only while `claim.owner` still holds its lease."""
+    params = {"b_id": claim.authorizer_id, "b_owner": claim.owner, **values}
+    return db.session.execute(_UPDATE_OWNED, params).rowcount == 1
+
+
+def _owned_row(claim: _Claim) -> AuthorizerToken | None:
+    row = _load(claim.authorizer_id)
+    if row is None or row.lease_owner != claim.owner:
+        db.session.rollback()
+        return None
+    return row
+
+
+def _back_off(claim: _Claim, errcode: int | None) -> str:
+    row = _owned_row(claim)
+    if row is None:
+        return "lost_lease"
     row.consecutive_failures = (row.consecutive_failures or 0) + 1
     row.last_error_code, row.last_error_at = errcode, clock.now()
     delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (row.consecutive_failures - 1))
@@ -240,7 +312,10 @@ def _back_off(row: AuthorizerToken, errcode: int | None) -> str:
     return "backoff"
 
 
-def _lost_grant(row: AuthorizerToken, reason: str, errcode: int) -> str:
+def _lost_grant(claim: _Claim, reason: str, errcode: int) -> str:
+    row = _owned_row(claim)
+    if row is None:
+        return "lost_lease"
     row.consecutive_failures = (row.consecutive_failures or 0) + 1
     row.last_error_code, row.last_error_at = errcode, clock.now()
     row.access_token = row.access_expires_at = None
@@ -251,7 +326,7 @@ def _lost_grant(row: AuthorizerToken, reason: str, errcode: int) -> str:
 
 
 class _ListCache:
-    """api_get_authorizer_list, read once per sweep and shared by its threads."""
+    """api_get_authorizer_list, read once per sweep (at the first 61023)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -268,26 +343,31 @@ class _ListCache:
             return self._tokens.get(appid, "")
 
 
-def _recover(row: AuthorizerToken, owner: str, recovery: _ListCache) -> str:
+def _recover(claim: _Claim, recovery: _ListCache) -> str:
     """61023: take the current refresh token from api_get_authorizer_list and retry once."""
-    appid = row.authorizer.appid
     try:
-        candidate = recovery.refresh_token(appid)
+        candidate = recovery.refresh_token(claim.appid)
     except (WeChatError, DomainError) as error:
-        return _back_off(row, getattr(error, "errcode", 61023))
-    if not candidate or candidate == row.refresh_token:
-        return _lost_grant(row, "refresh_token_invalid", 61023)
+        return _back_off(claim, getattr(error, "errcode", 61023))
+    if not candidate or candidate == claim.refresh_token:
+        return _lost_grant(claim, "refresh_token_invalid", 61023)
     # Persist the recovered token before using it, so a crash cannot lose it.
-    row.refresh_token, row.refresh_token_updated_at = candidate, clock.now()
+    if not _update_owned(
+        claim, {"refresh_token": candidate, "refresh_token_updated_at": clock.now()}
+    ):
+        db.session.rollback()
+        return "lost_lease"
     db.session.commit()
+    claim = replace(claim, refresh_token=candidate)
     try:
-        result = _call_refresh(appid, candidate)
+        result = _call_refresh(claim.appid, candidate)
     except InvalidRefreshToken:
-        return _lost_grant(row, "refresh_token_invalid", 61023)
+        return _lost_grant(claim, "refresh_token_invalid", 61023)
     except (WeChatError, DomainError) as error:
-        return _back_off(row, getattr(error, "errcode", None))
-    _store(row, result)
-    log.info("authorizer %s: refresh token recovered from the authorizer list", row.authorizer_id)
+        return _back_off(claim, getattr(error, "errcode", None))
+    if _store(claim, result) != "refreshed":
+        return "lost_lease"
+    log.info("authorizer %s: refresh token recovered from the authorizer list", claim.authorizer_id)
     return "recovered"
 
 
@@ -344,6 +424,6 @@ def sweep_job() -> str:
     config = current_app.config
     result = sweep_tokens(
         batch_size=int(config.get("AUTHORIZER_SWEEP_BATCH", 200)),
-        concurrency=int(config.get("AUTHORIZER_SWEEP_CONCURRENCY", 8)),
+        concurrency=int(config.get("AUTHORIZER_SWEEP_CONCURRENCY", 16)),
     )
     return ", ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items())) or "nothing due"

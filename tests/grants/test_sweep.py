@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import AuthorizerToken, Grant, GrantStatus
@@ -95,6 +95,32 @@ def test_rotated_refresh_token_is_persisted(flow, fleet):
     assert row.refresh_token == "refreshtoken@@@rotated" and row.refresh_token_updated_at
 
 
+def test_a_lease_lost_mid_call_still_keeps_a_rotated_refresh_token(flow, fleet, monkeypatch):
+    fleet(1)
+    from app.sandbox import tokens as sandbox_tokens
+    from app.sandbox.models import Authorization
+    from app.sandbox.models import db as sandbox_db
+
+    with flow.sandbox.app.app_context():
+        grant = sandbox_db.session.execute(select(Authorization)).scalars().all()[-1]
+        sandbox_tokens.rotate_refresh_token(grant, "refreshtoken@@@rotated", transition=True)
+        sandbox_db.session.commit()
+    real_call = tokens._call_refresh
+
+    def slow_call(*args):
+        answer = real_call(*args)
+        # The call outlived the lease, and another sweeper took the row meanwhile.
+        db.session.execute(update(AuthorizerToken).values(lease_owner="other"))
+        db.session.commit()
+        return answer
+
+    monkeypatch.setattr(tokens, "_call_refresh", slow_call)
+    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"lost_lease": 1}
+    row = _custody()[0]
+    assert row.refresh_token == "refreshtoken@@@rotated" and row.lease_owner == "other"
+    assert row.access_token is None  # the new holder stores its own answer
+
+
 @pytest.mark.parametrize("errcode", [-1, 45009])
 def test_backoff_on_busy_and_quota(flow, fleet, errcode, portal_clock):
     fleet(1)
@@ -122,7 +148,7 @@ def test_crash_between_answer_and_commit_loses_nothing(flow, fleet, monkeypatch,
             crashed.append(row.authorizer_id)
         if crash:
             raise RuntimeError("worker died")
-        real_store(row, result)
+        return real_store(row, result)
 
     monkeypatch.setattr(tokens, "_store", store)
     assert flow.portal.call(tokens.sweep_tokens).outcomes == {"refreshed": 4, "error": 1}

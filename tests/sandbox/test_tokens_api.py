@@ -208,3 +208,20 @@ def test_api_calls_are_counted_per_path(sandbox):
     assert calls["api_component_token"] == 1
     assert calls["api_create_preauthcode"] == 2
     assert "api_query_auth" not in calls
+
+
+def test_failed_calls_count_but_spend_no_quota(sandbox):
+    token = sandbox.component_token()
+    body = {"component_appid": sandbox.component_appid}
+    sandbox.wechat("component/api_create_preauthcode", {"component_appid": "x"}, token=token)
+    sandbox.set_faults(endpoints={"api_create_preauthcode": {"errcode": -1, "times": 1}})
+    assert_error(sandbox.wechat("component/api_create_preauthcode", body, token=token), -1)
+    assert "pre_auth_code" in sandbox.wechat("component/api_create_preauthcode", body, token=token)
+    assert sandbox.api_calls()["api_create_preauthcode"] == 3
+    quota = sandbox.wechat(
+        "openapi/quota/get",
+        {"cgi_path": "/cgi-bin/component/api_create_preauthcode"},
+        token=token,
+        token_name="access_token",
+    )
+    assert quota["quota"]["used"] == 1
