@@ -42,9 +42,14 @@ _tickets = VerifyTicket.__table__
 # guarded UPDATE below and retrying; SQLite ignores it, and there the guard alone keeps a stale
 # read from winning.
 _READ_TICKET = (
-    select(_tickets.c.create_time, _tickets.c.value)
+    select(_tickets.c.create_time, _tickets.c.value, _tickets.c.pushes, _tickets.c.last_push_at)
     .where(_tickets.c.component_appid == bindparam("appid"))
     .with_for_update()
+)
+# `pushes` is the row's version: the write applies only to the row as it was read.
+_WRITE_TICKET = update(_tickets).where(
+    _tickets.c.component_appid == bindparam("b_appid"),
+    _tickets.c.pushes == bindparam("b_seen_pushes"),
 )
 EXPIRY_SAFETY = timedelta(seconds=60)  # never hand out a token with less than this left
 _CC = ComponentCredential
@@ -72,32 +77,30 @@ def token_hash(token: str) -> str:
 # --- ticket ---------------------------------------------------------------------------------
 
 
-def store_ticket(event: ComponentVerifyTicket) -> bool:
-    """Keep the newest ticket (encrypted, arrival + 12 h); returns True if its value changed."""
+def store_ticket(event: ComponentVerifyTicket) -> datetime | None:
+    """Keep the newest ticket (encrypted, arrival + 12 h); returns when the previous push
+    arrived (None for the first ticket)."""
     now, appid = clock.now(), _appid()
     connection = db.session.connection()  # Core on the hot path; same transaction
     for _attempt in range(TICKET_WRITE_ATTEMPTS):
         seen = connection.execute(_READ_TICKET, {"appid": appid}).first()
         if seen is None:
             if _insert_ticket(event, now):
-                return True
+                return None
             continue  # the first ticket arrived twice at once: update the winner's row
         # An older push delivered late keeps the newer ticket; WeChat also re-pushes the same
         # ticket for a while, and that does not extend its validity.
         newer = event.create_time >= seen.create_time
         changed = newer and seen.value != event.ticket
-        values = {"last_push_at": now, "pushes": _tickets.c.pushes + 1}
+        values = {"last_push_at": now, "pushes": seen.pushes + 1}
         if newer:
             values["create_time"] = event.create_time
         if changed:
             values.update(value=event.ticket, received_at=now, expires_at=now + TICKET_TTL)
-        # Guarded by what we read: a concurrent push that moved create_time makes this match
-        # nothing, and we decide again on the fresh row.
-        written = connection.execute(
-            update(_tickets)
-            .where(_tickets.c.component_appid == appid, _tickets.c.create_time == seen.create_time)
-            .values(values)
-        ).rowcount
+        # A concurrent push that wrote first makes this match nothing; we decide again on the
+        # fresh row.
+        guard = {"b_appid": appid, "b_seen_pushes": seen.pushes}
+        written = connection.execute(_WRITE_TICKET, {**guard, **values}).rowcount
         if written:
             if changed:
                 record(
@@ -106,7 +109,7 @@ def store_ticket(event: ComponentVerifyTicket) -> bool:
                     target_id=appid,
                     expires_at=_iso(now),
                 )
-            return changed
+            return seen.last_push_at
     raise RuntimeError("the ticket row kept changing under concurrent pushes")
 
 
@@ -130,10 +133,15 @@ def _insert_ticket(event: ComponentVerifyTicket, now: datetime) -> bool:
 
 
 def handle_ticket_event(event: ComponentVerifyTicket) -> None:
-    """Inbox handler for component_verify_ticket (runs in the transaction storing the push)."""
-    # Same transaction; the alert first, so the ticket row stays locked only until the commit.
-    health.resolve_alert(health.TICKET_SILENT, session=db.session)
-    store_ticket(event)
+    """Inbox handler for component_verify_ticket (runs in the transaction storing the push).
+
+    A push after a silence long enough for the watchdog's alert resolves that alert too, in the
+    same transaction; pushes in a steady stream skip the check (the watchdog itself resolves an
+    alert it raised while a push was on its way)."""
+    previous_push = store_ticket(event)
+    window = timedelta(seconds=_setting("TICKET_SILENCE_ALERT_SECONDS"))
+    if previous_push is None or clock.now() - previous_push >= window:
+        health.resolve_alert(health.TICKET_SILENT, session=db.session)
 
 
 def current_ticket() -> str | None:
