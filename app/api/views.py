@@ -11,6 +11,7 @@ from sqlalchemy.orm import joinedload
 from app.extensions import csrf, db
 from app.models import Authorizer, ComponentCredential, Grant, GrantStatus
 from app.services import apikeys, audit, clock, credentials, tokens
+from app.services.authorizers import AuthorizerNotFound
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
@@ -149,9 +150,10 @@ def get_authorizer(appid: str):
 @scope("tokens:read")
 def authorizer_access_token(appid: str):
     """A valid authorizer_access_token from custody (refreshed under the lease if needed)."""
-    authorizer = _authorizer(appid)
     try:
-        token, expires_at = tokens.access_token(authorizer)
+        served = tokens.access_token(appid)
+    except AuthorizerNotFound:
+        raise ApiError(404, "authorizer_not_found", "no such authorizer") from None
     except tokens.NeedsReauthorization:
         raise ApiError(409, "needs_reauthorization", "the merchant must re-authorize") from None
     except tokens.TokenUnavailable:
@@ -159,15 +161,15 @@ def authorizer_access_token(appid: str):
                        {"Retry-After": "5"}) from None  # fmt: skip
     audit.record(
         "api.authorizer_token_read", actor=f"api_key:{g.api_key.name}",
-        merchant_id=authorizer.merchant_id, target_type="authorizer", target_id=authorizer.id,
+        merchant_id=served.merchant_id, target_type="authorizer", target_id=served.authorizer_id,
         api_key_id=g.api_key.id,
     )  # fmt: skip
     db.session.commit()
     return jsonify({
         "authorizer_appid": appid,
-        "access_token": token,
-        "expires_at": _iso(expires_at),
-        "expires_in": max(0, int((expires_at - clock.now()).total_seconds())),
+        "access_token": served.access_token,
+        "expires_at": _iso(served.expires_at),
+        "expires_in": max(0, int((served.expires_at - clock.now()).total_seconds())),
     })  # fmt: skip
 
 

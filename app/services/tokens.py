@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, or_, select, update
 from app.extensions import db, wechat_client
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
 from app.services import DomainError, clock, credentials, grants
+from app.services.authorizers import AuthorizerNotFound
 from app.services.credentials import call_with_component_token
 from app.wechat.errors import (
     InvalidCredential,
@@ -374,33 +375,63 @@ def _recover(claim: _Claim, recovery: _ListCache) -> str:
 # --- serving ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ServedToken:
+    """An access token handed out from custody, with what the caller audits."""
+
+    authorizer_id: int
+    merchant_id: int | None
+    access_token: str = field(repr=False)
+    expires_at: datetime
+
+
+# The API's fast path: one read, no entities loaded and no refresh token decrypted.
+_CUSTODY = (
+    select(
+        Authorizer.id,
+        Authorizer.merchant_id,
+        Grant.status,
+        _T.access_token,
+        _T.access_expires_at,
+        _T.refresh_token.is_not(None).label("has_refresh_token"),
+    )
+    .join(Grant, Grant.authorizer_id == Authorizer.id)
+    .outerjoin(_T, _T.authorizer_id == Authorizer.id)
+    .where(Authorizer.appid == bindparam("appid"))
+)
+
+
 def access_token(
-    authorizer: Authorizer, *, min_remaining: timedelta = SERVE_MIN_REMAINING, wait: float = 10.0
-) -> tuple[str, datetime]:
+    appid: str, *, min_remaining: timedelta = SERVE_MIN_REMAINING, wait: float = 10.0
+) -> ServedToken:
     """A valid access token from custody; refreshed through the same lease if needed."""
-    if authorizer.grant is None or authorizer.grant.status is not GrantStatus.ACTIVE:
-        raise NeedsReauthorization()
     deadline = time.monotonic() + wait
-    owner = None
-    row = authorizer.token  # as loaded with the authorizer: the fast path needs no re-read
+    refreshed = False
     while True:
-        if row is None or not row.refresh_token:
+        row = db.session.execute(_CUSTODY, {"appid": appid}).first()
+        if row is None:
+            raise AuthorizerNotFound()
+        if row.status is not GrantStatus.ACTIVE:
+            raise NeedsReauthorization()
+        if not row.has_refresh_token:
             raise TokenUnavailable()
         if row.access_token and row.access_expires_at - clock.now() > min_remaining:
-            return row.access_token, row.access_expires_at
-        owner = owner or new_owner()
-        if claim_one(authorizer.id, owner):
-            outcome = refresh_one(authorizer.id, owner)
-            row = _load(authorizer.id)
-            if outcome in ("refreshed", "recovered") and row and row.access_token:
-                return row.access_token, row.access_expires_at
+            return ServedToken(row.id, row.merchant_id, row.access_token, row.access_expires_at)
+        if refreshed:  # by us, yet still not usable: do not loop on WeChat
+            raise TokenUnavailable(outcome="refreshed_short")
+        owner = new_owner()
+        if claim_one(row.id, owner):
+            outcome = refresh_one(row.id, owner)
             if outcome == "needs_reauthorization":
                 raise NeedsReauthorization()
-            raise TokenUnavailable(outcome=outcome)
+            if outcome not in ("refreshed", "recovered"):
+                raise TokenUnavailable(outcome=outcome)
+            refreshed = True
+            continue  # read the fresh token
+        # Someone else holds the lease: wait for their refresh.
         if time.monotonic() > deadline:
             raise TokenUnavailable(outcome="lease_busy")
         time.sleep(0.05)
-        row = _load(authorizer.id)
 
 
 def token_health(authorizer: Authorizer) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, Authorizer
+from app.models import AuditEntry, Authorizer, Grant, GrantStatus
 from app.services import apikeys, clock
 
 SPEC = json.loads((Path(__file__).parents[2] / "app/api/openapi.json").read_text())
@@ -169,3 +169,19 @@ def test_list_get_and_errors_conform(client, flow, connected):
     spec = client.get("/api/v1/openapi.json")
     assert spec.status_code == 200 and spec.get_json()["openapi"].startswith("3.1")
     assert re.fullmatch(r"[0-9T:\-.]+Z", one["authorized_at"])
+
+
+def test_access_token_errors_conform(client, flow, connected):
+    key, template = _key(), "/authorizers/{appid}/access-token"
+    missing = _get(client, "/authorizers/wxnope/access-token", key)
+    assert missing.status_code == 404
+    assert conforms(missing, template)["error"]["code"] == "authorizer_not_found"
+    grant = db.session.scalar(select(Grant))
+    grant.status = GrantStatus.NEEDS_REAUTHORIZATION
+    db.session.commit()
+    stale = _get(client, f"/authorizers/{connected}/access-token", key)
+    assert stale.status_code == 409
+    assert conforms(stale, template)["error"]["code"] == "needs_reauthorization"
+    assert flow.calls("api_authorizer_token") == 0
+    reads = select(AuditEntry).where(AuditEntry.action == "api.authorizer_token_read")
+    assert db.session.scalars(reads).all() == []  # refusals hand out nothing, so audit nothing
