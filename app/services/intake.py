@@ -179,9 +179,9 @@ def _store(event: Event, raw_xml: str, *, outcome: str) -> int | None:
 def _store_and_handle(event: Event, raw_xml: str) -> str:
     """Run a database-only handler and store the push, in one transaction.
 
-    The handler goes first, so its reads take no lock and the write lock (SQLite) or row lock
-    (PostgreSQL) is held for a few statements only; the inbox row comes last, and a duplicate
-    push fails there and rolls the handler's writes back."""
+    The handler goes first, so on SQLite its reads run before the write lock is taken and the
+    lock is held for a few statements only; the inbox row comes last, and a duplicate push
+    fails there and rolls the handler's writes back."""
     try:
         HANDLERS[event.info_type](event)
     except Exception as exc:  # keep the push, as failed, for the retry job
