@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload
 
 from app.extensions import csrf, db
 from app.models import Authorizer, ComponentCredential, Grant, GrantStatus
-from app.services import apikeys, audit, clock, credentials, tokens
+from app.services import apikeys, audit, clock, credentials, custody
 from app.services.authorizers import AuthorizerNotFound
 
 bp = Blueprint("api", __name__)
@@ -151,12 +151,12 @@ def get_authorizer(appid: str):
 def authorizer_access_token(appid: str):
     """A valid authorizer_access_token from custody (refreshed under the lease if needed)."""
     try:
-        served = tokens.access_token(appid)
+        served = custody.access_token(appid)
     except AuthorizerNotFound:
         raise ApiError(404, "authorizer_not_found", "no such authorizer") from None
-    except tokens.NeedsReauthorization:
+    except custody.NeedsReauthorization:
         raise ApiError(409, "needs_reauthorization", "the merchant must re-authorize") from None
-    except tokens.TokenUnavailable:
+    except custody.TokenUnavailable:
         raise ApiError(503, "token_unavailable", "no token available right now",
                        {"Retry-After": "5"}) from None  # fmt: skip
     audit.record(

@@ -1,4 +1,4 @@
-"""Authorizer token custody: refresh sweeps under per-row leases, recovery, serving tokens.
+"""Authorizer token custody: refresh sweeps under per-row leases, and recovery.
 
 A sweeper claims a batch of rows near expiry with one guarded UPDATE (the lease), refreshes them
 with bounded concurrency and stores the access token and any rotated refresh token in the same
@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam, or_, select, update
@@ -25,7 +25,6 @@ from sqlalchemy import bindparam, or_, select, update
 from app.extensions import db, wechat_client
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
 from app.services import DomainError, clock, credentials, grants
-from app.services.authorizers import AuthorizerNotFound
 from app.services.credentials import call_with_component_token
 from app.wechat.errors import (
     InvalidCredential,
@@ -37,7 +36,6 @@ from app.wechat.errors import (
 log = logging.getLogger(__name__)
 
 REFRESH_AHEAD = timedelta(minutes=15)  # sweep refreshes tokens expiring within this
-SERVE_MIN_REMAINING = timedelta(minutes=5)  # the API never hands out a token closer to expiry
 LEASE = timedelta(seconds=60)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
@@ -49,14 +47,6 @@ _UPDATE_OWNED = update(AuthorizerToken.__table__).where(
 )
 _HEALTHY_RELEASED = {"consecutive_failures": 0, "last_error_code": None, "next_attempt_at": None,
                      "lease_owner": None, "lease_until": None}  # fmt: skip
-
-
-class TokenUnavailable(DomainError):
-    code = "token_unavailable"
-
-
-class NeedsReauthorization(DomainError):
-    code = "needs_reauthorization"
 
 
 @dataclass
@@ -370,84 +360,6 @@ def _recover(claim: _Claim, recovery: _ListCache) -> str:
         return "lost_lease"
     log.info("authorizer %s: refresh token recovered from the authorizer list", claim.authorizer_id)
     return "recovered"
-
-
-# --- serving ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServedToken:
-    """An access token handed out from custody, with what the caller audits."""
-
-    authorizer_id: int
-    merchant_id: int | None
-    access_token: str = field(repr=False)
-    expires_at: datetime
-
-
-# The API's fast path: one read, no entities loaded and no refresh token decrypted.
-_CUSTODY = (
-    select(
-        Authorizer.id,
-        Authorizer.merchant_id,
-        Grant.status,
-        _T.access_token,
-        _T.access_expires_at,
-        _T.refresh_token.is_not(None).label("has_refresh_token"),
-    )
-    .join(Grant, Grant.authorizer_id == Authorizer.id)
-    .outerjoin(_T, _T.authorizer_id == Authorizer.id)
-    .where(Authorizer.appid == bindparam("appid"))
-)
-
-
-def access_token(
-    appid: str, *, min_remaining: timedelta = SERVE_MIN_REMAINING, wait: float = 10.0
-) -> ServedToken:
-    """A valid access token from custody; refreshed through the same lease if needed."""
-    deadline = time.monotonic() + wait
-    refreshed = False
-    while True:
-        row = db.session.execute(_CUSTODY, {"appid": appid}).first()
-        if row is None:
-            raise AuthorizerNotFound()
-        if row.status is not GrantStatus.ACTIVE:
-            raise NeedsReauthorization()
-        if not row.has_refresh_token:
-            raise TokenUnavailable()
-        if row.access_token and row.access_expires_at - clock.now() > min_remaining:
-            return ServedToken(row.id, row.merchant_id, row.access_token, row.access_expires_at)
-        if refreshed:  # by us, yet still not usable: do not loop on WeChat
-            raise TokenUnavailable(outcome="refreshed_short")
-        owner = new_owner()
-        if claim_one(row.id, owner):
-            outcome = refresh_one(row.id, owner)
-            if outcome == "needs_reauthorization":
-                raise NeedsReauthorization()
-            if outcome not in ("refreshed", "recovered"):
-                raise TokenUnavailable(outcome=outcome)
-            refreshed = True
-            continue  # read the fresh token
-        # Someone else holds the lease: wait for their refresh.
-        if time.monotonic() > deadline:
-            raise TokenUnavailable(outcome="lease_busy")
-        time.sleep(0.05)
-
-
-def token_health(authorizer: Authorizer) -> dict:
-    """Expiry, last refresh, failures and last error of an authorizer's tokens (no secrets)."""
-    row = authorizer.token
-    if row is None:
-        return {"has_refresh_token": False}
-    return {
-        "has_refresh_token": bool(row.refresh_token),
-        "access_expires_at": row.access_expires_at,
-        "last_refresh_at": row.last_refresh_at,
-        "refresh_token_updated_at": row.refresh_token_updated_at,
-        "consecutive_failures": row.consecutive_failures,
-        "last_error_code": row.last_error_code,
-        "next_attempt_at": row.next_attempt_at,
-    }
 
 
 def sweep_job() -> str:

@@ -18,7 +18,7 @@ from app.extensions import db
 from app.htmx import render
 from app.i18n import locale_code
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
-from app.services import DomainError, clock, console, tokens
+from app.services import DomainError, clock, console, custody
 from app.services import console_queries as queries
 from app.staff.forms import AccountFilterForm, AssignForm, ConfirmForm, DismissForm
 
@@ -92,7 +92,7 @@ def detail(authorizer_id: int):
         sessions=queries.account_sessions(authorizer),
         attention_items=queries.account_attention(authorizer.appid),
         audit_entries=queries.account_audit(authorizer),
-        token=tokens.token_health(authorizer),
+        token=custody.token_health(authorizer),
         confirm_form=ConfirmForm(),
         now=clock.now(),
     )
