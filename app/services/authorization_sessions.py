@@ -174,15 +174,19 @@ def authorization_links(session: AuthorizationSession) -> AuthorizationLinks:
     )
 
 
+def _mark_expired(session: AuthorizationSession) -> None:
+    session.status = SessionStatus.EXPIRED
+    audit.record(
+        "authorization_session.expired",
+        merchant_id=session.merchant_id,
+        target_type="authorization_session",
+        target_id=session.id,
+    )
+
+
 def _ensure_open(session: AuthorizationSession) -> None:
     if session.status is SessionStatus.OPEN and session.expires_at <= clock.now():
-        session.status = SessionStatus.EXPIRED
-        audit.record(
-            "authorization_session.expired",
-            merchant_id=session.merchant_id,
-            target_type="authorization_session",
-            target_id=session.id,
-        )
+        _mark_expired(session)
         db.session.commit()
     if session.status is not SessionStatus.OPEN:
         raise SessionClosed(status=session.status.value)
@@ -235,13 +239,7 @@ def expire_sessions(now: datetime | None = None) -> int:
         # A code minted just before expiry may still come back; wait for it to lapse too.
         if any(code.expires_at > now for code in session.pre_auth_codes):
             continue
-        session.status = SessionStatus.EXPIRED
-        audit.record(
-            "authorization_session.expired",
-            merchant_id=session.merchant_id,
-            target_type="authorization_session",
-            target_id=session.id,
-        )
+        _mark_expired(session)
         expired += 1
     # An update that was never finished is no longer pending.
     db.session.execute(
