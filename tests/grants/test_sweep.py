@@ -176,7 +176,9 @@ def test_worker_process_killed_mid_sweep_loses_no_refresh_token(app, flow, fleet
     worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                               cwd=os.getcwd(), start_new_session=True)  # fmt: skip
     assert worker.stdout.readline().strip() == b"sweeping"
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30  # kill it mid-sweep: once some tokens are stored
+    while not any(r.access_token for r in _custody()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
     done = sum(1 for r in _custody() if r.access_token)
