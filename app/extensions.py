@@ -32,7 +32,7 @@ def wechat_client():
     if "client" not in cache:
         config = current_app.config
         # The sweep's threads plus request threads refreshing on demand share one pool.
-        pool_size = int(config.get("AUTHORIZER_SWEEP_CONCURRENCY", 16)) + 8
+        pool_size = config["AUTHORIZER_SWEEP_CONCURRENCY"] + 8
         cache["client"] = ComponentClient(
             config["WECHAT_COMPONENT_APPID"],
             config["WECHAT_COMPONENT_APPSECRET"],

@@ -1,5 +1,6 @@
 """WeChat's component APIs at WeChat's paths, with WeChat's rules and error answers (§3)."""
 
+import secrets
 from functools import wraps
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -143,7 +144,7 @@ def api_component_token(body):
     secret = body.get("component_appsecret")
     if not secret:
         raise WechatError(41004)
-    if secret != tokens.platform().secret:
+    if not secrets.compare_digest(secret, tokens.platform().secret):
         raise WechatError(40125)
     tokens.check_ticket(body.get("component_verify_ticket"))
     token = tokens.issue_component_token()

@@ -85,13 +85,16 @@ class _Claim:
 
 def sweep_tokens(
     *,
-    batch_size: int = 200,
-    concurrency: int = 8,
+    batch_size: int | None = None,
+    concurrency: int | None = None,
     ahead: timedelta = REFRESH_AHEAD,
     owner: str | None = None,
     max_batches: int | None = None,
 ) -> SweepResult:
-    """Refresh every active authorizer token expiring within `ahead`, batch by batch."""
+    """Refresh every active authorizer token expiring within `ahead`, batch by batch
+    (batch size and threads default to AUTHORIZER_SWEEP_BATCH / _CONCURRENCY)."""
+    batch_size = batch_size or current_app.config["AUTHORIZER_SWEEP_BATCH"]
+    concurrency = concurrency or current_app.config["AUTHORIZER_SWEEP_CONCURRENCY"]
     result = SweepResult(owner or new_owner())
     started = time.monotonic()
     app = current_app._get_current_object()
@@ -364,9 +367,5 @@ def _recover(claim: _Claim, recovery: _ListCache) -> str:
 
 def sweep_job() -> str:
     """Job: one sweep of authorizer tokens near expiry."""
-    config = current_app.config
-    result = sweep_tokens(
-        batch_size=int(config.get("AUTHORIZER_SWEEP_BATCH", 200)),
-        concurrency=int(config.get("AUTHORIZER_SWEEP_CONCURRENCY", 16)),
-    )
+    result = sweep_tokens()
     return ", ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items())) or "nothing due"
