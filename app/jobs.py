@@ -18,16 +18,14 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import JobRun
-from app.services import (
-    authorization_sessions,
-    credentials,
+from app.services.authorization import (
     grants,  # noqa: F401  (importing it registers its push handlers)
-    health,
-    intake,
     reconcile,
-    tokens,
-    webhooks,
+    sessions,
 )
+from app.services.custody import sweep
+from app.services.notify import webhooks
+from app.services.platform import credentials, health, intake, status
 
 log = logging.getLogger(__name__)
 RQ_QUEUE = "grantdesk"
@@ -56,9 +54,9 @@ register_job("component_token_refresh", credentials.refresh_component_token_job,
 register_job("ticket_watchdog", credentials.ticket_watchdog, 60)
 register_job("inbox_retry", intake.retry_failed_events, 60)
 # Grants and tokens (issue #6).
-register_job("authorizer_token_sweep", tokens.sweep_job, 60)
+register_job("authorizer_token_sweep", sweep.sweep_job, 60)
 register_job("authorizer_reconcile", reconcile.reconcile_job, 3600)
-register_job("authorization_session_expiry", authorization_sessions.expire_sessions, 300)
+register_job("authorization_session_expiry", sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
 
 
@@ -190,7 +188,7 @@ def run_job_command(name: str) -> None:
 @click.command("health")
 def health_command() -> None:
     """Show ticket, component token, alerts, rejected requests, inbox and job health."""
-    report = health.report()
+    report = status.report()
     ticket, token = report.ticket, report.component_token
     click.echo(f"status: {'OK' if report.ok else 'ATTENTION'}")
     if ticket["present"]:

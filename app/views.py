@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from app.extensions import db
 from app.forms import LocaleForm
+from app.redirects import safe_next
 from app.services import accounts
 
 bp = Blueprint("main", __name__)
@@ -45,13 +46,6 @@ def set_locale():
         if current_user.is_authenticated:
             accounts.update_preferences(current_user, locale=form.locale.data)
     return redirect(safe_next(form.next.data), code=303)
-
-
-def safe_next(target: str | None) -> str:
-    """Only same-site relative paths; anything else goes home."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("main.index")
 
 
 @bp.get("/healthz")

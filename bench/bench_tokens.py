@@ -59,7 +59,8 @@ def _seed_reads(url: str, count: int) -> tuple[list[str], str]:
     """Authorizers with fresh tokens in custody, and an API key; returns (appids, key)."""
     from app.extensions import db
     from app.models import Authorizer, AuthorizerToken, Grant, Merchant
-    from app.services import apikeys, clock
+    from app.services import clock
+    from app.services.custody import apikeys
 
     app = _app(url)
     with app.app_context():
@@ -170,7 +171,8 @@ def bench_sweep(url: str, args) -> float:
 
     from app.extensions import db
     from app.sandbox import create_app as sandbox_app
-    from app.services import credentials, tokens
+    from app.services.custody import sweep
+    from app.services.platform import credentials
     from app.wechat.events import ComponentVerifyTicket
     from tests.grants.fleet import seed_portal, seed_sandbox
 
@@ -211,7 +213,7 @@ def bench_sweep(url: str, args) -> float:
         )  # fmt: skip
         credentials.store_ticket(event)
         cpu = time.process_time()
-        result = tokens.sweep_tokens(batch_size=500, concurrency=args.sweep_concurrency)
+        result = sweep.sweep_tokens(batch_size=500, concurrency=args.sweep_concurrency)
         cpu = time.process_time() - cpu
     server.shutdown()
     print(

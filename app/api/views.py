@@ -10,8 +10,10 @@ from sqlalchemy.orm import joinedload
 
 from app.extensions import csrf, db
 from app.models import Authorizer, ComponentCredential, Grant, GrantStatus
-from app.services import apikeys, audit, clock, credentials, custody
-from app.services.authorizers import AuthorizerNotFound
+from app.services import audit, clock
+from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.custody import apikeys, serve
+from app.services.platform import credentials
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
@@ -151,12 +153,12 @@ def get_authorizer(appid: str):
 def authorizer_access_token(appid: str):
     """A valid authorizer_access_token from custody (refreshed under the lease if needed)."""
     try:
-        served = custody.access_token(appid)
+        served = serve.access_token(appid)
     except AuthorizerNotFound:
         raise ApiError(404, "authorizer_not_found", "no such authorizer") from None
-    except custody.NeedsReauthorization:
+    except serve.NeedsReauthorization:
         raise ApiError(409, "needs_reauthorization", "the merchant must re-authorize") from None
-    except custody.TokenUnavailable:
+    except serve.TokenUnavailable:
         raise ApiError(503, "token_unavailable", "no token available right now",
                        {"Retry-After": "5"}) from None  # fmt: skip
     audit.record(

@@ -6,8 +6,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth.forms import AcceptInvitationForm, ChangePasswordForm, LoginForm, PreferencesForm
 from app.extensions import limiter
+from app.redirects import safe_next
 from app.services import accounts
-from app.views import safe_next
 
 bp = Blueprint("auth", __name__)
 

@@ -3,7 +3,7 @@
 from flask import Blueprint, Response, request
 
 from app.extensions import csrf
-from app.services import intake, messages
+from app.services.platform import intake, messages
 
 bp = Blueprint("callbacks", __name__)
 csrf.exempt(bp)

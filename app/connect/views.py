@@ -8,7 +8,8 @@ from flask_babel import get_locale
 from flask_login import current_user
 
 from app.htmx import render
-from app.services import DomainError, authorization_sessions, grants
+from app.services import DomainError
+from app.services.authorization import grants, sessions
 from app.wechat import permissions
 from app.wechat.errors import WeChatError
 
@@ -22,12 +23,12 @@ log = logging.getLogger(__name__)
 def link(token: str):
     """Show the clickable WeChat links for a session (fresh pre_auth_code when needed)."""
     try:
-        session = authorization_sessions.find_session_by_link(token)
-    except authorization_sessions.SessionNotFound:
+        session = sessions.find_session_by_link(token)
+    except sessions.SessionNotFound:
         abort(404)
     try:
-        links = authorization_sessions.authorization_links(session)
-    except authorization_sessions.SessionClosed:
+        links = sessions.authorization_links(session)
+    except sessions.SessionClosed:
         return render("connect/link.html", session=session, links=None, unavailable=False), 410
     except (WeChatError, DomainError) as error:
         log.warning("could not mint a pre_auth_code: %s", type(error).__name__)
@@ -36,7 +37,7 @@ def link(token: str):
         "connect/link.html", session=session, links=links, unavailable=False,
         in_wechat="MicroMessenger" in request.user_agent.string,
         on_phone=bool(PHONE_USER_AGENT.search(request.user_agent.string)),
-        page_url=authorization_sessions.connect_url(session),
+        page_url=sessions.connect_url(session),
     )  # fmt: skip
 
 
@@ -46,9 +47,9 @@ def authorized():
     public_id = request.args.get("session")
     try:
         grants.complete_from_redirect(public_id, request.args.get("auth_code"))
-    except authorization_sessions.SessionNotFound:
+    except sessions.SessionNotFound:
         abort(404)
-    except authorization_sessions.InvalidRequest:
+    except sessions.InvalidRequest:
         abort(400)
     except (WeChatError, DomainError) as error:
         # The push carries the same code; the session completes when it arrives.
@@ -60,8 +61,8 @@ def authorized():
 def result(public_id: str):
     """A session's outcome: its merchant's admins go to their page, others see a neutral note."""
     try:
-        session = authorization_sessions.find_session(public_id)
-    except authorization_sessions.SessionNotFound:
+        session = sessions.find_session(public_id)
+    except sessions.SessionNotFound:
         abort(404)
     own = (
         current_user.is_authenticated

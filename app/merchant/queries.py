@@ -10,7 +10,8 @@ from sqlalchemy import or_, select
 
 from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, GrantChange, SessionStatus
-from app.services import authorizers, clock
+from app.services import clock
+from app.services.authorization import authorizers
 from app.wechat import permissions
 
 FINAL = {"completed", "mismatch", "failed", "expired"}

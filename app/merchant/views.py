@@ -10,7 +10,7 @@ from app.htmx import is_partial_request, render
 from app.i18n import locale_code
 from app.merchant import forms, queries
 from app.merchant.qr import qr_svg
-from app.services import authorization_sessions, authorizers, consent, purge
+from app.services.authorization import authorizers, consent, purge, sessions
 
 bp = Blueprint("merchant", __name__)
 bp.before_request(require_merchant_admin)
@@ -152,7 +152,7 @@ def session(public_id: str):
         "state": state,
         "account": queries.session_account(item),
         "account_type": queries.account_type_of(item),
-        "connect_url": authorization_sessions.connect_url(item),
+        "connect_url": sessions.connect_url(item),
         "form": forms.ConfirmForm(),
     }
     if state in ("waiting", "finishing") or not is_partial_request():

@@ -18,8 +18,10 @@ from app.extensions import db
 from app.htmx import render
 from app.i18n import locale_code
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
-from app.services import DomainError, clock, console, custody
-from app.services import console_queries as queries
+from app.services import DomainError, clock
+from app.services.console import actions
+from app.services.console import queries as queries
+from app.services.custody import serve
 from app.staff.forms import AccountFilterForm, AssignForm, ConfirmForm, DismissForm
 
 bp = Blueprint("accounts", __name__)
@@ -92,7 +94,7 @@ def detail(authorizer_id: int):
         sessions=queries.account_sessions(authorizer),
         attention_items=queries.account_attention(authorizer.appid),
         audit_entries=queries.account_audit(authorizer),
-        token=custody.token_health(authorizer),
+        token=serve.token_health(authorizer),
         confirm_form=ConfirmForm(),
         now=clock.now(),
     )
@@ -114,7 +116,7 @@ def refresh_token(authorizer_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        console.refresh_token_now(authorizer, actor=current_user)
+        actions.refresh_token_now(authorizer, actor=current_user)
     except DomainError as error:
         flash(_("Token refresh failed: %(reason)s", reason=error.details.get("outcome")), "error")
     else:
@@ -129,7 +131,7 @@ def resync(authorizer_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        console.resync_authorizer(authorizer, actor=current_user)
+        actions.resync_authorizer(authorizer, actor=current_user)
     except DomainError:
         flash(_("WeChat did not return this account; nothing changed."), "error")
     else:
@@ -152,7 +154,7 @@ def replay(event_id: int):
         abort(400)
     appid = event.authorizer_appid
     try:
-        outcome = console.replay_event(event, actor=current_user)
+        outcome = actions.replay_event(event, actor=current_user)
     except DomainError:
         flash(_("Only failed or pending events can be replayed."), "error")
     else:
@@ -178,7 +180,7 @@ def assign(item_id: int):
         form.merchant_id.errors.append(_("No merchant with this ID."))
         return _render_resolve(item, assign_form=form), 422
     try:
-        authorizer = console.assign_authorizer(item, merchant, actor=current_user)
+        authorizer = actions.assign_authorizer(item, merchant, actor=current_user)
     except DomainError:
         flash(_("This account no longer exists."), "error")
         return redirect(url_for("staff.overview"), code=303)
@@ -194,7 +196,7 @@ def dismiss(item_id: int):
     if not form.validate_on_submit():
         return _render_resolve(item, dismiss_form=form), 422
     appid = item.authorizer_appid
-    console.dismiss_attention(item, actor=current_user, note=form.note.data or "")
+    actions.dismiss_attention(item, actor=current_user, note=form.note.data or "")
     flash(_("Attention item dismissed."), "success")
     return _back_to_appid(appid)
 
@@ -211,7 +213,7 @@ def _render_resolve(item, assign_form=None, dismiss_form=None):
     return render_template(
         "staff/resolve.html",
         item=item,
-        authorizer=console.authorizer_for_item(item),
+        authorizer=actions.authorizer_for_item(item),
         assign_form=assign_form or AssignForm(formdata=None, merchant_id=item.merchant_id),
         dismiss_form=dismiss_form or DismissForm(formdata=None),
         matches=queries.search_merchants(q),

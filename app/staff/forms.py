@@ -19,7 +19,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 
 from app.models.api import SCOPES
-from app.services import console_queries as queries
+from app.services.console import queries as queries
 from app.wechat import permissions
 
 

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from app.extensions import db
 from app.htmx import render
 from app.models import ApiKey, WebhookDelivery
-from app.services import apikeys, clock, credentials, health, stats
-from app.services import console_queries as queries
+from app.services import clock
+from app.services.console import queries, stats
+from app.services.custody import apikeys
+from app.services.platform import credentials, health, status
 from app.staff.forms import ApiKeyForm, AuditFilterForm, ConfirmForm
 
 bp = Blueprint("platform", __name__)
@@ -45,9 +47,9 @@ def health_page():
     )
 
 
-def _report() -> health.HealthReport:
-    """health.report() without its GROUP BY over every stored event (slow at volume)."""
-    return health.HealthReport(
+def _report() -> status.HealthReport:
+    """status.report() without its GROUP BY over every stored event (slow at volume)."""
+    return status.HealthReport(
         ticket=credentials.ticket_status(),
         component_token=credentials.token_status(),
         alerts=health.active_alerts(),

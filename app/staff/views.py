@@ -20,8 +20,9 @@ from app.extensions import db
 from app.htmx import is_partial_request, render
 from app.i18n import locale_code
 from app.models import Authorizer, Merchant, User
-from app.services import accounts, charts, clock, stats
-from app.services import console_queries as queries
+from app.services import accounts, clock
+from app.services.console import charts, stats
+from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
 from app.staff import platform as platform_views
 from app.staff.forms import ConfirmForm, InviteForm, MerchantForm

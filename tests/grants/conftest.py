@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuthorizationSession, Authorizer, GrantChange
-from app.services import authorization_sessions
+from app.services.authorization import sessions
 from app.wechat.links import parse_authorization_url
 from tests import factories
 
@@ -28,7 +28,7 @@ class Flow:
         merchant_id = (merchant or self.merchant).id
 
         def run():
-            session = authorization_sessions.start_session(
+            session = sessions.start_session(
                 db.session.get(type(self.merchant), merchant_id), set_ids,
                 auth_type=auth_type, biz_appid=biz_appid,
             )  # fmt: skip

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Authorizer, Grant, GrantStatus
-from app.services import apikeys, clock
+from app.services import clock
+from app.services.custody import apikeys
 
 SPEC = json.loads((Path(__file__).parents[2] / "app/api/openapi.json").read_text())
 ALL = ["authorizers:read", "tokens:read", "component_token:read"]

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, Grant, SessionStatus
-from app.services import authorization_sessions
+from app.services.authorization import sessions
 from tests import factories
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -145,7 +145,7 @@ def test_expire_sessions_job(flow, portal_clock):
     session = flow.start()
     flow.link(session)
     portal_clock.advance(24 * 3600 + 1)
-    assert flow.portal.call(authorization_sessions.expire_sessions) == 1
+    assert flow.portal.call(sessions.expire_sessions) == 1
     assert flow.session(session["id"]).status is SessionStatus.EXPIRED
 
 

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, WebhookDelivery
-from app.services import reconcile, webhooks
+from app.services.authorization import reconcile
+from app.services.notify import webhooks
 from app.wechat.release import RELEASE_TEST_ACCOUNTS
 from tests.grants.fleet import seed_sandbox
 

@@ -13,7 +13,8 @@ from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import AuthorizerToken, Grant, GrantStatus
-from app.services import clock, tokens
+from app.services import clock
+from app.services.custody import sweep
 from tests.grants.fleet import sandbox_refresh_tokens, seed_portal, seed_sandbox
 
 
@@ -39,7 +40,7 @@ def test_four_concurrent_sweepers_refresh_each_token_exactly_once(flow, fleet):
 
     def sweeper():
         barrier.wait()
-        results.append(flow.portal.call(tokens.sweep_tokens, batch_size=50, concurrency=4))
+        results.append(flow.portal.call(sweep.sweep_tokens, batch_size=50, concurrency=4))
 
     threads = [threading.Thread(target=sweeper) for _ in range(4)]
     for thread in threads:
@@ -53,14 +54,14 @@ def test_four_concurrent_sweepers_refresh_each_token_exactly_once(flow, fleet):
     rows = _custody()
     assert all(r.access_token and r.access_expires_at > clock.now() for r in rows)
     assert all(r.lease_owner is None for r in rows)
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {}  # nothing left due
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {}  # nothing left due
 
 
 def test_61023_recovers_the_refresh_token_from_the_authorizer_list(flow, fleet):
     rows, _ = fleet(3)
     appid = rows[0][0]
     flow.sandbox.set_faults(rotate_refresh_token=appid)  # our stored token is now stale
-    result = flow.portal.call(tokens.sweep_tokens)
+    result = flow.portal.call(sweep.sweep_tokens)
     assert result.outcomes == {"refreshed": 2, "recovered": 1}
     assert flow.calls("api_get_authorizer_list") == 1
     held = {r.authorizer.appid: r.refresh_token for r in _custody()}
@@ -72,7 +73,7 @@ def test_61023_recovers_the_refresh_token_from_the_authorizer_list(flow, fleet):
 def test_61023_without_a_listed_token_needs_reauthorization(flow, fleet):
     rows, _ = fleet(1, exchanged=False)  # the list shows an empty refresh token
     flow.sandbox.set_faults(rotate_refresh_token=rows[0][0])
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"needs_reauthorization": 1}
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"needs_reauthorization": 1}
     grant = db.session.scalar(select(Grant))
     assert grant.status is GrantStatus.NEEDS_REAUTHORIZATION
     assert grant.changes[-1].kind == "needs_reauthorization"
@@ -90,7 +91,7 @@ def test_rotated_refresh_token_is_persisted(flow, fleet):
         grant = sandbox_db.session.execute(select(Authorization)).scalars().all()[-1]
         sandbox_tokens.rotate_refresh_token(grant, "refreshtoken@@@rotated", transition=True)
         sandbox_db.session.commit()
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"refreshed": 1}
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"refreshed": 1}
     row = _custody()[0]
     assert row.refresh_token == "refreshtoken@@@rotated" and row.refresh_token_updated_at
 
@@ -105,7 +106,7 @@ def test_a_lease_lost_mid_call_still_keeps_a_rotated_refresh_token(flow, fleet, 
         grant = sandbox_db.session.execute(select(Authorization)).scalars().all()[-1]
         sandbox_tokens.rotate_refresh_token(grant, "refreshtoken@@@rotated", transition=True)
         sandbox_db.session.commit()
-    real_call = tokens._call_refresh
+    real_call = sweep._call_refresh
 
     def slow_call(*args):
         answer = real_call(*args)
@@ -114,8 +115,8 @@ def test_a_lease_lost_mid_call_still_keeps_a_rotated_refresh_token(flow, fleet, 
         db.session.commit()
         return answer
 
-    monkeypatch.setattr(tokens, "_call_refresh", slow_call)
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"lost_lease": 1}
+    monkeypatch.setattr(sweep, "_call_refresh", slow_call)
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"lost_lease": 1}
     row = _custody()[0]
     assert row.refresh_token == "refreshtoken@@@rotated" and row.lease_owner == "other"
     assert row.access_token is None  # the new holder stores its own answer
@@ -125,22 +126,22 @@ def test_a_lease_lost_mid_call_still_keeps_a_rotated_refresh_token(flow, fleet, 
 def test_backoff_on_busy_and_quota(flow, fleet, errcode, portal_clock):
     fleet(1)
     flow.sandbox.set_faults(endpoints={"api_authorizer_token": {"errcode": errcode, "times": 9}})
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"backoff": 1}
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"backoff": 1}
     calls = flow.calls("api_authorizer_token")
     row = _custody()[0]
     assert (row.consecutive_failures, row.last_error_code) == (1, errcode)
     assert row.next_attempt_at > clock.now() and row.refresh_token
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {}  # backing off
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {}  # backing off
     assert flow.calls("api_authorizer_token") == calls
     flow.sandbox.set_faults(clear=True)
     portal_clock.advance(31)
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"refreshed": 1}
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"refreshed": 1}
     assert _custody()[0].consecutive_failures == 0
 
 
 def test_crash_between_answer_and_commit_loses_nothing(flow, fleet, monkeypatch, portal_clock):
     rows, _ = fleet(5)
-    real_store, crashed, lock = tokens._store, [], threading.Lock()
+    real_store, crashed, lock = sweep._store, [], threading.Lock()
 
     def store(row, result):
         with lock:  # the sweep runs rows in parallel threads: exactly one of them crashes
@@ -150,11 +151,11 @@ def test_crash_between_answer_and_commit_loses_nothing(flow, fleet, monkeypatch,
             raise RuntimeError("worker died")
         return real_store(row, result)
 
-    monkeypatch.setattr(tokens, "_store", store)
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"refreshed": 4, "error": 1}
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {}  # its lease still holds
+    monkeypatch.setattr(sweep, "_store", store)
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"refreshed": 4, "error": 1}
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {}  # its lease still holds
     portal_clock.advance(61)
-    assert flow.portal.call(tokens.sweep_tokens).outcomes == {"refreshed": 1}
+    assert flow.portal.call(sweep.sweep_tokens).outcomes == {"refreshed": 1}
     held = {r.authorizer.appid: r.refresh_token for r in _custody()}
     assert held == dict(rows)
 
@@ -165,13 +166,13 @@ def test_worker_process_killed_mid_sweep_loses_no_refresh_token(app, flow, fleet
     flow.sandbox.set_faults(endpoints={"api_authorizer_token": {"latency": 0.02}})
     script = textwrap.dedent(f"""
         from app import create_app
-        from app.services import tokens
+        from app.services.custody import sweep
         app = create_app({{"ENV_NAME": "test",
                           "SQLALCHEMY_DATABASE_URI": {app.config["SQLALCHEMY_DATABASE_URI"]!r},
                           "WECHAT_API_BASE": {flow.sandbox.url!r}}})
         with app.app_context():
             print("sweeping", flush=True)
-            tokens.sweep_tokens(batch_size=20, concurrency=2)
+            sweep.sweep_tokens(batch_size=20, concurrency=2)
     """)
     worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                               cwd=os.getcwd(), start_new_session=True)  # fmt: skip
@@ -185,7 +186,7 @@ def test_worker_process_killed_mid_sweep_loses_no_refresh_token(app, flow, fleet
     assert 0 < done < 200, done
     flow.sandbox.set_faults(clear=True)
     portal_clock.advance(61)  # the dead worker's leases lapse
-    flow.portal.call(tokens.sweep_tokens)
+    flow.portal.call(sweep.sweep_tokens)
     held = {r.authorizer.appid: r.refresh_token for r in _custody()}
     assert held == dict(rows)
     assert all(r.access_token and r.lease_owner is None for r in _custody())

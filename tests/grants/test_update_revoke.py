@@ -16,7 +16,8 @@ from app.models import (
     SessionStatus,
 )
 from app.models.grants import appid_ref
-from app.services import authorization_sessions, authorizers, purge, tokens
+from app.services.authorization import authorizers, purge, sessions
+from app.services.custody import sweep
 
 
 def _connect(flow, account, sets=(1, 2)):
@@ -34,7 +35,7 @@ def _account(flow):
 def _update_session(flow, appid, sets):
     def run():
         authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
-        session = authorization_sessions.start_update_session(authorizer, sets)
+        session = sessions.start_update_session(authorizer, sets)
         return {"id": session.id, "token": session.link_token, "public_id": session.public_id}
 
     return flow.portal.call(run)
@@ -172,6 +173,6 @@ def test_reauthorization_after_revocation_uses_the_new_refresh_token(flow):
     # Make the access token due, then the sweep refreshes with the new refresh token.
     authorizer.token.access_expires_at = None
     db.session.commit()
-    result = flow.portal.call(tokens.sweep_tokens)
+    result = flow.portal.call(sweep.sweep_tokens)
     assert result.outcomes == {"refreshed": 1}
     assert flow.calls("api_authorizer_token") == 1

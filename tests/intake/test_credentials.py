@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from app import create_app
 from app.extensions import db, wechat_client
 from app.models import AuditEntry, InboxEvent, VerifyTicket
-from app.services import credentials, health
-from app.services.credentials import (
+from app.services.platform import credentials, health
+from app.services.platform.credentials import (
     CredentialsUnavailable,
     call_with_component_token,
     component_access_token,

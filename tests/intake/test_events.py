@@ -7,7 +7,8 @@ from sqlalchemy import select, text
 
 from app.extensions import db, message_crypto
 from app.models import AuditEntry, InboxEvent
-from app.services import clock, credentials, intake
+from app.services import clock
+from app.services.platform import credentials, intake
 from app.wechat.crypto import MessageCrypto
 from app.wechat.events import build_event_xml
 from tests.intake.conftest import rejections, sealed, snapshot, ticket_xml

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import InboxEvent
-from app.services import health
+from app.services.platform import health
 from app.wechat.events import build_message_xml
 from tests.intake.conftest import sealed
 

@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import InboxEvent, VerifyTicket
-from app.services import credentials
+from app.services.platform import credentials
 
 
 def test_ticket_push_is_stored_and_mints_the_first_token(sandbox, live_portal):

@@ -6,7 +6,8 @@ import pytest
 
 from app.extensions import db
 from app.models import Authorizer, AuthorizerToken, Grant, GrantChange, SessionStatus
-from app.services import authorization_sessions, clock
+from app.services import clock
+from app.services.authorization import sessions
 from tests import factories
 
 _appids = itertools.count(1)
@@ -39,9 +40,7 @@ def make_account(merchant, *, account_type="official_account", set_ids=(1, 2, 3)
 
 def make_session(merchant, user=None, *, set_ids=(1, 2, 3), auth_type=1, **fields):
     """An authorization session (no WeChat call), optionally already settled."""
-    session = authorization_sessions.start_session(
-        merchant, set_ids, user=user, auth_type=auth_type
-    )
+    session = sessions.start_session(merchant, set_ids, user=user, auth_type=auth_type)
     for key, value in fields.items():
         setattr(session, key, value)
     db.session.commit()

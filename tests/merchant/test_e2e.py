@@ -185,7 +185,7 @@ def test_connect_official_account_on_desktop_by_pc_link(flow_factory, sandbox, l
 
 def quick_connect(flow, account, set_ids):
     """Connect an account without the wizard (already covered): a session, then the phone."""
-    from app.services import authorization_sessions, consent
+    from app.services.authorization import consent, sessions
 
     def start():
         from app.extensions import db
@@ -195,7 +195,7 @@ def quick_connect(flow, account, set_ids):
         session = consent.start_connection(
             user.merchant, user, account_type=account["type"], set_ids=set_ids, version="t"
         )
-        return authorization_sessions.connect_url(session)
+        return sessions.connect_url(session)
 
     phone = flow.wechat_phone(flow.portal.call(start), account["appid"], account["admin"])
     phone.context.close()

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuthorizationSession
-from app.services import purge
+from app.services.authorization import purge
 from tests import factories
 from tests.conftest import csrf_token
 from tests.merchant.conftest import HX, make_account, make_session

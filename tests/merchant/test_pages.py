@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, SessionStatus
-from app.services import authorization_sessions, clock, purge
+from app.services import clock
+from app.services.authorization import purge, sessions
 from tests.conftest import csrf_token
 from tests.merchant.conftest import HX, complete, make_account, make_session
 
@@ -115,7 +116,7 @@ def test_consent_post_without_csrf_is_refused(logged_in):
 def test_connect_step_shows_qr_link_and_expiry(logged_in, admin):
     session = make_session(admin.merchant, admin)
     page = html(logged_in.get(f"/merchant/sessions/{session.public_id}"))
-    link = authorization_sessions.connect_url(session)
+    link = sessions.connect_url(session)
     assert "<svg" in page and f'value="{link}"' in page and 'id="open-pc"' in page
     assert 'hx-trigger="every 2s"' in page and "The link works until" in page
     assert "<script>" not in page and "onclick" not in page

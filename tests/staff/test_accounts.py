@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Authorizer, Grant, GrantSet, GrantStatus
-from app.services import console_queries as queries
+from app.services.console import queries as queries
 from tests.staff.conftest import make_account, make_attention
 
 HTMX = {"HX-Request": "true", "HX-Target": "results", "HX-Current-URL": "http://localhost/"}

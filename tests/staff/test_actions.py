@@ -6,7 +6,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey, AttentionItem, AuditEntry, Authorizer, InboxEvent, User
-from app.services import authorizers, grants, intake, tokens
+from app.services.authorization import authorizers, grants
+from app.services.custody import sweep
+from app.services.platform import intake
 from tests import factories
 from tests.staff.conftest import make_account, make_attention, make_event, post
 
@@ -30,7 +32,7 @@ def test_refresh_token_now(staff_client, monkeypatch):
         db.session.commit()
         return "refreshed"
 
-    monkeypatch.setattr(tokens, "refresh_one", fake_refresh)
+    monkeypatch.setattr(sweep, "refresh_one", fake_refresh)
     url = f"/staff/accounts/{account.id}/refresh_token"
     page = staff_client.get(url).get_data(as_text=True)
     assert 'method="post"' in page and url in page
@@ -44,7 +46,7 @@ def test_refresh_token_now(staff_client, monkeypatch):
 
 def test_refresh_failure_is_flashed_and_audited(staff_client, monkeypatch):
     account = make_account()
-    monkeypatch.setattr(tokens, "refresh_one", lambda *a: "backoff")
+    monkeypatch.setattr(sweep, "refresh_one", lambda *a: "backoff")
     response = post(staff_client, f"/staff/accounts/{account.id}/refresh_token",
                     follow_redirects=True)  # fmt: skip
     assert "backoff" in response.get_data(as_text=True)

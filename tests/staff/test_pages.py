@@ -46,7 +46,7 @@ def test_alerts_show_on_overview_and_health(staff_client, app):
 
 def test_health_shows_the_sandbox_release_check_only_when_configured(staff_client, app,
                                                                       monkeypatch):  # fmt: skip
-    from app.services import stats
+    from app.services.console import stats
 
     monkeypatch.setitem(app.config, "SANDBOX_CONTROL_URL", "http://127.0.0.1:9")
     monkeypatch.setattr(stats.requests, "get", lambda *a, **k: _Answer())

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, Merchant, User
-from app.services import audit, authorization_sessions, clock
+from app.services import audit, clock
+from app.services.authorization import sessions
 from app.wechat.links import AuthType
 
 CONSENTED = "authorization_session.consented"
@@ -19,7 +20,7 @@ def start_connection(
     merchant: Merchant, user: User, *, account_type: str, set_ids, version: str
 ) -> AuthorizationSession:
     """Open a session for a new account of `account_type` and record the consent to it."""
-    session = authorization_sessions.start_session(
+    session = sessions.start_session(
         merchant, set_ids, user=user, auth_type=AUTH_TYPES[account_type]
     )
     record_consent(session, user, version=version, method="wizard")
@@ -30,7 +31,7 @@ def start_update(
     authorizer: Authorizer, user: User, set_ids, *, version: str, method: str = "update"
 ) -> AuthorizationSession:
     """Open an update session pinned to one account (biz_appid) and record the consent."""
-    session = authorization_sessions.start_update_session(authorizer, set_ids, user=user)
+    session = sessions.start_update_session(authorizer, set_ids, user=user)
     record_consent(session, user, version=version, method=method)
     return session
 

@@ -23,8 +23,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db, wechat_client
 from app.models import ComponentCredential, VerifyTicket
-from app.services import DomainError, clock, health
+from app.services import DomainError, clock
 from app.services.audit import record
+from app.services.platform import health
 from app.wechat.errors import (
     ApiError,
     InvalidCredential,

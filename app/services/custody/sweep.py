@@ -24,8 +24,10 @@ from sqlalchemy import bindparam, or_, select, update
 
 from app.extensions import db, wechat_client
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
-from app.services import DomainError, clock, credentials, grants
-from app.services.credentials import call_with_component_token
+from app.services import DomainError, clock
+from app.services.authorization import grants
+from app.services.platform import credentials
+from app.services.platform.credentials import call_with_component_token
 from app.wechat.errors import (
     InvalidCredential,
     InvalidRefreshToken,

@@ -16,8 +16,8 @@ from sqlalchemy import bindparam, select
 from app.extensions import db
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
 from app.services import DomainError, clock
-from app.services.authorizers import AuthorizerNotFound
-from app.services.tokens import claim_one, new_owner, refresh_one
+from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.custody.sweep import claim_one, new_owner, refresh_one
 
 SERVE_MIN_REMAINING = timedelta(minutes=5)  # the API never hands out a token closer to expiry
 _T = AuthorizerToken

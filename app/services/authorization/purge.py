@@ -21,8 +21,9 @@ from app.models import (
     WebhookDelivery,
 )
 from app.models.grants import appid_ref, sha256_hex
-from app.services import DomainError, audit, clock, webhooks
-from app.services.credentials import call_with_component_token
+from app.services import DomainError, audit, clock
+from app.services.notify import webhooks
+from app.services.platform.credentials import call_with_component_token
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.events import Unauthorized
 

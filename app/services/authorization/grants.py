@@ -25,12 +25,14 @@ from app.models import (
     GrantStatus,
     SessionStatus,
 )
-from app.services import DomainError, audit, clock, intake, webhooks
-from app.services.attention import open_attention
-from app.services.authorization_sessions import InvalidRequest, find_session, use_pre_auth_code
-from app.services.authorizers import AuthorizerNotFound
-from app.services.credentials import call_with_component_token
-from app.services.purge import handle_unauthorized
+from app.services import DomainError, audit, clock
+from app.services.authorization.attention import open_attention
+from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.authorization.purge import handle_unauthorized
+from app.services.authorization.sessions import InvalidRequest, find_session, use_pre_auth_code
+from app.services.notify import webhooks
+from app.services.platform import intake
+from app.services.platform.credentials import call_with_component_token
 from app.wechat.errors import CodeInvalid, NotAuthorized, WeChatError
 from app.wechat.events import Authorized
 from app.wechat.results import AuthorizationInfo, AuthorizerDetails, AuthorizerInfo

@@ -11,8 +11,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant, User
-from app.services import DomainError, audit, authorizers, grants, intake, tokens
-from app.services.attention import resolve_attention
+from app.services import DomainError, audit
+from app.services.authorization import authorizers, grants
+from app.services.authorization.attention import resolve_attention
+from app.services.custody import sweep
+from app.services.platform import intake
 
 
 class ActionFailed(DomainError):
@@ -37,13 +40,13 @@ def _record(action: str, authorizer: Authorizer, actor: User, **details) -> None
 
 def refresh_token_now(authorizer: Authorizer, *, actor: User) -> str:
     """Refresh the account's access token at once (under the same lease as the sweep)."""
-    owner = tokens.new_owner()
+    owner = sweep.new_owner()
     if authorizer.token is None or not authorizer.token.refresh_token:
         outcome = "no_refresh_token"
-    elif not tokens.claim_one(authorizer.id, owner):
+    elif not sweep.claim_one(authorizer.id, owner):
         outcome = "lease_busy"
     else:
-        outcome = tokens.refresh_one(authorizer.id, owner)
+        outcome = sweep.refresh_one(authorizer.id, owner)
     authorizer = db.session.get(Authorizer, authorizer.id)
     _record("staff.token_refreshed", authorizer, actor, outcome=outcome)
     if outcome not in ("refreshed", "recovered"):

@@ -27,8 +27,8 @@ from app.models import (
 )
 from app.models.grants import sha256_hex
 from app.services import DomainError, audit, clock
-from app.services.authorizers import AuthorizerNotFound
-from app.services.credentials import call_with_component_token
+from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.platform.credentials import call_with_component_token
 from app.wechat import links
 
 SESSION_TTL = timedelta(hours=24)

@@ -25,7 +25,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db, message_crypto
 from app.models import InboxEvent
-from app.services import DomainError, clock, credentials, health
+from app.services import DomainError, clock
+from app.services.platform import credentials, health
 from app.wechat.crypto import OpenedMessage
 from app.wechat.errors import (
     AppIdMismatch,

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from app.extensions import db, wechat_client
 from app.models import Authorizer, Grant, GrantStatus
 from app.services import audit
-from app.services.attention import open_attention
-from app.services.credentials import call_with_component_token
+from app.services.authorization.attention import open_attention
+from app.services.platform.credentials import call_with_component_token
 from app.wechat.release import is_release_test_account
 
 

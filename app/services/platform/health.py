@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models import AuditEntry, DailyCounter, HealthAlert, InboxEvent, JobRun
+from app.models import AuditEntry, DailyCounter, HealthAlert, JobRun
 from app.services import clock
 
 # Alert kinds (stable identifiers; the console translates them).
@@ -127,41 +126,6 @@ def counters(day: str | None = None, prefix: str = "") -> dict[str, int]:
     if prefix:
         query = query.where(DailyCounter.name.startswith(prefix))
     return dict(db.session.execute(query).all())
-
-
-@dataclass
-class HealthReport:
-    """Everything the staff console and `flask health` show."""
-
-    ticket: dict
-    component_token: dict
-    alerts: list[HealthAlert]
-    rejections_today: dict[str, int]
-    inbox: dict[str, int]
-    jobs: list[JobRun] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.alerts and self.ticket.get("valid", False)
-
-
-def report() -> HealthReport:
-    """Collect the current health state (read only)."""
-    from app.services import credentials
-
-    inbox = dict(
-        db.session.execute(
-            select(InboxEvent.outcome, func.count()).group_by(InboxEvent.outcome)
-        ).all()
-    )
-    return HealthReport(
-        ticket=credentials.ticket_status(),
-        component_token=credentials.token_status(),
-        alerts=active_alerts(),
-        rejections_today=counters(prefix="rejected:"),
-        inbox=inbox,
-        jobs=list(db.session.scalars(select(JobRun).order_by(JobRun.name))),
-    )
 
 
 def claim_slot(name: str, min_interval: int) -> bool:

@@ -27,7 +27,8 @@ from app.models import (
     SessionStatus,
     WebhookDelivery,
 )
-from app.services import clock, health
+from app.services import clock
+from app.services.platform import health
 from app.wechat import permissions
 
 # Attention item kinds grouped as the overview names them.

@@ -10,8 +10,9 @@ from typing import BinaryIO
 from flask import Flask, current_app
 
 from app.extensions import message_crypto, wechat_client
-from app.services import clock, health, intake
-from app.services.credentials import call_with_component_token
+from app.services import clock
+from app.services.platform import health, intake
+from app.services.platform.credentials import call_with_component_token
 from app.wechat.errors import MalformedMessage, WeChatError
 from app.wechat.events import parse_message
 from app.wechat.release import ReplyPlan, expected_reply, passive_reply_xml, release_test_account

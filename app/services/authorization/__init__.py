@@ -1,0 +1,1 @@
+"""Authorizations: sessions, consent, grants, authorizers, purge, reconciliation, attention."""

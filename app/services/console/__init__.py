@@ -1,0 +1,1 @@
+"""The staff console: actions, queries, statistics and charts."""

@@ -1,0 +1,1 @@
+"""Telling others: grant webhooks (email and alert delivery arrive with operations)."""

@@ -1,0 +1,1 @@
+"""The third-party platform itself: ticket, component token, push intake, health, messages."""
