@@ -19,7 +19,12 @@ from app import create_app
 from app.extensions import db, limiter
 from tests import factories
 
-pytest_plugins = ["tests.plugins.browser", "tests.plugins.portal", "tests.plugins.sandbox"]
+pytest_plugins = [
+    "tests.plugins.browser",
+    "tests.plugins.portal",
+    "tests.plugins.sandbox",
+    "tests.plugins.convergence",
+]
 
 CSRF_INPUT = re.compile(
     r'name="csrf_token" type="hidden" value="([^"]+)"|'

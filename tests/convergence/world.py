@@ -1,0 +1,651 @@
+"""The convergence test's machinery: schedules, a push relay, a runner, the invariant, a shrinker.
+
+A schedule is a list of steps (plain tuples, printable and replayable) generated from a seed.
+The runner plays it against the real portal and the real sandbox over HTTP, then brings the
+system to quiescence (faults cleared, pushes flushed, the portal's jobs run until idle) and
+compares what Grantdesk holds with what WeChat (the sandbox) holds.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+from sqlalchemy import func, select
+
+from app import jobs
+from app.extensions import db, limiter
+from app.models import (
+    AuditEntry,
+    AuthorizationSession,
+    Authorizer,
+    AuthorizerToken,
+    GrantStatus,
+    InboxEvent,
+    Merchant,
+)
+from app.models.grants import appid_ref
+from app.services import clock
+from app.services.authorization import sessions
+from app.wechat.links import parse_authorization_url
+
+LINK = re.compile(r'id="pc-link" href="([^"]+)"')
+SETTLED = ("processed", "ignored")
+# Faults the sandbox may answer with for a while; each with how many calls it spoils.
+FAULTY_ENDPOINTS = (
+    "api_query_auth",
+    "api_get_authorizer_info",
+    "api_authorizer_token",
+    "api_component_token",
+)
+# Transport faults of the sandbox (where it has them): what each one is armed with. A short
+# hang then a dropped connection stands for a timeout (the client's own waits ten seconds).
+TRANSPORT_FAULTS = {
+    "http_status": (500, 502, 503),
+    "reset": (True,),
+    "non_json": (True,),
+    "timeout": (0.3,),
+}
+PUSH_FAULTS = ("duplicate", "delay", "out_of_order")
+MODES = ("pc", "phone", "race")
+PACE_SECONDS = 1  # a person's pace: no two of their actions share a push's CreateTime second
+QUIESCENCE_ROUNDS = 12
+ROUND_SECONDS = 301  # longer than an inbox claim and a refresh token's 5-minute transition
+LATER_SECONDS = 2 * 3600  # then every access token is due: each refresh token gets used
+USER_STEPS = ("authorize", "update_link", "update_assistant", "revoke")
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+def generate(seed: int, accounts: list[dict], transport_faults: tuple[str, ...] = ()) -> list:
+    """A random, seeded schedule over one or two of the sandbox's fresh accounts.
+
+    The generator tracks what WeChat will hold so most steps make sense; every step still
+    copes at run time with a world where it does not apply (shrinking removes steps)."""
+    rng = random.Random(seed)
+    chosen = rng.sample(accounts, rng.choice((1, 1, 2)))
+    authorized = {a["appid"]: False for a in chosen}
+    steps: list[tuple] = []
+    for _ in range(rng.randint(3, 10)):
+        account = rng.choice(chosen)
+        appid = account["appid"]
+        sets = tuple(sorted(rng.sample(account["offered"], rng.randint(1, 3))))
+        roll = rng.random()
+        if roll < 0.12:
+            name = rng.choice(PUSH_FAULTS)
+            value = round(rng.uniform(0.05, 0.4), 2) if name == "delay" else rng.random() < 0.7
+            steps.append(("push_fault", name, value))
+        elif roll < 0.22:
+            endpoint = rng.choice(FAULTY_ENDPOINTS)
+            kind = rng.choice(("errcode",) * 3 + transport_faults)
+            value = rng.choice(TRANSPORT_FAULTS.get(kind, (-1,)))
+            latency = rng.choice((0, 0, 0.2, 0.5))
+            steps.append(("api_fault", endpoint, (kind, value), rng.randint(1, 3), latency))
+        elif roll < 0.28:
+            steps.append(("pause",) if rng.random() < 0.6 else ("resume",))
+        elif roll < 0.34:
+            steps.append(("flush",) if rng.random() < 0.6 else ("jobs",))
+        elif not authorized[appid]:
+            steps.append(("authorize", appid, sets, rng.choice(MODES)))
+            authorized[appid] = True
+        else:
+            pick = rng.random()
+            if pick < 0.3:
+                steps.append(("revoke", appid))
+                authorized[appid] = False
+            elif pick < 0.55:
+                steps.append(("update_link", appid, sets, rng.choice(MODES)))
+            elif pick < 0.8:
+                steps.append(("update_assistant", appid, sets))
+            else:
+                steps.append(("authorize", appid, sets, rng.choice(MODES)))
+    return steps
+
+
+def transport_faults(sandbox) -> tuple[str, ...]:
+    """The transport faults this sandbox knows (it echoes the ones it understood)."""
+    probe = {kind: values[0] for kind, values in TRANSPORT_FAULTS.items()}
+    known = []
+    for kind, value in probe.items():
+        answer = sandbox.http.post(
+            f"{sandbox.url}/sandbox/api/faults",
+            json={"endpoints": {"api_get_authorizer_list": {kind: value, "times": 1}}},
+            timeout=30,
+        )
+        spec = answer.json().get("endpoints", {}).get("api_get_authorizer_list", {})
+        if answer.status_code == 200 and spec.get(kind):
+            known.append(kind)
+    sandbox.set_faults(clear=True)
+    return tuple(known)
+
+
+def describe(steps: list) -> str:
+    return "\n".join(f"  {i + 1:2d}. {step!r}" for i, step in enumerate(steps))
+
+
+# --- a relay between the sandbox's pusher and the portal ------------------------------------------
+
+
+class PushRelay:
+    """Forwards the sandbox's pushes to the portal byte for byte; `pause` holds them (the
+    sandbox sees a slow network and may time out and retry), `resume` lets them through."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.gate = threading.Event()
+        self.gate.set()
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                relay.gate.wait(60)
+                try:
+                    answer = requests.post(
+                        relay.target + self.path,
+                        data=body,
+                        headers={"Content-Type": self.headers.get("Content-Type", "text/xml")},
+                        timeout=30,
+                    )
+                    status, text = answer.status_code, answer.content
+                except requests.RequestException:
+                    status, text = 502, b"relay: portal unreachable"
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                except OSError:  # the sandbox gave up waiting: it retries on its own
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def paused(self) -> bool:
+        return not self.gate.is_set()
+
+    def pause(self) -> None:
+        self.gate.clear()
+
+    def resume(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.resume()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- running a schedule ------------------------------------------------------------------------
+
+
+@dataclass
+class AuthCode:
+    """One authorization WeChat issued during the schedule, and what Grantdesk was told."""
+
+    value: str
+    appid: str
+    signalled: bool  # a push was sent or the browser came back with it
+    killed: bool = False  # revoked before anyone exchanged it
+
+
+@dataclass
+class Run:
+    seed: int | None
+    steps: list
+    divergences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    evidence: list[str] = field(default_factory=list)  # what the portal holds, when diverged
+
+
+class Runner:
+    """Plays schedules against the live portal and sandbox (fixtures of the test)."""
+
+    def __init__(self, portal, sandbox, relay: PushRelay):
+        self.portal, self.sandbox, self.relay = portal, sandbox, relay
+        self.http = requests.Session()
+
+    # world -------------------------------------------------------------------------------------
+
+    def fresh_accounts(self) -> list[dict]:
+        return [
+            {"appid": a["appid"], "admin": a["admin"], "offered": a["offered_permission_set_ids"]}
+            for a in self.sandbox.state()["accounts"]
+            if a["scenario"] == "fresh"
+        ]
+
+    def reset(self) -> None:
+        """A new world: sandbox reseeded, portal tables emptied, a merchant, a ticket."""
+        self.relay.resume()
+        self.sandbox.reset()
+        self.sandbox.configure(
+            event_url=self.relay.url + "/wechat/events",
+            message_url=self.portal.url + "/wechat/messages/$APPID$",
+            initiating_domain=self.portal.host,
+        )
+        clock.reset()
+
+        def wipe():
+            for table in reversed(db.metadata.sorted_tables):
+                db.session.execute(table.delete())
+            db.session.commit()
+            merchant = Merchant(name="商户 Convergence")
+            db.session.add(merchant)
+            db.session.commit()
+            return merchant.id
+
+        self.merchant_id = self.portal.call(wipe)
+        limiter.reset()
+        self.sandbox.push_ticket()
+        self.sandbox.flush()
+        self.accounts = {a["appid"]: a for a in self.fresh_accounts()}
+        self.codes: dict[str, AuthCode] = {}
+        self.injected: dict[str, int] = {}  # endpoint -> faults armed and not yet accounted
+        self.consumed: dict[str, int] = {}  # endpoint -> faults the portal ran into
+        self.notes: list[str] = []
+
+    def play(self, steps: list, seed: int | None = None) -> Run:
+        started = time.monotonic()
+        self.reset()
+        run = Run(seed, list(steps), notes=self.notes)
+        for step in steps:
+            if step[0] in USER_STEPS:
+                self.advance(PACE_SECONDS)
+            getattr(self, "step_" + step[0])(*step[1:])
+        self.quiesce()
+        run.divergences = self.check()
+        if run.divergences:
+            run.evidence = self.portal.call(_evidence)
+        run.seconds = time.monotonic() - started
+        return run
+
+    # steps -------------------------------------------------------------------------------------
+
+    def step_authorize(self, appid: str, sets, mode: str) -> None:
+        def start():
+            merchant = db.session.get(Merchant, self.merchant_id)
+            session = sessions.start_session(merchant, list(sets))
+            db.session.commit()
+            return session.link_token
+
+        self._consent(appid, sets, mode, self.portal.call(start))
+
+    def step_update_link(self, appid: str, sets, mode: str) -> None:
+        def start():
+            authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+            if authorizer is None or authorizer.merchant_id is None or authorizer.grant is None:
+                return None
+            return sessions.start_update_session(authorizer, list(sets)).link_token
+
+        token = self.portal.call(start)
+        if token is None:
+            self.notes.append(f"update_link {appid}: Grantdesk holds no grant, skipped")
+            return
+        self._consent(appid, sets, mode, token)
+
+    def _consent(self, appid: str, sets, mode: str, link_token: str) -> None:
+        page = self.http.get(f"{self.portal.url}/connect/{link_token}", timeout=30)
+        match = LINK.search(page.text) if page.status_code == 200 else None
+        if match is None:
+            self.notes.append(f"link page answered {page.status_code}; the merchant gave up")
+            return
+        link = parse_authorization_url(html.unescape(match.group(1)))
+        account = self.accounts[appid]
+        answer = self.sandbox.http.post(
+            f"{self.sandbox.url}/sandbox/api/consent",
+            json={
+                "pre_auth_code": link.pre_auth_code,
+                "wechat_user": account["admin"],
+                "authorizer_appid": appid,
+                "permission_set_ids": list(sets),
+                "redirect_uri": link.redirect_uri,
+            },
+            timeout=60,
+        )
+        if answer.status_code != 200:
+            self.notes.append(f"consent refused: {answer.json().get('error')}")
+            return
+        result = answer.json()
+        follow = mode in ("pc", "race")
+        self.codes[result["auth_code"]] = AuthCode(
+            result["auth_code"], appid, signalled=bool(result["info_type"]) or follow
+        )
+        if mode == "pc" or (mode == "race" and self.relay.paused):
+            self._follow(result["redirect_url"])
+        elif mode == "race":
+            self._race(result["redirect_url"])
+
+    def _follow(self, redirect_url: str) -> None:
+        response = self.http.get(redirect_url, timeout=60)
+        assert response.status_code < 500, (response.status_code, response.text[:500])
+
+    def _race(self, redirect_url: str) -> None:
+        """The browser comes back while the push is being delivered."""
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def run(fn, *args):
+            try:
+                barrier.wait(10)
+                fn(*args)
+            except BaseException as exc:  # reported by the test thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=(self._follow, redirect_url)),
+            threading.Thread(target=run, args=(self.sandbox.flush,)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        if errors:
+            raise errors[0]
+
+    def step_update_assistant(self, appid: str, sets) -> None:
+        answer = self.sandbox.http.post(
+            f"{self.sandbox.url}/sandbox/api/update",
+            json={"authorizer_appid": appid, "permission_set_ids": list(sets)},
+            timeout=60,
+        )
+        if answer.status_code != 200:
+            self.notes.append(f"update {appid} refused: {answer.json().get('error')}")
+            return
+        result = answer.json()
+        if result.get("auth_code"):
+            self.codes[result["auth_code"]] = AuthCode(result["auth_code"], appid, True)
+
+    def step_revoke(self, appid: str) -> None:
+        unused = self._unused_codes(appid)
+        answer = self.sandbox.http.post(
+            f"{self.sandbox.url}/sandbox/api/revoke", json={"authorizer_appid": appid}, timeout=60
+        )
+        if answer.status_code != 200:
+            self.notes.append(f"revoke {appid} refused: {answer.json().get('error')}")
+            return
+        for value in unused:  # WeChat kills the account's unused codes on revocation
+            if value in self.codes:
+                self.codes[value].killed = True
+
+    def step_push_fault(self, name: str, value) -> None:
+        self.sandbox.set_faults(pushes={name: value})
+
+    def step_api_fault(self, endpoint: str, fault: tuple, times: int, latency: float) -> None:
+        """errcode -1 (system busy) or a transport fault (HTTP 5xx, reset, non-JSON, timeout)."""
+        self._account_faults(endpoint)
+        kind, value = fault
+        self.sandbox.set_faults(
+            endpoints={endpoint: {kind: value, "times": times, "latency": latency}}
+        )
+        self.injected[endpoint] = times
+
+    def step_pause(self) -> None:
+        self.relay.pause()
+
+    def step_resume(self) -> None:
+        self.relay.resume()
+
+    def step_flush(self) -> None:
+        if not self.relay.paused:  # a paused relay would hold the flush until it times out
+            self.sandbox.flush()
+
+    def step_jobs(self) -> None:
+        self.portal.call(jobs.run_job, "inbox_retry", force=True)
+
+    # quiescence ------------------------------------------------------------------------------
+
+    def _account_faults(self, endpoint: str) -> None:
+        """Count the armed faults of `endpoint` that calls ran into (before re-arming it)."""
+        armed = self.injected.pop(endpoint, 0)
+        if not armed:
+            return
+        left = (self.sandbox.state()["faults"]["endpoints"].get(endpoint) or {}).get("times")
+        self.consumed[endpoint] = self.consumed.get(endpoint, 0) + armed - (left or 0)
+
+    def advance(self, seconds: float) -> None:
+        """Time passes for both sides alike (their clocks stay in step)."""
+        clock.advance(seconds)
+        self.sandbox.clock(advance_seconds=seconds)
+
+    def run_jobs(self) -> None:
+        for name in ("inbox_retry", "authorizer_token_sweep"):
+            self.portal.call(jobs.run_job, name, force=True)
+        self.sandbox.flush(timeout=60)
+
+    def quiesce(self) -> None:
+        """WeChat's weather clears; pushes drain; time passes and the jobs run until idle;
+        two hours later every access token is refreshed with the refresh token we hold."""
+        self.relay.resume()
+        self.sandbox.flush(timeout=60)
+        for endpoint in list(self.injected):
+            self._account_faults(endpoint)
+        self.sandbox.set_faults(clear=True)
+        self.sandbox.flush(timeout=60)
+        self.portal.call(jobs.run_job, "inbox_retry", force=True)
+        for round_ in range(1, QUIESCENCE_ROUNDS + 1):
+            self.advance(ROUND_SECONDS)
+            self.run_jobs()
+            if round_ >= 2 and not self.portal.call(_unsettled_events):
+                break
+        self.advance(LATER_SECONDS)
+        self.run_jobs()
+
+    # the invariant ------------------------------------------------------------------------------
+
+    def _unused_codes(self, appid: str) -> list[str]:
+        from app.sandbox.models import Account, Credential
+        from app.sandbox.models import db as sandbox_db
+
+        with self.sandbox.app.app_context():
+            rows = sandbox_db.session.execute(
+                select(Credential.value)
+                .join(Account, Credential.account_id == Account.id)
+                .where(
+                    Account.appid == appid,
+                    Credential.kind == "auth_code",
+                    Credential.used_at.is_(None),
+                )
+            )
+            return list(rows.scalars())
+
+    def _used_codes(self) -> set[str]:
+        from app.sandbox.models import Credential
+        from app.sandbox.models import db as sandbox_db
+
+        with self.sandbox.app.app_context():
+            rows = sandbox_db.session.execute(
+                select(Credential.value).where(
+                    Credential.kind == "auth_code", Credential.used_at.is_not(None)
+                )
+            )
+            return set(rows.scalars())
+
+    def check(self) -> list[str]:
+        """What Grantdesk holds against what WeChat holds; one line per divergence."""
+        state = self.sandbox.state()
+        wechat = {g["authorizer_appid"]: g for g in state["authorizations"]}
+        ours = self.portal.call(_portal_view, list(self.accounts), self.merchant_id)
+        problems: list[str] = []
+        for appid in sorted({c.appid for c in self.codes.values()}):
+            truth, held = wechat.get(appid), ours[appid]
+            if truth and truth["status"] == "active":
+                problems += _check_active(appid, truth, held)
+            elif truth:
+                problems += _check_revoked(appid, held)
+        for event in self.portal.call(_unsettled_events):
+            problems.append(f"inbox event {event} is not processed, ignored or a duplicate")
+        problems += self._check_exchanges(state)
+        return problems
+
+    def _check_exchanges(self, state: dict) -> list[str]:
+        used = self._used_codes()
+        problems = []
+        exchanged = 0
+        for code in self.codes.values():
+            if code.killed:
+                continue
+            if code.value in used:
+                exchanged += 1
+            elif code.signalled:
+                problems.append(f"{code.appid}: an authorization code was never exchanged")
+        killed = sum(1 for c in self.codes.values() if c.killed and c.signalled)
+        calls = state["api_calls"].get("api_query_auth", 0)
+        faults = self.consumed.get("api_query_auth", 0)
+        low, high = exchanged + faults, exchanged + faults + killed
+        if not low <= calls <= high:
+            problems.append(
+                f"api_query_auth called {calls} times for {exchanged} exchanged authorizations "
+                f"({faults} injected failures, {killed} codes revoked before exchange)"
+            )
+        return problems
+
+
+def _check_active(appid: str, truth: dict, held: dict) -> list[str]:
+    if not held["authorizer"]:
+        return [f"{appid}: WeChat says authorized {truth['permission_set_ids']}; Grantdesk holds "
+                f"no authorizer"]  # fmt: skip
+    problems = []
+    if held["status"] != GrantStatus.ACTIVE.value:
+        problems.append(f"{appid}: WeChat says active; Grantdesk's grant is {held['status']}")
+    if sorted(held["set_ids"] or []) != sorted(truth["permission_set_ids"]):
+        problems.append(
+            f"{appid}: sets differ: WeChat {sorted(truth['permission_set_ids'])}, "
+            f"Grantdesk {sorted(held['set_ids'] or [])}"
+        )
+    if held["tokens"] != 1:
+        problems.append(f"{appid}: {held['tokens']} stored refresh tokens (want 1)")
+    elif held["refresh_token"] != truth["refresh_token"]:
+        problems.append(f"{appid}: stored refresh token is not the one WeChat accepts")
+    if not held["owned"]:
+        problems.append(f"{appid}: the account is not held for the merchant who authorized it")
+    return problems
+
+
+def _check_revoked(appid: str, held: dict) -> list[str]:
+    problems = []
+    if held["authorizer"] or held["tokens"]:
+        problems.append(
+            f"{appid}: WeChat says revoked; Grantdesk still holds the authorizer "
+            f"(grant {held['status']}, {held['tokens']} refresh tokens)"
+        )
+    if held["in_clear"]:
+        problems.append(f"{appid}: revoked, but its appid is still stored in {held['in_clear']}")
+    if not held["tombstone"]:
+        problems.append(f"{appid}: revoked, but no purge tombstone in the audit log")
+    return problems
+
+
+def _portal_view(appids: list[str], merchant_id: int) -> dict:
+    """What the portal's database holds about each appid (run inside portal.call)."""
+    view = {}
+    for appid in appids:
+        authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+        grant = authorizer.grant if authorizer else None
+        tokens = (
+            db.session.scalar(
+                select(func.count())
+                .select_from(AuthorizerToken)
+                .where(AuthorizerToken.authorizer_id == authorizer.id)
+            )
+            if authorizer
+            else 0
+        )
+        tombstone = any(
+            (details or {}).get("appid_hash") == appid_ref(appid)
+            for details in db.session.scalars(
+                select(AuditEntry.details).where(AuditEntry.action == "authorizer.purged")
+            )
+        )
+        view[appid] = {
+            "authorizer": authorizer is not None,
+            "owned": authorizer is not None and authorizer.merchant_id == merchant_id,
+            "status": grant.status.value if grant else None,
+            "set_ids": list(grant.set_ids) if grant else None,
+            "tokens": tokens,
+            "refresh_token": authorizer.token.refresh_token if authorizer and authorizer.token
+            else None,
+            "tombstone": bool(tombstone),
+            "in_clear": _tables_mentioning(appid),
+        }  # fmt: skip
+    return view
+
+
+def _tables_mentioning(value: str) -> list[str]:
+    """Tables with a row that still holds `value` (read back through the column types, so
+    encrypted columns count as what they decrypt to)."""
+    found = []
+    for table in db.metadata.sorted_tables:
+        for row in db.session.execute(table.select()):
+            if any(value in str(cell) for cell in row if cell is not None):
+                found.append(table.name)
+                break
+    return found
+
+
+def _evidence() -> list[str]:
+    """The inbox and the sessions, for a divergence report (no secrets: outcomes only)."""
+    lines = [
+        f"inbox #{e.id} {e.info_type} create_time={e.create_time} {e.outcome} "
+        f"attempts={e.attempts} {e.error or ''}".strip()[:300]
+        for e in db.session.scalars(select(InboxEvent).order_by(InboxEvent.id))
+        if e.info_type != "component_verify_ticket"
+    ]
+    lines += [
+        f"session #{s.id} biz={bool(s.biz_appid)} {s.status.value} via={s.completed_via} "
+        f"reason={s.failure_reason} exchanging={bool(s.exchanging_at)}"
+        for s in db.session.scalars(select(AuthorizationSession).order_by(AuthorizationSession.id))
+    ]
+    return lines
+
+
+def _unsettled_events() -> list[str]:
+    rows = db.session.execute(
+        select(InboxEvent.id, InboxEvent.info_type, InboxEvent.outcome, InboxEvent.error).where(
+            InboxEvent.outcome.not_in(SETTLED)
+        )
+    ).all()
+    return [f"#{r.id} {r.info_type} {r.outcome} ({r.error or 'no error'})" for r in rows]
+
+
+# --- shrinking -----------------------------------------------------------------------------------
+
+
+def kinds(divergences: list[str]) -> set[str]:
+    """A divergence's shape without the appids and numbers (so a shrink keeps the same bug)."""
+    return {re.sub(r"wx[0-9a-f]{16}|#\d+|\d+", "_", d) for d in divergences}
+
+
+def shrink(runner: Runner, steps: list, failing: set[str], *, budget_seconds: float) -> list:
+    """Delta debugging by removing steps: the shortest schedule found (within the budget)
+    that still shows one of the same divergences."""
+    deadline = time.monotonic() + budget_seconds
+    granularity = 2
+    while len(steps) >= 2 and time.monotonic() < deadline:
+        chunk = max(1, len(steps) // granularity)
+        for start in range(0, len(steps), chunk):
+            candidate = steps[:start] + steps[start + chunk :]
+            if not candidate or time.monotonic() >= deadline:
+                continue
+            if kinds(runner.play(candidate).divergences) & failing:
+                steps, granularity = candidate, max(granularity - 1, 2)
+                break
+        else:
+            if chunk == 1:
+                break
+            granularity = min(len(steps), granularity * 2)
+    return steps
