@@ -53,7 +53,10 @@ TRANSPORT_FAULTS = {
     "timeout": (0.3,),
 }
 PUSH_FAULTS = ("duplicate", "delay", "out_of_order")
-MODES = ("pc", "phone", "race")
+# pc: the browser comes back at once; late: after the push was delivered; phone: never;
+# race: the browser comes back while the push is being delivered.
+MODES = ("pc", "late", "phone", "race")
+WORKER_TICK_SECONDS = 61  # the `jobs` step: a minute passes and the worker runs
 PACE_SECONDS = 1  # a person's pace: no two of their actions share a push's CreateTime second
 QUIESCENCE_ROUNDS = 12
 ROUND_SECONDS = 301  # longer than an inbox claim and a refresh token's 5-minute transition
@@ -321,11 +324,13 @@ class Runner:
             self.notes.append(f"consent refused: {answer.json().get('error')}")
             return
         result = answer.json()
-        follow = mode in ("pc", "race")
+        follow = mode != "phone"
         self.codes[result["auth_code"]] = AuthCode(
             result["auth_code"], appid, signalled=bool(result["info_type"]) or follow
         )
-        if mode == "pc" or (mode == "race" and self.relay.paused):
+        if mode == "late" and not self.relay.paused:
+            self.sandbox.flush()
+        if mode in ("pc", "late") or (mode == "race" and self.relay.paused):
             self._follow(result["redirect_url"])
         elif mode == "race":
             self._race(result["redirect_url"])
@@ -405,7 +410,9 @@ class Runner:
             self.sandbox.flush()
 
     def step_jobs(self) -> None:
-        self.portal.call(jobs.run_job, "inbox_retry", force=True)
+        self.advance(WORKER_TICK_SECONDS)
+        for name in ("inbox_retry", "authorizer_token_sweep"):
+            self.portal.call(jobs.run_job, name, force=True)
 
     # quiescence ------------------------------------------------------------------------------
 
@@ -489,6 +496,15 @@ class Runner:
                 problems += _check_revoked(appid, held)
         for event in self.portal.call(_unsettled_events):
             problems.append(f"inbox event {event} is not processed, ignored or a duplicate")
+        for delivery in state["deliveries"]:  # copies too: a duplicate is answered `success`
+            replies = [a["reply"] or a["error"] or a["http_status"] for a in delivery["attempts"]]
+            answered = any(a["http_status"] for a in delivery["attempts"])
+            # (A push the relay held past the sandbox's patience is the relay's, not a reply.)
+            if delivery["status"] != "delivered" and answered:
+                problems.append(
+                    f"push {delivery['info_type']} (copy: {bool(delivery['duplicate_of'])}) "
+                    f"was never acknowledged: {replies}"
+                )
         problems += self._check_exchanges(state)
         return problems
 
