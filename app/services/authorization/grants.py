@@ -456,6 +456,18 @@ def mark_needs_reauthorization(authorizer: Authorizer, *, reason: str, source: s
     webhooks.notify_grant_change(authorizer, change)
 
 
+def store_adopted(
+    info: AuthorizationInfo, details: AuthorizerDetails, *, merchant_id: int
+) -> Authorizer:
+    """Store an account staff adopt into a merchant: profile, grant and refresh token."""
+    authorizer = Authorizer(
+        appid=info.authorizer_appid, merchant_id=merchant_id, created_at=clock.now()
+    )
+    db.session.add(authorizer)
+    db.session.flush()
+    return _apply(info, session=None, source="staff", details=details)
+
+
 def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Authorizer:
     """Re-read the account and its grant from WeChat (api_get_authorizer_info)."""
     details = _fetch_details(authorizer.appid)

@@ -96,6 +96,35 @@ def request_deletion(authorizer: Authorizer, *, actor: User | None = None) -> No
     purge_authorizer(authorizer.appid, reason="deletion_requested", actor=actor)
 
 
+def staff_purge(authorizer: Authorizer, *, actor: User) -> None:
+    """Staff purge an account whose `unauthorized` push was lost for good: only once WeChat
+    confirms the revocation (StillAuthorized or CannotVerifyRevocation otherwise), then
+    exactly as the push would."""
+    appid, authorizer_id, merchant_id = authorizer.appid, authorizer.id, authorizer.merchant_id
+    try:
+        still = wechat_still_authorizes(appid)
+    except CannotVerifyRevocation:
+        _record_refusal(actor, authorizer_id, merchant_id, "wechat_unreachable")
+        raise
+    if still:
+        _record_refusal(actor, authorizer_id, merchant_id, "still_authorized")
+        raise StillAuthorized()
+    purge_authorizer(appid, reason="staff_purge", actor=actor)
+
+
+def _record_refusal(actor: User, authorizer_id: int, merchant_id: int | None, reason: str) -> None:
+    db.session.rollback()
+    audit.record(
+        "staff.purge_refused",
+        actor=actor,
+        merchant_id=merchant_id,
+        target_type="authorizer",
+        target_id=authorizer_id,
+        reason=reason,
+    )
+    db.session.commit()
+
+
 def wechat_still_authorizes(appid: str) -> bool:
     """Ask WeChat; only its explicit "not authorized" (61003) is a no. An outage never purges."""
     client = wechat_client()
