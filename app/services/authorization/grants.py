@@ -278,6 +278,7 @@ def _settle(session, authorizer, info, source, reason) -> None:
     session.authorizer_appid = info.authorizer_appid
     session.granted_set_ids = list(info.permission_set_ids)
     session.completed_at, session.completed_via = clock.now(), source
+    session.exchanging_at = None  # settled: nobody holds the claim any more
     session.status = SessionStatus.MISMATCH if reason else SessionStatus.COMPLETED
     session.failure_reason = reason
     if reason:

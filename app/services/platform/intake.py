@@ -218,7 +218,13 @@ def process_event(inbox_id: int) -> str | None:
         return None
     raw_xml = db.session.scalar(select(InboxEvent.raw_xml).where(InboxEvent.id == inbox_id))
     db.session.commit()  # end the read, so the handler starts its own transaction
-    return _run(inbox_id, parse_event(raw_xml))
+    if not raw_xml:  # purged with its account: nothing is left to do
+        return _finish(inbox_id, "ignored")
+    try:
+        event = parse_event(raw_xml)
+    except MalformedMessage as exc:
+        return _finish(inbox_id, "failed", _describe(exc))
+    return _run(inbox_id, event)
 
 
 def _run_safely(inbox_id: int, event: Event) -> str:
@@ -313,6 +319,16 @@ def _give_up(inbox_id: int) -> None:
         _log_failure(event, exc)
 
 
+def _process_isolated(inbox_id: int) -> str | None:
+    """One event of a retry batch: its crash must not hold up the others."""
+    try:
+        return process_event(inbox_id)
+    except Exception as exc:
+        db.session.rollback()
+        log.warning("inbox %s: retry crashed: %s", inbox_id, type(exc).__name__)
+        return "crashed"
+
+
 def retry_failed_events(limit: int = 100) -> str:
     """Job: process failed events that are due, stale claims and never-processed events."""
     now = clock.now()
@@ -323,7 +339,7 @@ def retry_failed_events(limit: int = 100) -> str:
     )
     ids = list(db.session.scalars(select(InboxEvent.id).where(due).order_by("id").limit(limit)))
     db.session.commit()
-    outcomes = [process_event(inbox_id) for inbox_id in ids]
+    outcomes = [_process_isolated(inbox_id) for inbox_id in ids]
     return f"{len(ids)} due: " + ", ".join(
         f"{name}={outcomes.count(name)}" for name in sorted({o for o in outcomes if o})
     )
