@@ -191,3 +191,30 @@ def test_unauthorized_as_new_as_the_authorization_asks_wechat_first(flow):
     [kept] = _audit("authorizer.purge_declined")
     assert kept.details["reason"] == "still_authorized"
     _assert_held_and_live(flow, account, [1, 2])
+
+
+def test_an_older_update_never_overwrites_a_newer_set_list(flow):
+    """Two updates in WeChat's security assistant, their pushes delivered newest first: the
+    older one is recognised as stale (no code exchange, no change) and the newer list stays."""
+    account = _account(flow)
+    _connect(flow, account, [1, 2])
+    flow.sandbox.set_faults(pushes={"out_of_order": True})
+    flow.sandbox.update(account["appid"], [1, 3])
+    flow.sandbox.clock(advance_seconds=5)
+    flow.sandbox.update(account["appid"], [2, 7])
+    exchanges = flow.calls("api_query_auth")
+    flow.sandbox.flush()
+    authorizer = flow.authorizer(account["appid"])
+    assert (
+        authorizer.grant.set_ids
+        == [2, 7]
+        == _sandbox_grant(flow, account["appid"])["permission_set_ids"]
+    )
+    assert [(c.kind, c.set_ids) for c in authorizer.grant.changes] == [
+        ("authorized", [1, 2]),
+        ("updated", [2, 7]),
+    ]
+    assert flow.calls("api_query_auth") == exchanges + 1  # only the newer push's code
+    [stale] = _audit("grant.stale_push_ignored")
+    assert stale.details["info_type"] == "updateauthorized"
+    assert {e.outcome for e in flow.portal.call(_inbox)} <= {"processed"}
