@@ -12,7 +12,16 @@ import enum
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, Encrypted, utcnow
@@ -165,6 +174,9 @@ class Grant(Base):
     authorized_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]  # last time WeChat confirmed the sets
+    # The newest push CreateTime (WeChat's clock, Unix seconds) applied to this grant: an older
+    # push never undoes a newer state (DESIGN §4 "Ordering").
+    last_event_time: Mapped[int | None] = mapped_column(BigInteger)
     # An open update session for this account (the merchant UI's "update pending" badge).
     pending_session_id: Mapped[int | None] = mapped_column(
         ForeignKey("authorization_sessions.id", ondelete="SET NULL")

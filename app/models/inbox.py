@@ -1,11 +1,17 @@
 """The event inbox: every verified push from WeChat, stored before it is acknowledged."""
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Encrypted, utcnow
+
+
+def inbox_dedupe_key(event_key: str) -> str:
+    """What the inbox stores for an event's dedupe key: its hash, never the key in clear."""
+    return hashlib.sha256(event_key.encode("utf-8")).hexdigest()
 
 
 class InboxEvent(Base):
@@ -20,6 +26,8 @@ class InboxEvent(Base):
     info_type: Mapped[str] = mapped_column(String(64), index=True)
     authorizer_appid: Mapped[str | None] = mapped_column(String(64), index=True)
     create_time: Mapped[int] = mapped_column(BigInteger)
+    # SHA-256 of the event's dedupe key (which may name the account), hashed at insert so it
+    # needs no rewrite when the account is purged and stays comparable with later copies.
     dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
     # Clear fields for the staff console (tickets and codes redacted); the full inner XML
     # (with them) is only kept encrypted, for handlers and retries.

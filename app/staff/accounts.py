@@ -100,7 +100,7 @@ def detail(authorizer_id: int):
     )
 
 
-@bp.get("/<int:authorizer_id>/<any(refresh_token, resync):action>")
+@bp.get("/<int:authorizer_id>/<any(refresh_token, resync, purge):action>")
 def confirm(authorizer_id: int, action: str):
     """Confirmation page for an account action."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
@@ -137,6 +137,32 @@ def resync(authorizer_id: int):
     else:
         flash(_("Account information re-synced from WeChat."), "success")
     return _back_to(authorizer_id)
+
+
+@bp.post("/<int:authorizer_id>/purge")
+def purge(authorizer_id: int):
+    """Purge the account once WeChat confirms it is revoked (audited)."""
+    authorizer = db.get_or_404(Authorizer, authorizer_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        actions.purge_account(authorizer, actor=current_user)
+    except DomainError as error:
+        flash(PURGE_REFUSALS.get(error.code, PURGE_REFUSALS["still_authorized"])(), "error")
+        return _back_to(authorizer_id)
+    flash(_("WeChat confirmed the revocation; the account's data was purged."), "success")
+    return redirect(url_for("staff.accounts.index"), code=303)
+
+
+PURGE_REFUSALS = {
+    "still_authorized": lambda: _(
+        "WeChat still lists this account as authorized; nothing was deleted. "
+        "The merchant must revoke it on WeChat first."
+    ),
+    "cannot_verify_revocation": lambda: _(
+        "WeChat could not confirm the revocation right now; nothing was deleted. Try again later."
+    ),
+}
 
 
 @bp.get("/events/<int:event_id>/replay")
@@ -188,6 +214,39 @@ def assign(item_id: int):
     return _back_to(authorizer.id)
 
 
+@bp.post("/attention/<int:item_id>/adopt")
+def adopt(item_id: int):
+    """Adopt an unknown authorizer into a merchant and close the item (audited)."""
+    item = _open_item(item_id)
+    form = AssignForm()
+    if not form.validate_on_submit():
+        return _render_resolve(item, adopt_form=form), 422
+    merchant = db.session.get(Merchant, form.merchant_id.data)
+    if merchant is None:
+        form.merchant_id.errors.append(_("No merchant with this ID."))
+        return _render_resolve(item, adopt_form=form), 422
+    try:
+        authorizer = actions.adopt_authorizer(item, merchant, actor=current_user)
+    except DomainError as error:
+        db.session.rollback()
+        refusal = ADOPT_REFUSALS.get(error.details.get("reason"))
+        form.merchant_id.errors.append(
+            refusal() if refusal else _("This account cannot be adopted.")
+        )
+        return _render_resolve(item, adopt_form=form), 422
+    flash(_("Account adopted into %(name)s.", name=merchant.name), "success")
+    return _back_to(authorizer.id)
+
+
+ADOPT_REFUSALS = {
+    "not_authorized": lambda: _("WeChat no longer lists this account as authorized."),
+    "wechat_unreachable": lambda: _("WeChat could not be reached; nothing changed. Try again."),
+    "no_refresh_token": lambda: _("WeChat returned no refresh token for this account."),
+    "already_held": lambda: _("Grantdesk already holds this account."),
+    "default": lambda: _("This account cannot be adopted."),
+}
+
+
 @bp.post("/attention/<int:item_id>/dismiss")
 def dismiss(item_id: int):
     """Close an attention item without other changes (audited)."""
@@ -208,13 +267,14 @@ def _open_item(item_id: int) -> AttentionItem:
     return item
 
 
-def _render_resolve(item, assign_form=None, dismiss_form=None):
+def _render_resolve(item, assign_form=None, dismiss_form=None, adopt_form=None):
     q = request.args.get("q", "")
     return render_template(
         "staff/resolve.html",
         item=item,
         authorizer=actions.authorizer_for_item(item),
         assign_form=assign_form or AssignForm(formdata=None, merchant_id=item.merchant_id),
+        adopt_form=adopt_form or AssignForm(formdata=None, merchant_id=item.merchant_id),
         dismiss_form=dismiss_form or DismissForm(formdata=None),
         matches=queries.search_merchants(q),
         q=q,

@@ -97,3 +97,33 @@ def test_a_job_runs_through_rq(app, monkeypatch):
     assert job.get_status() == "finished", job.exc_info
     assert _run("inbox_retry").outcome == "ok"
     queue.delete(delete_jobs=True)
+
+
+def test_a_purged_or_broken_event_does_not_hold_up_the_retry_batch(app):
+    """A row whose payload a purge scrubbed, or that no longer parses, is settled on its own;
+    the events after it in the batch still run (found by the convergence test)."""
+    from datetime import timedelta
+
+    from app.models import InboxEvent
+    from app.services.platform import intake
+    from tests.intake.conftest import ticket_xml
+
+    now = clock.now()
+
+    def row(n, raw_xml, outcome, **extra):
+        return InboxEvent(
+            info_type="component_verify_ticket", create_time=1700000000 + n,
+            dedupe_key=f"batch:{n}", fields={}, raw_xml=raw_xml, outcome=outcome,
+            received_at=now - timedelta(hours=1), attempts=1, **extra,
+        )  # fmt: skip
+
+    scrubbed = row(1, "", "processing", claimed_until=now - timedelta(minutes=1))
+    broken = row(2, "<xml><oops", "failed", next_attempt_at=now - timedelta(seconds=1))
+    good = row(3, ticket_xml("t-after-the-broken-ones"), "failed", next_attempt_at=now)
+    db.session.add_all([scrubbed, broken, good])
+    db.session.commit()
+    ids = scrubbed.id, broken.id, good.id
+    assert intake.retry_failed_events() == "3 due: failed=1, ignored=1, processed=1"
+    db.session.expire_all()
+    outcomes = [db.session.get(InboxEvent, i).outcome for i in ids]
+    assert outcomes == ["ignored", "failed", "processed"]

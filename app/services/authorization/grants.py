@@ -26,6 +26,7 @@ from app.models import (
     SessionStatus,
 )
 from app.services import DomainError, audit, clock
+from app.services.authorization import purge
 from app.services.authorization.attention import open_attention
 from app.services.authorization.authorizers import AuthorizerNotFound
 from app.services.authorization.purge import handle_unauthorized
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # A claim older than this belongs to a crashed caller and may be taken over.
 CLAIM_STALE_AFTER = timedelta(minutes=2)
+# How long a push waits for a redirect's exchange (WeChat gives a push 5 s to be answered).
+PUSH_WAIT_SECONDS = 2.0
 
 
 # --- completion from either signal ------------------------------------------------------------
@@ -57,14 +60,59 @@ def complete_from_redirect(
     return _wait_until_settled(session, wait_seconds)
 
 
+class ClaimedElsewhere(DomainError):
+    """Another caller (the browser redirect) is exchanging this session's code right now; the
+    push stays due, so the retry job finishes the work if that caller fails."""
+
+    code = "claimed_elsewhere"
+
+
 def handle_grant_event(event: Authorized) -> None:
     """Inbox handler for `authorized` and `updateauthorized` (idempotent)."""
     session = use_pre_auth_code(event.pre_auth_code)
     db.session.commit()
-    if session is not None:
-        _complete(session, event.authorization_code, source="push", appid=event.authorizer_appid)
+    if session is None:
+        _complete_without_session(event)
         return
-    _complete_without_session(event)
+
+    def complete(session: AuthorizationSession) -> AuthorizationSession:
+        return _complete(
+            session,
+            event.authorization_code,
+            source="push",
+            appid=event.authorizer_appid,
+            event_time=event.create_time,
+        )
+
+    session = complete(session)
+    if session.status is SessionStatus.OPEN:
+        # The redirect holds the claim: wait a little; if it fails it hands the claim back.
+        session = _wait_until_settled(session, PUSH_WAIT_SECONDS)
+        if session.status is SessionStatus.OPEN and session.exchanging_at is None:
+            session = complete(session)
+    if session.status is SessionStatus.OPEN:
+        raise ClaimedElsewhere()
+    if session.status is SessionStatus.COMPLETED:
+        _note_event_time(session.authorizer_appid, event.create_time)
+
+
+def _note_event_time(appid: str | None, event_time: int) -> None:
+    """The push of an authorization another signal applied: remember when WeChat sent it."""
+    grant = db.session.scalar(
+        select(Grant)
+        .join(Authorizer, Grant.authorizer_id == Authorizer.id)
+        .where(Authorizer.appid == (appid or ""))
+    )
+    if grant is not None and (grant.last_event_time or 0) < event_time:
+        grant.last_event_time = event_time
+        db.session.flush()
+
+
+def _is_stale(event_time: int | None, grant: Grant | None) -> bool:
+    """An older push never undoes a newer state (DESIGN §4 "Ordering")."""
+    if event_time is None or grant is None or grant.last_event_time is None:
+        return False
+    return event_time < grant.last_event_time
 
 
 def _claim(session: AuthorizationSession) -> bool:
@@ -99,7 +147,12 @@ def _release(session: AuthorizationSession) -> None:
 
 
 def _complete(
-    session: AuthorizationSession, auth_code: str, *, source: str, appid: str | None = None
+    session: AuthorizationSession,
+    auth_code: str,
+    *,
+    source: str,
+    appid: str | None = None,
+    event_time: int | None = None,
 ) -> AuthorizationSession:
     if session.status is not SessionStatus.OPEN or not _claim(session):
         return session  # done already, or another caller is exchanging right now
@@ -113,12 +166,12 @@ def _complete(
         _release(session)
         raise
     try:
-        _apply(info, session=session, source=source)
+        _apply(info, session=session, source=source, event_time=event_time)
     except Exception:
         # The code is spent: retry once (e.g. a concurrent insert of the same authorizer).
         db.session.rollback()
         try:
-            _apply(info, session=session, source=source)
+            _apply(info, session=session, source=source, event_time=event_time)
         except Exception:
             _release(session)
             raise
@@ -191,8 +244,11 @@ def _apply(
     session: AuthorizationSession | None,
     source: str,
     details: AuthorizerDetails | None = None,
+    event_time: int | None = None,
 ) -> Authorizer:
-    """Store authorizer, grant, history and tokens; settle the session. One transaction."""
+    """Store authorizer, grant, history and tokens; settle the session. One transaction.
+
+    `event_time` is the CreateTime of the push that carried the code (None for other sources)."""
     appid = info.authorizer_appid
     details = details or _fetch_details(appid)
     authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
@@ -207,13 +263,14 @@ def _apply(
     if details is not None:
         update_profile(authorizer, details.authorizer_info)
     store_tokens(authorizer, info)
-    change = _record_grant(authorizer, info, source=source, session=session)
+    change = _record_grant(authorizer, info, source=source, session=session, event_time=event_time)
     if session is not None:
         _settle(session, authorizer, info, source, reason)
     elif authorizer.merchant_id is None:
         open_attention("unsolicited_authorization", appid=appid, details={"source": source})
     db.session.commit()
-    webhooks.notify_grant_change(authorizer, change)
+    if change is not None:
+        webhooks.notify_grant_change(authorizer, change)
     return authorizer
 
 
@@ -221,6 +278,7 @@ def _settle(session, authorizer, info, source, reason) -> None:
     session.authorizer_appid = info.authorizer_appid
     session.granted_set_ids = list(info.permission_set_ids)
     session.completed_at, session.completed_via = clock.now(), source
+    session.exchanging_at = None  # settled: nobody holds the claim any more
     session.status = SessionStatus.MISMATCH if reason else SessionStatus.COMPLETED
     session.failure_reason = reason
     if reason:
@@ -245,12 +303,31 @@ def _settle(session, authorizer, info, source, reason) -> None:
 
 def _complete_without_session(event: Authorized) -> None:
     """A push whose PreAuthCode is not ours (e.g. an update in WeChat's security assistant)."""
+    authorizer = db.session.scalar(
+        select(Authorizer).where(Authorizer.appid == event.authorizer_appid)
+    )
+    if authorizer is not None and _is_stale(event.create_time, authorizer.grant):
+        _record_stale(authorizer, event.info_type, event.create_time)
+        db.session.commit()
+        return
     try:
         info = _exchange(event.authorization_code, event.authorizer_appid)
     except CodeInvalid:
         log.info("push for a grant that is gone or already exchanged; nothing to do")
         return
-    _apply(info, session=None, source="push")
+    _apply(info, session=None, source="push", event_time=event.create_time)
+
+
+def _record_stale(authorizer: Authorizer, info_type: str, event_time: int) -> None:
+    audit.record(
+        "grant.stale_push_ignored",
+        merchant_id=authorizer.merchant_id,
+        target_type="authorizer",
+        target_id=authorizer.id,
+        info_type=info_type,
+        event_time=event_time,
+        newest_event_time=authorizer.grant.last_event_time if authorizer.grant else None,
+    )
 
 
 # --- authorizers, grants, tokens ---------------------------------------------------------------
@@ -293,14 +370,28 @@ def store_tokens(authorizer: Authorizer, info: AuthorizationInfo) -> AuthorizerT
 
 
 def _record_grant(
-    authorizer: Authorizer, info: AuthorizationInfo, *, source: str, session=None
-) -> GrantChange:
+    authorizer: Authorizer,
+    info: AuthorizationInfo,
+    *,
+    source: str,
+    session=None,
+    event_time: int | None = None,
+) -> GrantChange | None:
     now = clock.now()
     new = list(info.permission_set_ids)
     func_info = [{"id": s.id, "confirm_info": s.confirm_info} for s in info.func_info]
     grant = authorizer.grant
+    if _is_stale(event_time, grant):
+        # A newer push already set the list: keep it (the tokens stored above are current).
+        if session is not None and grant.pending_session_id == session.id:
+            grant.pending_session_id = None
+        _record_stale(authorizer, "grant", event_time)
+        return None
+    if grant is not None and event_time is not None:
+        grant.last_event_time = event_time
     if grant is None:
         grant = Grant(authorizer=authorizer, set_ids=[], authorized_at=now)
+        grant.last_event_time = event_time
         db.session.add(grant)
         kind, old = "authorized", []
     else:
@@ -366,6 +457,18 @@ def mark_needs_reauthorization(authorizer: Authorizer, *, reason: str, source: s
     webhooks.notify_grant_change(authorizer, change)
 
 
+def store_adopted(
+    info: AuthorizationInfo, details: AuthorizerDetails, *, merchant_id: int
+) -> Authorizer:
+    """Store an account staff adopt into a merchant: profile, grant and refresh token."""
+    authorizer = Authorizer(
+        appid=info.authorizer_appid, merchant_id=merchant_id, created_at=clock.now()
+    )
+    db.session.add(authorizer)
+    db.session.flush()
+    return _apply(info, session=None, source="staff", details=details)
+
+
 def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Authorizer:
     """Re-read the account and its grant from WeChat (api_get_authorizer_info)."""
     details = _fetch_details(authorizer.appid)
@@ -377,4 +480,6 @@ def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Auth
 # The intake dispatcher routes these pushes here (importing this module registers them).
 intake.register_handler("authorized", handle_grant_event)
 intake.register_handler("updateauthorized", handle_grant_event)
-intake.register_handler("unauthorized", handle_unauthorized)
+intake.register_handler(
+    "unauthorized", handle_unauthorized, on_give_up=purge.revocation_unconfirmed
+)

@@ -20,8 +20,9 @@ from app.models import (
     User,
     WebhookDelivery,
 )
-from app.models.grants import appid_ref, sha256_hex
+from app.models.grants import appid_ref
 from app.services import DomainError, audit, clock
+from app.services.authorization.attention import open_attention
 from app.services.notify import webhooks
 from app.services.platform.credentials import call_with_component_token
 from app.wechat.errors import NotAuthorized, WeChatError
@@ -39,8 +40,52 @@ class CannotVerifyRevocation(DomainError):
 
 
 def handle_unauthorized(event: Unauthorized) -> None:
-    """Inbox handler for `unauthorized`: end the grant and purge the account's data at once."""
-    purge_authorizer(event.authorizer_appid, reason="unauthorized", keep_inbox_id=None)
+    """Inbox handler for `unauthorized`: purge the account once WeChat confirms the revocation.
+
+    A push older than the grant's newest applied push is stale (the account was authorized
+    again since) and changes nothing. Otherwise WeChat is asked first: if it still lists the
+    grant, nothing is purged; if it cannot answer, CannotVerifyRevocation leaves the push due
+    for the retry job (an attention item opens when its retries run out)."""
+    appid = event.authorizer_appid
+    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    grant = authorizer.grant if authorizer is not None else None
+    if grant is not None and grant.last_event_time and event.create_time < grant.last_event_time:
+        _record_kept(authorizer, appid, "stale_push", event.create_time)
+        return
+    if wechat_still_authorizes(appid):
+        _record_kept(authorizer, appid, "still_authorized", event.create_time)
+        return
+    purge_authorizer(appid, reason="unauthorized", up_to_event_time=event.create_time)
+
+
+def revocation_unconfirmed(event: Unauthorized) -> None:
+    """The retries of an `unauthorized` push ran out while WeChat could not confirm: staff decide
+    (the account page offers a purge that asks WeChat again)."""
+    authorizer = db.session.scalar(
+        select(Authorizer).where(Authorizer.appid == event.authorizer_appid)
+    )
+    if authorizer is None:
+        return
+    open_attention(
+        "revocation_unconfirmed",
+        appid=authorizer.appid,
+        merchant_id=authorizer.merchant_id,
+        details={"authorizer_id": authorizer.id, "event_time": event.create_time},
+    )
+    db.session.commit()
+
+
+def _record_kept(authorizer: Authorizer | None, appid: str, reason: str, event_time: int) -> None:
+    audit.record(
+        "authorizer.purge_declined",
+        merchant_id=authorizer.merchant_id if authorizer else None,
+        target_type="authorizer",
+        target_id=authorizer.id if authorizer else None,
+        appid_hash=appid_ref(appid),
+        reason=reason,
+        event_time=event_time,
+    )
+    db.session.flush()
 
 
 def request_deletion(authorizer: Authorizer, *, actor: User | None = None) -> None:
@@ -49,6 +94,35 @@ def request_deletion(authorizer: Authorizer, *, actor: User | None = None) -> No
         if wechat_still_authorizes(authorizer.appid):
             raise StillAuthorized()
     purge_authorizer(authorizer.appid, reason="deletion_requested", actor=actor)
+
+
+def staff_purge(authorizer: Authorizer, *, actor: User) -> None:
+    """Staff purge an account whose `unauthorized` push was lost for good: only once WeChat
+    confirms the revocation (StillAuthorized or CannotVerifyRevocation otherwise), then
+    exactly as the push would."""
+    appid, authorizer_id, merchant_id = authorizer.appid, authorizer.id, authorizer.merchant_id
+    try:
+        still = wechat_still_authorizes(appid)
+    except CannotVerifyRevocation:
+        _record_refusal(actor, authorizer_id, merchant_id, "wechat_unreachable")
+        raise
+    if still:
+        _record_refusal(actor, authorizer_id, merchant_id, "still_authorized")
+        raise StillAuthorized()
+    purge_authorizer(appid, reason="staff_purge", actor=actor)
+
+
+def _record_refusal(actor: User, authorizer_id: int, merchant_id: int | None, reason: str) -> None:
+    db.session.rollback()
+    audit.record(
+        "staff.purge_refused",
+        actor=actor,
+        merchant_id=merchant_id,
+        target_type="authorizer",
+        target_id=authorizer_id,
+        reason=reason,
+    )
+    db.session.commit()
 
 
 def wechat_still_authorizes(appid: str) -> bool:
@@ -64,9 +138,12 @@ def wechat_still_authorizes(appid: str) -> bool:
 
 
 def purge_authorizer(
-    appid: str, *, reason: str, actor: User | None = None, keep_inbox_id: int | None = None
+    appid: str, *, reason: str, actor: User | None = None, up_to_event_time: int | None = None
 ) -> None:
-    """Delete tokens, codes, profile and event payloads of an account; keep a tombstone."""
+    """Delete tokens, codes, profile and event payloads of an account; keep a tombstone.
+
+    With `up_to_event_time` (the revoking push's CreateTime), pushes WeChat sent later (a
+    re-authorization racing the purge) are left to be processed."""
     ref = appid_ref(appid)
     authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
     tombstone = {"appid_hash": ref, "reason": reason, "purged_at": clock.now().isoformat()}
@@ -79,7 +156,7 @@ def purge_authorizer(
         tombstone["authorizer_id"] = authorizer.id
         db.session.delete(authorizer)  # cascades: grant, history, token custody
     _scrub_sessions(appid)
-    _scrub_inbox(appid)
+    _scrub_inbox(appid, up_to_event_time)
     db.session.execute(delete(AttentionItem).where(AttentionItem.appid_hash == ref))
     db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.appid_hash == ref))
     audit.record(
@@ -112,12 +189,16 @@ def _scrub_sessions(appid: str) -> None:
     )
 
 
-def _scrub_inbox(appid: str) -> None:
-    rows = db.session.scalars(select(InboxEvent).where(InboxEvent.authorizer_appid == appid))
-    for row in rows:
-        # Keep the row (its dedupe still works through the hashed key), drop its payload.
+def _scrub_inbox(appid: str, up_to_event_time: int | None) -> None:
+    query = select(InboxEvent).where(InboxEvent.authorizer_appid == appid)
+    if up_to_event_time is not None:
+        query = query.where(InboxEvent.create_time <= up_to_event_time)
+    for row in db.session.scalars(query):
+        # Keep the row (its hashed dedupe key still recognises copies), drop its payload.
         row.authorizer_appid = None
         row.fields = {"purged": True}
         row.raw_xml = ""
-        row.dedupe_key = "purged:" + sha256_hex(row.dedupe_key)[:64]
         row.error = None
+        if row.outcome in ("pending", "failed"):
+            # Older pushes about a revoked account have nothing left to do.
+            row.outcome, row.next_attempt_at, row.processed_at = "ignored", None, clock.now()

@@ -1,15 +1,28 @@
-"""Reconciliation: compare WeChat's authorizer list with our grants; gaps go to staff."""
+"""Reconciliation: compare WeChat's authorizer list with our grants; gaps go to staff, who may
+adopt an unknown authorizer into a merchant."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from sqlalchemy import select
 
 from app.extensions import db, wechat_client
-from app.models import Authorizer, Grant, GrantStatus
-from app.services import audit
-from app.services.authorization.attention import open_attention
+from app.models import AttentionItem, Authorizer, Grant, GrantStatus, Merchant, User
+from app.services import DomainError, audit
+from app.services.authorization import grants
+from app.services.authorization.attention import open_attention, resolve_attention
 from app.services.platform.credentials import call_with_component_token
+from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.release import is_release_test_account
+from app.wechat.results import AuthorizerDetails, AuthorizerListItem
+
+
+class CannotAdopt(DomainError):
+    """The account cannot be adopted; `reason` says why (not_unknown_authorizer, already_held,
+    not_authorized, wechat_unreachable, no_refresh_token)."""
+
+    code = "cannot_adopt"
 
 
 def reconcile_authorizers(*, page_size: int = 500) -> dict:
@@ -53,3 +66,50 @@ def reconcile_job() -> str:
     """Job: reconcile the authorizer list with our grants."""
     counts = reconcile_authorizers()
     return ", ".join(f"{k}={v}" for k, v in counts.items())
+
+
+def adopt_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -> Authorizer:
+    """Adopt an unknown authorizer into `merchant`: the refresh token from
+    api_get_authorizer_list, profile and sets from api_get_authorizer_info; audited, and the
+    attention item resolved. Raises CannotAdopt (nothing changed)."""
+    appid = item.authorizer_appid
+    if item.kind != "unknown_authorizer" or not appid or item.resolved_at is not None:
+        raise CannotAdopt(reason="not_unknown_authorizer")
+    if db.session.scalar(select(Authorizer.id).where(Authorizer.appid == appid)) is not None:
+        raise CannotAdopt(reason="already_held")
+    listed, details = _read_from_wechat(appid)
+    refresh_token = (listed.refresh_token if listed else "") or (
+        details.authorization_info.authorizer_refresh_token
+    )
+    if listed is None or not refresh_token:
+        raise CannotAdopt(reason="not_authorized" if listed is None else "no_refresh_token")
+    info = dataclasses.replace(details.authorization_info, authorizer_refresh_token=refresh_token)
+    authorizer = grants.store_adopted(info, details, merchant_id=merchant.id)
+    audit.record(
+        "staff.authorizer_adopted",
+        actor=actor,
+        merchant_id=merchant.id,
+        target_type="authorizer",
+        target_id=authorizer.id,
+        attention_item_id=item.id,
+        set_ids=list(info.permission_set_ids),
+    )
+    item.merchant_id = merchant.id
+    resolve_attention(item, actor=actor, resolution=f"adopted into merchant {merchant.id}")
+    return authorizer
+
+
+def _read_from_wechat(appid: str) -> tuple[AuthorizerListItem | None, AuthorizerDetails]:
+    client = wechat_client()
+    try:
+        details = call_with_component_token(lambda token: client.get_authorizer_info(token, appid))
+        listed = call_with_component_token(
+            lambda token: next(
+                (i for i in client.iter_authorizers(token) if i.authorizer_appid == appid), None
+            )
+        )
+    except NotAuthorized:
+        raise CannotAdopt(reason="not_authorized") from None
+    except (WeChatError, DomainError):
+        raise CannotAdopt(reason="wechat_unreachable") from None
+    return listed, details

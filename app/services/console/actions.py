@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant, User
 from app.services import DomainError, audit
-from app.services.authorization import authorizers, grants
+from app.services.authorization import authorizers, grants, purge, reconcile
 from app.services.authorization.attention import resolve_attention
 from app.services.custody import sweep
 from app.services.platform import intake
@@ -113,6 +113,16 @@ def assign_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -
     item.merchant_id = item.merchant_id or merchant.id
     resolve_attention(item, actor=actor, resolution=f"assigned to merchant {merchant.id}")
     return authorizer
+
+
+def adopt_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -> Authorizer:
+    """Adopt an unknown authorizer WeChat lists into `merchant` (reconcile owns the rules)."""
+    return reconcile.adopt_authorizer(item, merchant, actor=actor)
+
+
+def purge_account(authorizer: Authorizer, *, actor: User) -> None:
+    """Purge an account whose revocation WeChat confirms (the purge service owns the rules)."""
+    purge.staff_purge(authorizer, actor=actor)
 
 
 def dismiss_attention(item: AttentionItem, *, actor: User, note: str = "") -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db, message_crypto
 from app.models import InboxEvent
+from app.models.inbox import inbox_dedupe_key
 from app.services import DomainError, clock
 from app.services.platform import credentials, health
 from app.wechat.crypto import OpenedMessage
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Event], None]
 HANDLERS: dict[str, Handler] = {}
 IN_STORING_TRANSACTION: set[str] = set()  # InfoTypes whose handler only touches the database
+ON_GIVE_UP: dict[str, Handler] = {}  # run once when an event's retries run out
 CLAIM_TTL = timedelta(minutes=5)
 SECRET_FIELDS = {"componentverifyticket", "authorizationcode", "preauthcode", "auth_code"}
 REJECTION_STATUS = {
@@ -54,12 +56,21 @@ REJECTION_STATUS = {
 }
 
 
-def register_handler(info_type: str, fn: Handler, *, database_only: bool = False) -> Handler:
+def register_handler(
+    info_type: str,
+    fn: Handler,
+    *,
+    database_only: bool = False,
+    on_give_up: Handler | None = None,
+) -> Handler:
     """Route pushes of `info_type` to fn(event); `database_only` handlers (no network calls)
-    run in the transaction that stores the push. Returns fn."""
+    run in the transaction that stores the push; `on_give_up(event)` runs when an event's
+    retries run out. Returns fn."""
     HANDLERS[info_type] = fn
     if database_only:
         IN_STORING_TRANSACTION.add(info_type)
+    if on_give_up is not None:
+        ON_GIVE_UP[info_type] = on_give_up
     return fn
 
 
@@ -159,7 +170,7 @@ def _store(event: Event, raw_xml: str, *, outcome: str) -> int | None:
         "info_type": event.info_type[:64],
         "authorizer_appid": event.fields.get("AuthorizerAppid") or None,
         "create_time": event.create_time,
-        "dedupe_key": event.dedupe_key[:160],
+        "dedupe_key": inbox_dedupe_key(event.dedupe_key),
         "fields": redacted(event.fields),
         "raw_xml": raw_xml,
         "received_at": now,
@@ -207,7 +218,13 @@ def process_event(inbox_id: int) -> str | None:
         return None
     raw_xml = db.session.scalar(select(InboxEvent.raw_xml).where(InboxEvent.id == inbox_id))
     db.session.commit()  # end the read, so the handler starts its own transaction
-    return _run(inbox_id, parse_event(raw_xml))
+    if not raw_xml:  # purged with its account: nothing is left to do
+        return _finish(inbox_id, "ignored")
+    try:
+        event = parse_event(raw_xml)
+    except MalformedMessage as exc:
+        return _finish(inbox_id, "failed", _describe(exc))
+    return _run(inbox_id, event)
 
 
 def _run_safely(inbox_id: int, event: Event) -> str:
@@ -284,7 +301,32 @@ def _finish(inbox_id: int, outcome: str, error: str | None = None) -> str:
     db.session.commit()
     if gave_up:
         health.raise_alert(health.INBOX_FAILURES, last_event_id=inbox_id)
+        _give_up(inbox_id)
     return outcome
+
+
+def _give_up(inbox_id: int) -> None:
+    raw_xml = db.session.scalar(select(InboxEvent.raw_xml).where(InboxEvent.id == inbox_id))
+    event = parse_event(raw_xml) if raw_xml else None
+    hook = ON_GIVE_UP.get(event.info_type) if event is not None else None
+    if hook is None:
+        db.session.commit()
+        return
+    try:
+        hook(event)
+    except Exception as exc:  # the alert is raised already; the hook only adds detail
+        db.session.rollback()
+        _log_failure(event, exc)
+
+
+def _process_isolated(inbox_id: int) -> str | None:
+    """One event of a retry batch: its crash must not hold up the others."""
+    try:
+        return process_event(inbox_id)
+    except Exception as exc:
+        db.session.rollback()
+        log.warning("inbox %s: retry crashed: %s", inbox_id, type(exc).__name__)
+        return "crashed"
 
 
 def retry_failed_events(limit: int = 100) -> str:
@@ -297,7 +339,7 @@ def retry_failed_events(limit: int = 100) -> str:
     )
     ids = list(db.session.scalars(select(InboxEvent.id).where(due).order_by("id").limit(limit)))
     db.session.commit()
-    outcomes = [process_event(inbox_id) for inbox_id in ids]
+    outcomes = [_process_isolated(inbox_id) for inbox_id in ids]
     return f"{len(ids)} due: " + ", ".join(
         f"{name}={outcomes.count(name)}" for name in sorted({o for o in outcomes if o})
     )
