@@ -65,6 +65,8 @@ def wechat_api(name: str):
                         raise
             except WechatError as error:
                 return jsonify(error.payload())
+            except faults.TransportFault as fault:
+                return faults.transport_response(fault)
             finally:
                 if not counted:  # every call counts, failures included
                     with state.lock:

@@ -66,4 +66,6 @@ def load_config() -> dict:
         # The public base URL used in head_img/qrcode_url links; None = the request's host.
         "SANDBOX_PUBLIC_URL": _env("SANDBOX_PUBLIC_URL"),
         "WTF_CSRF_TIME_LIMIT": None,
+        # How long a `{"timeout": true}` endpoint fault holds a request (longer than clients wait).
+        "SANDBOX_FAULT_HANG": float(_env("SANDBOX_FAULT_HANG", "30")),
     }
