@@ -1,5 +1,6 @@
 """The whole world as JSON: what `GET /sandbox/api/state` and the dashboard show."""
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.sandbox import catalog, clock, faults, grants, runtime, tokens, world
@@ -117,6 +118,7 @@ def state(delivery_limit: int = 200) -> dict:
             "event_url": platform.event_url,
             "message_url": platform.message_url,
             "initiating_domain": platform.initiating_domain,
+            "ip_whitelist": list(current_app.config["SANDBOX_IP_WHITELIST"]),
             "permission_set_ids": platform.permission_set_ids,
             "permission_sets": [
                 {
