@@ -63,6 +63,8 @@ class Config:
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", _env("REDIS_URL", "memory://"))
     RATELIMIT_HEADERS_ENABLED = True
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "5 per minute;20 per hour")
+    # Views of one public /connect/<token> page (each mints a pre_auth_code from the daily quota).
+    CONNECT_LINK_RATE_LIMIT = _env("CONNECT_LINK_RATE_LIMIT", "10 per minute;100 per day")
 
     # Credential custody (issue #5): refresh the component token this long before it expires;
     # a 40001 on a token younger than FOREIGN_REFRESH_WINDOW means someone else refreshed it.

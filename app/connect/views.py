@@ -2,13 +2,14 @@
 
 import logging
 import re
+from datetime import timedelta
 
 from flask import Blueprint, abort, redirect, request, url_for
 from flask_babel import get_locale
 from flask_login import current_user
 
 from app.htmx import render
-from app.services import DomainError
+from app.services import DomainError, clock
 from app.services.authorization import grants, sessions
 from app.wechat import permissions
 from app.wechat.errors import WeChatError
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @bp.get("/connect/<token>")
 def link(token: str):
-    """Show the clickable WeChat links for a session (fresh pre_auth_code when needed)."""
+    """Show the clickable WeChat links for a session, on a fresh pre_auth_code every view."""
     try:
         session = sessions.find_session_by_link(token)
     except sessions.SessionNotFound:
@@ -30,6 +31,13 @@ def link(token: str):
         links = sessions.authorization_links(session)
     except sessions.SessionClosed:
         return render("connect/link.html", session=session, links=None, unavailable=False), 410
+    except sessions.TooManyViews as limited:
+        retry_after = limited.details["retry_after"]
+        page = render(
+            "connect/link.html", session=session, links=None, unavailable=False,
+            retry_after=retry_after, retry_at=clock.now() + timedelta(seconds=retry_after),
+        )  # fmt: skip
+        return page, 429, {"Retry-After": str(retry_after)}
     except (WeChatError, DomainError) as error:
         log.warning("could not mint a pre_auth_code: %s", type(error).__name__)
         return render("connect/link.html", session=session, links=None, unavailable=True), 503

@@ -17,7 +17,7 @@ import threading
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
 
 from app.sandbox import api, api_extra, control, media, pages, runtime
 from app.sandbox.config import load_config
@@ -79,6 +79,7 @@ def _prepare_world(app: Flask) -> None:
         for table in db.metadata.sorted_tables:  # indexes added since this file was created
             for index in table.indexes:
                 index.create(db.engine, checkfirst=True)
+        _add_missing_columns()
         platform = db.session.execute(select(Platform)).scalar_one_or_none()
         if platform is None:
             world.seed_world()
@@ -93,6 +94,20 @@ def _prepare_world(app: Flask) -> None:
         platform.initiating_domain = config["SANDBOX_INITIATING_DOMAIN"]
         platform.permission_set_ids = world.parse_ids(config["SANDBOX_PERMISSION_SETS"])
         db.session.commit()
+
+
+def _add_missing_columns() -> None:
+    """Columns added to the models since this database file was created (all nullable)."""
+    inspector = inspect(db.engine)
+    with db.engine.begin() as connection:
+        for table in db.metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(db.engine.dialect)
+                    connection.execute(
+                        text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                    )
 
 
 class _RedactTokens(logging.Filter):

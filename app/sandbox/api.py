@@ -52,6 +52,7 @@ def wechat_api(name: str):
             state, counted = runtime.get(), False
             try:
                 faults.apply(name)
+                _check_client_ip()
                 body = request.get_json(force=True, silent=True)
                 if not isinstance(body, dict):
                     raise WechatError(47001)
@@ -65,6 +66,8 @@ def wechat_api(name: str):
                         raise
             except WechatError as error:
                 return jsonify(error.payload())
+            except faults.TransportFault as fault:
+                return faults.transport_response(fault)
             finally:
                 if not counted:  # every call counts, failures included
                     with state.lock:
@@ -76,6 +79,14 @@ def wechat_api(name: str):
         return view
 
     return decorate
+
+
+def _check_client_ip() -> None:
+    """WeChat checks every component API call against the platform's IP whitelist (61004)."""
+    allowed = current_app.config["SANDBOX_IP_WHITELIST"]
+    client_ip = request.remote_addr or ""
+    if allowed and client_ip not in allowed:
+        raise WechatError(61004, f"requestIP: {client_ip}")
 
 
 def _within_quota(name: str, handler, body: dict) -> dict:

@@ -32,6 +32,13 @@ def _bool(value) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
+def parse_ip_list(value) -> list[str]:
+    """A whitelist from "a, b" or a list; empty = every client address is allowed."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(item).strip() for item in value or [] if str(item).strip()]
+
+
 def load_config() -> dict:
     """Return the sandbox configuration from the environment (with demo defaults)."""
     return {
@@ -66,4 +73,8 @@ def load_config() -> dict:
         # The public base URL used in head_img/qrcode_url links; None = the request's host.
         "SANDBOX_PUBLIC_URL": _env("SANDBOX_PUBLIC_URL"),
         "WTF_CSRF_TIME_LIMIT": None,
+        # How long a `{"timeout": true}` endpoint fault holds a request (longer than clients wait).
+        # The platform's IP whitelist: component APIs from other client addresses get 61004.
+        "SANDBOX_IP_WHITELIST": parse_ip_list(_env("SANDBOX_IP_WHITELIST", "")),
+        "SANDBOX_FAULT_HANG": float(_env("SANDBOX_FAULT_HANG", "30")),
     }

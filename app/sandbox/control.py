@@ -6,6 +6,7 @@ from functools import wraps
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from app.sandbox import clock, faults, grants, pushes, runtime, snapshot, world
+from app.sandbox.config import parse_ip_list
 from app.sandbox.errors import ConsentError
 from app.sandbox.models import db
 
@@ -127,13 +128,19 @@ PLATFORM_FIELDS = {
 @bp.post("/api/platform")
 @control
 def configure_platform(body):
-    """Repoint the platform (event_url, message_url, initiating_domain, permission_set_ids)."""
+    """Repoint the platform (event_url, message_url, initiating_domain, permission_set_ids,
+    ip_whitelist)."""
     from app.sandbox import tokens
 
     platform = tokens.platform()
+    unknown = [key for key in body if key not in PLATFORM_FIELDS and key != "ip_whitelist"]
+    if unknown:  # refused before anything changes
+        raise ConsentError("unknown_field", f"cannot configure {unknown[0]!r}")
+    if "ip_whitelist" in body:
+        if not isinstance(body["ip_whitelist"], list | str):
+            raise ConsentError("bad_value", "ip_whitelist is a list of addresses")
+        current_app.config["SANDBOX_IP_WHITELIST"] = parse_ip_list(body.pop("ip_whitelist"))
     for key, value in body.items():
-        if key not in PLATFORM_FIELDS:
-            raise ConsentError("unknown_field", f"cannot configure {key!r}")
         column, setting = PLATFORM_FIELDS[key]
         if key == "permission_set_ids":
             value = world.parse_ids(value)

@@ -17,6 +17,7 @@ ERRMSG = {
     47001: "data format error",
     48006: "forbid to clear quota because of reaching the limit",
     61003: "component is not authorized by this account",
+    61004: "access clientip is not registered",
     61005: "component ticket is expired",
     61006: "component ticket is invalid",
     61007: "api is unauthorized to component",

@@ -1,12 +1,28 @@
-"""Switchable faults: per-endpoint errors and latency, token accidents, push misbehaviour."""
+"""Switchable faults: per-endpoint errors, latency and transport failures, token accidents, push
+misbehaviour."""
 
+import socket
+import struct
+import threading
 import time
+
+from flask import Response, current_app, request
 
 from app.sandbox import runtime, tokens, world
 from app.sandbox.errors import ConsentError, WechatError
 from app.sandbox.grants import find_account
 
 PUSH_FAULTS = ("pause_tickets", "duplicate", "delay", "out_of_order")
+ENDPOINT_KEYS = ("errcode", "latency", "times", "http_status", "reset", "non_json", "timeout")
+
+
+class TransportFault(Exception):
+    """An endpoint fault that breaks HTTP itself: no WeChat answer is computed."""
+
+    def __init__(self, kind: str, value):
+        super().__init__(kind, value)
+        self.kind = kind
+        self.value = value
 
 
 def configure(body: dict) -> dict:
@@ -15,15 +31,12 @@ def configure(body: dict) -> dict:
     if body.get("clear"):
         state.endpoint_faults.clear()
         state.push_faults.clear()
+        release_hangs()
     for name, spec in (body.get("endpoints") or {}).items():
         if not spec:
             state.endpoint_faults.pop(name, None)
             continue
-        state.endpoint_faults[name] = {
-            "errcode": spec.get("errcode"),
-            "latency": float(spec.get("latency") or 0),
-            "times": spec.get("times"),
-        }
+        state.endpoint_faults[name] = _endpoint_fault(name, spec)
     for name, value in (body.get("pushes") or {}).items():
         if name not in PUSH_FAULTS:
             raise ConsentError("unknown_fault", f"unknown push fault {name!r}")
@@ -36,6 +49,38 @@ def configure(body: dict) -> dict:
     if body.get("rotate_refresh_token"):
         _rotate(body["rotate_refresh_token"])
     return snapshot()
+
+
+def _endpoint_fault(name: str, spec) -> dict:
+    """Validate one endpoint's fault spec; bad input is refused and changes nothing."""
+    if not isinstance(spec, dict) or set(spec) - set(ENDPOINT_KEYS):
+        raise ConsentError("unknown_fault", f"endpoint fault for {name!r}: keys {ENDPOINT_KEYS}")
+    try:
+        fault = {
+            "errcode": None if spec.get("errcode") is None else int(spec["errcode"]),
+            "latency": float(spec.get("latency") or 0),
+            "times": None if spec.get("times") is None else int(spec["times"]),
+            "http_status": None if spec.get("http_status") is None else int(spec["http_status"]),
+            "reset": bool(spec.get("reset")),
+            "non_json": bool(spec.get("non_json")),
+            # true = hang longer than any client waits; a number = hang that many seconds.
+            "timeout": _hang_seconds(spec.get("timeout")),
+        }
+    except (TypeError, ValueError):
+        raise ConsentError("bad_fault", f"endpoint fault for {name!r} has a bad value") from None
+    if fault["http_status"] is not None and not 400 <= fault["http_status"] <= 599:
+        raise ConsentError("bad_fault", "http_status must be an HTTP error status (400-599)")
+    if fault["latency"] < 0 or (fault["timeout"] or 0) < 0:
+        raise ConsentError("bad_fault", "latency and timeout must not be negative")
+    return fault
+
+
+def _hang_seconds(value) -> float | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return float(current_app.config["SANDBOX_FAULT_HANG"])
+    return float(value)
 
 
 def _rotate(appid: str) -> None:
@@ -56,17 +101,65 @@ def snapshot() -> dict:
 
 
 def apply(name: str) -> None:
-    """Run before an API: sleep for latency faults, raise for error faults."""
-    faults = runtime.get().endpoint_faults
-    spec = faults.get(name) or faults.get("*")
-    if not spec:
-        return
+    """Run before an API: sleep for latency faults, raise for error and transport faults."""
+    state = runtime.get()
+    with state.lock:  # `times` counts down exactly once per call, whatever the concurrency
+        faults = state.endpoint_faults
+        key = name if name in faults else "*"
+        spec = faults.get(key)
+        if not spec:
+            return
+        spec = dict(spec)
+        fires = spec["errcode"] is not None or _transport_kind(spec) is not None
+        if fires and spec["times"] is not None:
+            faults[key]["times"] -= 1
+            if faults[key]["times"] <= 0:
+                faults.pop(key, None)
     if spec["latency"]:
         time.sleep(spec["latency"])
-    if spec["errcode"] is None:
-        return
-    if spec["times"] is not None:
-        spec["times"] -= 1
-        if spec["times"] <= 0:
-            faults.pop(name if name in faults else "*", None)
-    raise WechatError(int(spec["errcode"]))
+    kind = _transport_kind(spec)
+    if kind is not None:
+        raise TransportFault(kind, spec[kind])
+    if spec["errcode"] is not None:
+        raise WechatError(spec["errcode"])
+
+
+def _transport_kind(spec: dict) -> str | None:
+    for kind in ("timeout", "reset", "http_status", "non_json"):
+        if spec.get(kind) not in (None, False):
+            return kind
+    return None
+
+
+def transport_response(fault: TransportFault) -> Response:
+    """What the wire carries for a transport fault (the request is never processed)."""
+    if fault.kind == "http_status":
+        # What a gateway in front of WeChat answers: an HTML error page, not WeChat's JSON.
+        body = f"<html><body><h1>{fault.value} Bad Gateway</h1></body></html>"
+        return Response(body, status=fault.value, mimetype="text/html")
+    if fault.kind == "non_json":
+        return Response("<html><body>系统繁忙</body></html>", status=200, mimetype="text/html")
+    if fault.kind == "timeout":
+        runtime.get().hang_released.wait(fault.value)
+    return Response(_drop_connection(request.environ), status=200)
+
+
+def _drop_connection(environ):
+    """A body that aborts the connection before a byte is sent (the client sees it closed)."""
+    connection = environ.get("werkzeug.socket")
+    if connection is not None:
+        # Linger 0: the final close is a TCP reset rather than an orderly goodbye.
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    raise ConnectionResetError("sandbox fault: connection reset")
+    yield b""  # pragma: no cover - makes this a generator, so the reset happens while serving
+
+
+def release_hangs() -> None:
+    """Wake every request held by a timeout fault (faults cleared, world reset)."""
+    state = runtime.get()
+    state.hang_released.set()
+    state.hang_released = threading.Event()

@@ -6,6 +6,13 @@ from app.sandbox import catalog, clock, pushes, runtime, tokens, world
 from app.sandbox.errors import ConsentError
 from app.sandbox.models import Account, Authorization, Credential, WechatUser, db
 
+PRE_AUTH_REFUSALS = {
+    "invalid": "pre_auth_code is invalid",
+    "expired": "pre_auth_code is expired",
+    # WeChat: a pre_auth_code may be used once, and a scan counts as a use.
+    "used": "pre_auth_code was already scanned or used; get a new one from the platform",
+}
+
 
 def find_user(ref) -> WechatUser | None:
     """A WeChat user by id (int or digits) or exact name."""
@@ -80,12 +87,14 @@ def consent(
     biz_appid: str | None = None,
 ) -> dict:
     """The admin confirms on the phone: grant, push the event, return the redirect."""
-    code = tokens.usable_pre_auth_code(pre_auth_code)
-    if code is None:
-        raise ConsentError("pre_auth_code_invalid", "pre_auth_code is invalid, used or expired")
     user, account = find_user(user_ref), find_account(appid)
+    try:
+        code = tokens.check_pre_auth_code(pre_auth_code, user.id if user else None)
+    except tokens.PreAuthCodeRefused as refused:
+        raise ConsentError("pre_auth_code_invalid", PRE_AUTH_REFUSALS[refused.reason]) from None
     if user is None:
         raise ConsentError("unknown_user", "no such WeChat user")
+    tokens.scan_pre_auth_code(code, user.id)
     if account is None or account.admin_id != user.id:
         raise ConsentError("not_admin", "this WeChat user does not administer that account")
     check_account_allowed(account, auth_type, biz_appid)

@@ -40,7 +40,6 @@ TEXTS = {
     "exclusive": ("互斥", "exclusive"),
     "confirm": ("授权", "Authorize"),
     "cancel": ("取消", "Cancel"),
-    "switch_user": ("切换微信号", "Switch WeChat user"),
     "back": ("返回", "Back"),
     "error_title": ("授权失败", "Authorization failed"),
     "referer_error": (
@@ -58,6 +57,12 @@ TEXTS = {
     "code_error": (
         "pre_auth_code 无效或已过期，请回到第三方平台重新发起授权",
         "pre_auth_code is invalid, used or expired; start again from the platform",
+    ),
+    # WeChat: "预授权码有效期内只能使用一次", "扫码使用过就算已使用" (reference §3.2).
+    "code_used": (
+        "该二维码已被扫码使用，预授权码只能使用一次；请回到第三方平台刷新页面获取新的二维码",
+        "This QR code was already scanned: a pre_auth_code can be used once. "
+        "Go back to the platform and reload its page for a new one",
     ),
     "biz_error": ("只有该账号的管理员才能授权", "Only the account's administrator can authorize"),
     "assistant_title": ("公众平台安全助手", "Security assistant"),

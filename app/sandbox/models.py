@@ -118,6 +118,10 @@ class Credential(db.Model):
     # auth_code: the pre_auth_code it came from; authorizer_token: the auth_code it came from.
     origin: Mapped[str | None] = mapped_column(String(160))
     redirect_uri: Mapped[str | None] = mapped_column(Text)
+    # pre_auth_code: the WeChat user whose scan burned it (WeChat: "scanned counts as used");
+    # only that user's phone may go on to consent with it.
+    scanned_by: Mapped[int | None] = mapped_column(Integer)
+    scanned_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Delivery(db.Model):

@@ -70,8 +70,10 @@ def _domain(url: str | None) -> str:
     return urlsplit(url or "").netloc
 
 
-def _check_link():
-    """Validate the link parameters; return (pre_auth_code credential, None) or (None, error)."""
+def _check_link(wechat_user: WechatUser | None = None):
+    """Validate the link parameters; return (pre_auth_code credential, None) or (None, error).
+
+    With a WeChat user (the phone that scanned), the code is burned for everyone else."""
     platform = tokens.platform()
     if request.values.get("component_appid") != platform.appid:
         return None, _error(i18n.t("appid_error"))
@@ -79,9 +81,14 @@ def _check_link():
     relaxed = current_app.config["SANDBOX_RELAX_REFERER"]
     if not relaxed and _domain(redirect_uri) != platform.initiating_domain:
         return None, _error(i18n.t("redirect_error"))
-    code = tokens.usable_pre_auth_code(request.values.get("pre_auth_code"))
-    if code is None:
-        return None, _error(i18n.t("code_error"))
+    try:
+        code = tokens.check_pre_auth_code(
+            request.values.get("pre_auth_code"), wechat_user.id if wechat_user else None
+        )
+    except tokens.PreAuthCodeRefused as refused:
+        return None, _error(i18n.t("code_used" if refused.reason == "used" else "code_error"))
+    if wechat_user is not None:
+        tokens.scan_pre_auth_code(code, wechat_user.id)
     # Remember where to send the browser, so the control API's consent can answer it too.
     code.redirect_uri = redirect_uri or code.redirect_uri
     return code, None
@@ -113,13 +120,14 @@ def login_page():
 @bp.route("/wxaopen/safe/bindcomponent", methods=["GET", "POST"])
 @bp.route("/safe/bindcomponent", methods=["GET", "POST"], endpoint="bind_component_legacy")
 def bind_component():
-    """Phone authorization page: pick the WeChat user, the account, the sets; confirm."""
+    """Phone authorization page: pick the WeChat user (the scan, which burns the code for any
+    other user), the account, the sets; confirm."""
     with runtime.get().lock:
-        code, error = _check_link()
+        user = grants.find_user(request.values.get("wechat_user") or "")
+        code, error = _check_link(user)
         db.session.commit()
     if error:
         return error
-    user = grants.find_user(request.values.get("wechat_user") or "")
     if user is None:
         users = db.session.execute(db.select(WechatUser).order_by(WechatUser.id)).scalars()
         return render_template("sandbox/bind_users.html", users=list(users), args=_link_args())

@@ -12,7 +12,8 @@ class Runtime:
     """What the sandbox keeps outside its database (reset with the world)."""
 
     clock_offset: float = 0.0
-    # endpoint name -> {"errcode": int|None, "latency": float, "times": int|None}
+    # endpoint name -> {"errcode", "latency", "times", "http_status", "reset", "non_json",
+    # "timeout"} (see faults.py)
     endpoint_faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     # pause_tickets, duplicate, delay (seconds), out_of_order
     push_faults: dict[str, Any] = field(default_factory=dict)
@@ -21,6 +22,8 @@ class Runtime:
     lock: threading.RLock = field(default_factory=threading.RLock)
     pusher: Any = None
     ticket_thread: Any = None
+    # Requests held by a `timeout` fault wait on this; clearing faults or a reset wakes them.
+    hang_released: threading.Event = field(default_factory=threading.Event)
 
     def reset(self) -> None:
         """Forget clock travel, faults and the last release check."""
@@ -28,6 +31,8 @@ class Runtime:
         self.endpoint_faults.clear()
         self.push_faults.clear()
         self.last_release_check = None
+        self.hang_released.set()
+        self.hang_released = threading.Event()
 
 
 def get(app: Flask | None = None) -> Runtime:

@@ -1,5 +1,6 @@
 """The whole world as JSON: what `GET /sandbox/api/state` and the dashboard show."""
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.sandbox import catalog, clock, faults, grants, runtime, tokens, world
@@ -93,6 +94,8 @@ def credential_json(credential: Credential) -> dict:
         "expires_at": clock.iso(credential.expires_at),
         "superseded_until": clock.iso(credential.superseded_until),
         "used_at": clock.iso(credential.used_at),
+        "scanned_by": credential.scanned_by,
+        "scanned_at": clock.iso(credential.scanned_at),
         "authorizer_appid": credential.account.appid if credential.account else None,
     }
 
@@ -117,6 +120,7 @@ def state(delivery_limit: int = 200) -> dict:
             "event_url": platform.event_url,
             "message_url": platform.message_url,
             "initiating_domain": platform.initiating_domain,
+            "ip_whitelist": list(current_app.config["SANDBOX_IP_WHITELIST"]),
             "permission_set_ids": platform.permission_set_ids,
             "permission_sets": [
                 {

@@ -128,14 +128,45 @@ def issue_pre_auth_code() -> Credential:
     return _issue("pre_auth_code", PRE_AUTH_TTL)
 
 
-def usable_pre_auth_code(value: str | None) -> Credential | None:
-    """The pre_auth_code if it exists, is unused and unexpired, else None."""
+def check_pre_auth_code(value: str | None, wechat_user_id: int | None = None) -> Credential:
+    """The pre_auth_code if `wechat_user_id` (None: nobody has scanned yet) may use it.
+
+    WeChat burns a code when a WeChat user scans it: from then on only that user's phone goes on
+    (picking the account, confirming); any other opening is refused. Raises PreAuthCodeRefused
+    with reason "invalid", "expired" or "used".
+    """
     code = db.session.execute(
         select(Credential).filter_by(kind="pre_auth_code", value=value or "")
     ).scalar_one_or_none()
-    if code is None or code.used_at is not None or clock.now() >= code.expires_at:
-        return None
+    if code is None:
+        raise PreAuthCodeRefused("invalid")
+    if clock.now() >= code.expires_at:
+        raise PreAuthCodeRefused("expired")
+    if code.used_at is not None or code.scanned_by not in (None, wechat_user_id):
+        raise PreAuthCodeRefused("used")
     return code
+
+
+def usable_pre_auth_code(value: str | None, wechat_user_id: int | None = None) -> Credential | None:
+    """check_pre_auth_code, with None instead of the refusal."""
+    try:
+        return check_pre_auth_code(value, wechat_user_id)
+    except PreAuthCodeRefused:
+        return None
+
+
+def scan_pre_auth_code(code: Credential, wechat_user_id: int) -> None:
+    """A WeChat user opened the authorization page with this code: it is burned, theirs alone."""
+    if code.scanned_by is None:
+        code.scanned_by, code.scanned_at = wechat_user_id, clock.now()
+
+
+class PreAuthCodeRefused(Exception):
+    """Why a pre_auth_code cannot be used: "invalid", "expired" or "used"."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def issue_auth_code(account: Account, pre_auth_code: str | None) -> Credential:

@@ -237,7 +237,7 @@ class ComponentClient:
                 log.warning("wechat %s: system busy (rid=%s), attempt %d", path, exc.rid, attempt)
             except _Retryable as exc:
                 if attempt == attempts or not (idempotent or exc.not_sent):
-                    raise TransportError(f"{path}: {exc.reason}") from None
+                    raise exc.final(f"{path}: {exc.reason}") from None
                 log.warning("wechat %s: %s, attempt %d", path, exc.reason, attempt)
             self._sleep(self._delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -277,7 +277,10 @@ class ComponentClient:
         try:
             data = json.loads(response.content.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise UnexpectedResponse(f"{path}: answer is not JSON") from None
+            # A gateway's HTML page in place of WeChat's answer: transient, like a 5xx.
+            raise _Retryable(
+                "answer is not JSON", not_sent=False, final=UnexpectedResponse
+            ) from None
         if not isinstance(data, dict):
             raise UnexpectedResponse(f"{path}: answer is not a JSON object")
         errcode = data.get("errcode", 0)
@@ -291,12 +294,15 @@ class ComponentClient:
 
 
 class _Retryable(Exception):
-    """Internal: a failure that may be retried (network, 5xx)."""
+    """Internal: a failure that may be retried (network, timeout, 5xx, non-JSON answer)."""
 
-    def __init__(self, reason: str, *, not_sent: bool) -> None:
+    def __init__(
+        self, reason: str, *, not_sent: bool, final: type[TransportError] = TransportError
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.not_sent = not_sent
+        self.final = final  # what the caller gets once the retries are spent
 
 
 def _is_connect_failure(exc: requests.ConnectionError) -> bool:

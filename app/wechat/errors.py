@@ -23,6 +23,7 @@ __all__ = [
     "TicketInvalid",
     "CodeInvalid",
     "InvalidRefreshToken",
+    "IpNotWhitelisted",
     "TransportError",
     "UnexpectedResponse",
     "api_error_from_response",
@@ -148,8 +149,39 @@ class InvalidRefreshToken(ApiError):
     """errcode 61023: authorizer_refresh_token invalid. Reference §3.4, §6."""
 
 
+class IpNotWhitelisted(ApiError):
+    """errcode 61004 (40164 in newer wording): our outbound IP is not on the platform's whitelist.
+
+    Not transient: nothing changes until someone adds the address in the Open Platform console.
+    Reference §3, §6, §7.
+    """
+
+    REMEDY = (
+        "Add this server's outbound IP address{ip} to the IP whitelist of the third-party "
+        "platform in the WeChat Open Platform console (Third-party platform > Development "
+        "settings > Whitelisted IP addresses), then retry."
+    )
+
+    @property
+    def client_ip(self) -> str | None:
+        """The address WeChat saw, when its errmsg names it ("requestIP: x" / "invalid ip x")."""
+        match = _CLIENT_IP_RE.search(self.errmsg)
+        return match.group(1) if match else None
+
+    @property
+    def remedy(self) -> str:
+        """What staff must do, in plain English."""
+        return self.REMEDY.format(ip=f" ({self.client_ip})" if self.client_ip else "")
+
+
+_CLIENT_IP_RE = re.compile(r"(?:requestIP:|invalid ip)\s*([0-9A-Fa-f.:]+[0-9A-Fa-f])")
+
+
 class TransportError(WeChatError):
-    """Network failure, timeout or a non-JSON/5xx answer after bounded retries. Reference §3."""
+    """Network failure, timeout, a 5xx or a non-JSON answer after bounded retries. Reference §3.
+
+    Transient: the call may or may not have reached WeChat; callers retry later.
+    """
 
 
 _CODE_MAP: dict[int, type[ApiError]] = {
@@ -158,7 +190,9 @@ _CODE_MAP: dict[int, type[ApiError]] = {
     40014: InvalidCredential,
     42001: InvalidCredential,
     45009: QuotaExceeded,
+    40164: IpNotWhitelisted,
     61003: NotAuthorized,
+    61004: IpNotWhitelisted,
     61005: TicketInvalid,
     61006: TicketInvalid,
     61009: CodeInvalid,

@@ -118,14 +118,14 @@ def test_account_bound_to_another_merchant_is_not_reassigned(flow):
 def test_expired_pre_auth_code_gets_replaced(flow, portal_clock):
     session = flow.start()
     old = flow.link(session)
-    assert flow.link(session).pre_auth_code == old.pre_auth_code  # reused while fresh
+    assert flow.link(session).pre_auth_code != old.pre_auth_code  # a new code every view
     flow.sandbox.clock(advance_seconds=601)
     portal_clock.advance(601)
     account = flow.sandbox.account(scenario="fresh", type="official_account")
     assert flow.consent(old, account, [1], expect=400)["error"] == "pre_auth_code_invalid"
     fresh = flow.link(session)
     assert fresh.pre_auth_code != old.pre_auth_code
-    assert flow.calls("api_create_preauthcode") == 2
+    assert flow.calls("api_create_preauthcode") == 3
     flow.follow(flow.consent(fresh, account, [1])["redirect_url"])
     assert flow.session(session["id"]).status is SessionStatus.COMPLETED
 

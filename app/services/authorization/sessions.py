@@ -1,21 +1,24 @@
 """Authorization sessions: opening one, its public links, its pre_auth_codes, and its expiry.
 
 A session is a merchant's request to authorize a new account (or to update one account's grant).
-This module owns the link our QR codes encode, the WeChat links built on a usable pre_auth_code,
-and when a session or its codes expire. Completing a session is the job of `grants`.
+This module owns the link our QR codes encode, the WeChat links built on a fresh pre_auth_code
+per view (WeChat burns a code once it is scanned), the per-link limit on those views, and when a
+session or its codes expire. Completing a session is the job of `grants`.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from flask import current_app
+from limits import parse_many
 from sqlalchemy import select, update
 
-from app.extensions import db, wechat_client
+from app.extensions import db, limiter, wechat_client
 from app.models import (
     AuthorizationSession,
     Authorizer,
@@ -32,8 +35,6 @@ from app.services.platform.credentials import call_with_component_token
 from app.wechat import links
 
 SESSION_TTL = timedelta(hours=24)
-# A pre_auth_code with less than this left is replaced: the merchant still has to scan it.
-PRE_AUTH_MIN_REMAINING = timedelta(seconds=120)
 
 
 class SessionNotFound(DomainError):
@@ -46,6 +47,12 @@ class SessionClosed(DomainError):
 
 class InvalidRequest(DomainError):
     code = "invalid_request"
+
+
+class TooManyViews(DomainError):
+    """The link was viewed more often than CONNECT_LINK_RATE_LIMIT allows; details: retry_after."""
+
+    code = "too_many_views"
 
 
 def start_session(
@@ -153,9 +160,11 @@ class AuthorizationLinks:
 
 
 def authorization_links(session: AuthorizationSession) -> AuthorizationLinks:
-    """PC and mobile links with a usable pre_auth_code (minted when none is left)."""
+    """PC and mobile links on a pre_auth_code no earlier view showed (WeChat burns a code when it
+    is scanned, so a reused one could already be spent); TooManyViews past the link's limit."""
     _ensure_open(session)
-    code = _usable_pre_auth_code(session) or _mint_pre_auth_code(session)
+    _count_view(session)
+    code = _mint_pre_auth_code(session)
     config = current_app.config
     kwargs = {
         "auth_type": session.auth_type,
@@ -192,12 +201,18 @@ def _ensure_open(session: AuthorizationSession) -> None:
         raise SessionClosed(status=session.status.value)
 
 
-def _usable_pre_auth_code(session: AuthorizationSession) -> PreAuthCode | None:
-    limit = clock.now() + PRE_AUTH_MIN_REMAINING
-    for code in reversed(session.pre_auth_codes):
-        if code.used_at is None and code.code and code.expires_at > limit:
-            return code
-    return None
+def _count_view(session: AuthorizationSession) -> None:
+    """Each view mints a code from the platform's daily api_create_preauthcode quota: a public
+    link may not spend it at will. Keyed by the link token's hash, never the token itself."""
+    limits = parse_many(current_app.config["CONNECT_LINK_RATE_LIMIT"])
+    key = session.link_token_hash
+    blocked = [item for item in limits if not limiter.limiter.test(item, "connect_link", key)]
+    if not blocked:
+        for item in limits:
+            limiter.limiter.hit(item, "connect_link", key)
+        return
+    resets = [limiter.limiter.get_window_stats(item, "connect_link", key)[0] for item in blocked]
+    raise TooManyViews(retry_after=max(1, int(max(resets) - time.time()) + 1))
 
 
 def _mint_pre_auth_code(session: AuthorizationSession) -> PreAuthCode:

@@ -29,6 +29,7 @@ from app.services.platform import health
 from app.wechat.errors import (
     ApiError,
     InvalidCredential,
+    IpNotWhitelisted,
     QuotaExceeded,
     TicketInvalid,
     TransportError,
@@ -304,6 +305,12 @@ def _fetch_and_store(owner: str) -> str:
     except QuotaExceeded as exc:
         health.raise_alert(health.QUOTA_EXCEEDED, api="api_component_token", rid=exc.rid)
         raise CredentialsUnavailable("api_component_token quota exhausted") from None
+    except IpNotWhitelisted as exc:
+        # The staff health page shows the remedy for this errcode (add our IP to the whitelist).
+        health.raise_alert(
+            health.TOKEN_REFRESH_FAILED, errcode=exc.errcode, client_ip=exc.client_ip or "?"
+        )
+        raise CredentialsUnavailable("outbound IP not whitelisted", errcode=exc.errcode) from None
     except (ApiError, TransportError) as exc:
         health.raise_alert(health.TOKEN_REFRESH_FAILED, error=str(exc)[:200])
         raise CredentialsUnavailable("component token refresh failed") from None

@@ -308,7 +308,8 @@ MAPPED = [
     (61009, errors.CodeInvalid),
     (61010, errors.CodeInvalid),
     (61023, errors.InvalidRefreshToken),
-    (61004, errors.ApiError),
+    (61004, errors.IpNotWhitelisted),
+    (40164, errors.IpNotWhitelisted),
     (48001, errors.ApiError),
 ]
 
