@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from sqlalchemy import func, select
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from app import jobs
 from app.extensions import db, limiter
@@ -291,9 +292,13 @@ class Runner:
     def step_update_link(self, appid: str, sets, mode: str) -> None:
         def start():
             authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
-            if authorizer is None or authorizer.merchant_id is None or authorizer.grant is None:
+            try:
+                if authorizer is None or authorizer.merchant_id is None or authorizer.grant is None:
+                    return None
+                return sessions.start_update_session(authorizer, list(sets)).link_token
+            except ObjectDeletedError:  # a push purged the account while the merchant clicked
+                db.session.rollback()
                 return None
-            return sessions.start_update_session(authorizer, list(sets)).link_token
 
         token = self.portal.call(start)
         if token is None:
