@@ -30,6 +30,7 @@ from tests.convergence.world import (
 )
 
 SHRINK_BUDGET_SECONDS = 120
+PROGRESS_EVERY = 25
 
 
 @pytest.fixture
@@ -48,10 +49,19 @@ def test_grantdesk_converges_to_wechat(live_portal, sandbox, relay, convergence_
     faults = transport_faults(sandbox)
     started = time.monotonic()
     failures = []
-    for seed in seeds:
+    for number, seed in enumerate(seeds, 1):
         run = runner.play(generate(seed, accounts, faults), seed)
         if run.divergences:
             failures.append(run)
+            with capsys.disabled():
+                print(f"\nseed {seed} diverged: " + "; ".join(run.divergences)[:300], flush=True)
+        if number % PROGRESS_EVERY == 0:
+            with capsys.disabled():
+                print(
+                    f"\nconvergence: {number}/{len(seeds)} schedules, {len(failures)} diverged, "
+                    f"{time.monotonic() - started:.0f}s",
+                    flush=True,
+                )
     elapsed = time.monotonic() - started
     summary = (
         f"convergence: {len(seeds)} schedules, seeds {first_seed}..{first_seed + len(seeds) - 1}, "
