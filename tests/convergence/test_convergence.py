@@ -18,7 +18,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import delete, select, update
 
+from app.extensions import db
+from app.models import AuthorizationSession, Authorizer, AuthorizerToken, Grant
 from tests.convergence.world import (
     PushRelay,
     Runner,
@@ -93,3 +96,36 @@ def test_grantdesk_converges_to_wechat(live_portal, sandbox, relay, convergence_
         *(f"  {f.seed}: " + "; ".join(f.divergences)[:400] for f in failures),
     ]
     pytest.fail("\n".join(report), pytrace=False)
+
+
+def test_the_invariant_notices_what_diverges(live_portal, sandbox, relay):
+    """The oracle itself: a converged world passes; a tampered one is reported."""
+    runner = Runner(live_portal, sandbox, relay)
+    runner.reset()
+    first, second = runner.fresh_accounts()[:2]
+    run = runner.play(
+        [
+            ("authorize", first["appid"], (first["offered"][0],), "pc"),
+            ("authorize", second["appid"], (second["offered"][0],), "phone"),
+            ("revoke", second["appid"]),
+        ]
+    )
+    assert run.divergences == []
+
+    def tamper():
+        authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == first["appid"]))
+        db.session.execute(update(Grant).values(set_ids=[99]))
+        db.session.execute(
+            delete(AuthorizerToken).where(AuthorizerToken.authorizer_id == authorizer.id)
+        )
+        db.session.execute(update(AuthorizationSession).values(biz_appid=second["appid"]))
+        db.session.commit()
+
+    live_portal.call(tamper)
+    found = "\n".join(runner.check())
+    assert f"{first['appid']}: sets differ" in found
+    assert f"{first['appid']}: 0 stored refresh tokens" in found
+    assert (
+        f"{second['appid']}: revoked, but its appid is still stored in ['authorization_sessions']"
+        in found
+    )
