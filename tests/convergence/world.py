@@ -517,12 +517,18 @@ class Runner:
         used = self._used_codes()
         problems = []
         exchanged = 0
-        for code in self.codes.values():
+        codes = list(self.codes.values())  # in the order WeChat issued them
+        for number, code in enumerate(codes):
             if code.killed:
                 continue
+            # A code need not be exchanged once a later one of the account was: that one
+            # carries the newer grant (an older push is rightly skipped as stale).
+            superseded = any(
+                later.appid == code.appid and later.value in used for later in codes[number + 1 :]
+            )
             if code.value in used:
                 exchanged += 1
-            elif code.signalled:
+            elif code.signalled and not superseded:
                 problems.append(f"{code.appid}: an authorization code was never exchanged")
         killed = sum(1 for c in self.codes.values() if c.killed and c.signalled)
         calls = state["api_calls"].get("api_query_auth", 0)
