@@ -183,13 +183,17 @@ def _exchange(auth_code: str, appid: str | None) -> AuthorizationInfo:
     client = wechat_client()
     try:
         return call_with_component_token(lambda token: client.query_auth(token, auth_code))
-    except CodeInvalid:
+    except CodeInvalid as invalid:
         if appid is None:
             raise
-        # A crashed earlier exchange may have consumed it; WeChat still knows the grant.
-        details = _fetch_details(appid)
-        if details is None:
-            raise
+        # A crashed earlier exchange may have consumed it; WeChat still knows the grant. Only
+        # WeChat's "not authorized" ends the work: an outage fails the push for a retry.
+        try:
+            details = call_with_component_token(
+                lambda token: client.get_authorizer_info(token, appid)
+            )
+        except NotAuthorized:
+            raise invalid from None
         return details.authorization_info
 
 
@@ -314,6 +318,10 @@ def _complete_without_session(event: Authorized) -> None:
         info = _exchange(event.authorization_code, event.authorizer_appid)
     except CodeInvalid:
         log.info("push for a grant that is gone or already exchanged; nothing to do")
+        if authorizer is None:
+            # Neither WeChat nor we hold the account (revoked, maybe purged before this late
+            # push arrived): keep nothing about it in clear.
+            purge.scrub_pushes(event.authorizer_appid, up_to_event_time=event.create_time)
         return
     _apply(info, session=None, source="push", event_time=event.create_time)
 
