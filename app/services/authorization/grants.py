@@ -393,7 +393,7 @@ def _record_grant(
         # A newer push already set the list: keep it (the tokens stored above are current).
         if session is not None and grant.pending_session_id == session.id:
             grant.pending_session_id = None
-        _record_stale(authorizer, "grant", event_time)
+        _record_stale(authorizer, source, event_time)
         return None
     if grant is not None and event_time is not None:
         grant.last_event_time = event_time

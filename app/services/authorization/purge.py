@@ -39,6 +39,12 @@ class CannotVerifyRevocation(DomainError):
     code = "cannot_verify_revocation"
 
 
+class ChangedWhileConfirming(DomainError):
+    """The grant changed while WeChat confirmed the revocation; the push stays due."""
+
+    code = "changed_while_confirming"
+
+
 def handle_unauthorized(event: Unauthorized) -> None:
     """Inbox handler for `unauthorized`: purge the account once WeChat confirms the revocation.
 
@@ -52,9 +58,16 @@ def handle_unauthorized(event: Unauthorized) -> None:
     if grant is not None and grant.last_event_time and event.create_time < grant.last_event_time:
         _record_kept(authorizer, appid, "stale_push", event.create_time)
         return
+    asked_at = clock.now()
     if wechat_still_authorizes(appid):
         _record_kept(authorizer, appid, "still_authorized", event.create_time)
         return
+    db.session.commit()  # end the read: see what others stored while WeChat answered
+    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    if authorizer is not None and authorizer.grant is not None:
+        if authorizer.grant.updated_at >= asked_at:
+            # The grant changed while WeChat answered (a re-authorization?): ask again later.
+            raise ChangedWhileConfirming()
     purge_authorizer(appid, reason="unauthorized", up_to_event_time=event.create_time)
 
 
