@@ -65,6 +65,7 @@ class ClaimedElsewhere(DomainError):
     push stays due, so the retry job finishes the work if that caller fails."""
 
     code = "claimed_elsewhere"
+    retry_at_once = True  # the retry job's next run may find the work handed back
 
 
 def handle_grant_event(event: Authorized) -> None:
