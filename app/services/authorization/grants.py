@@ -74,6 +74,7 @@ def handle_grant_event(event: Authorized) -> None:
     db.session.commit()
     if session is None:
         _complete_without_session(event)
+        purge.forget_dead_push(event.authorizer_appid, event.create_time)
         return
 
     def complete(session: AuthorizationSession) -> AuthorizationSession:
@@ -95,6 +96,7 @@ def handle_grant_event(event: Authorized) -> None:
         raise ClaimedElsewhere()
     if session.status is SessionStatus.COMPLETED:
         _note_event_time(session.authorizer_appid, event.create_time)
+    purge.forget_dead_push(event.authorizer_appid, event.create_time)
 
 
 def _note_event_time(appid: str | None, event_time: int) -> None:

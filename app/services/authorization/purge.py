@@ -186,6 +186,16 @@ def purge_authorizer(
     db.session.commit()
 
 
+def forget_dead_push(appid: str | None, event_time: int) -> None:
+    """A grant push that left us holding nothing (its code died with a revocation, e.g. it was
+    overtaken by the `unauthorized` that purged the account) keeps no payload either. Newer
+    pushes keep theirs: a re-authorization may still be on its way."""
+    if not appid or db.session.scalar(select(Authorizer.id).where(Authorizer.appid == appid)):
+        return
+    _scrub_inbox(appid, event_time)
+    db.session.flush()
+
+
 def _scrub_sessions(appid: str) -> None:
     sessions = select(AuthorizationSession.id).where(
         or_(AuthorizationSession.authorizer_appid == appid, AuthorizationSession.biz_appid == appid)
