@@ -321,10 +321,6 @@ def _complete_without_session(event: Authorized) -> None:
         info = _exchange(event.authorization_code, event.authorizer_appid)
     except CodeInvalid:
         log.info("push for a grant that is gone or already exchanged; nothing to do")
-        if authorizer is None:
-            # Neither WeChat nor we hold the account (revoked, maybe purged before this late
-            # push arrived): keep nothing about it in clear.
-            purge.scrub_pushes(event.authorizer_appid, up_to_event_time=event.create_time)
         return
     _apply(info, session=None, source="push", event_time=event.create_time)
 

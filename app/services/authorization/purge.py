@@ -212,12 +212,6 @@ def _scrub_sessions(appid: str) -> None:
     )
 
 
-def scrub_pushes(appid: str, *, up_to_event_time: int) -> None:
-    """Drop the payloads of pushes about an account nobody holds (a late push after a purge)."""
-    _scrub_inbox(appid, up_to_event_time)
-    db.session.flush()
-
-
 def _scrub_inbox(appid: str, up_to_event_time: int | None) -> None:
     query = select(InboxEvent).where(InboxEvent.authorizer_appid == appid)
     if up_to_event_time is not None:
