@@ -235,3 +235,23 @@ def test_a_late_push_after_the_purge_keeps_nothing_in_clear(app, flow):
     assert _appid_in_clear(account["appid"]) == 0
     assert {e.outcome for e in flow.portal.call(_inbox)} <= {"processed", "ignored"}
     assert len(_audit("authorizer.purged")) == 1
+
+
+def test_a_push_older_than_the_purging_revocation_is_not_exchanged(flow):
+    """The revocation killed the older push's code: no wasted api_query_auth, no WeChat call
+    beyond the revocation's own confirmation, nothing left in clear (divergence D5)."""
+    account = _account(flow)
+    _connect(flow, account, [1, 2])
+    flow.sandbox.set_faults(pushes={"out_of_order": True})
+    flow.sandbox.update(account["appid"], [1, 3])
+    exchanges, reads = flow.calls("api_query_auth"), flow.calls("api_get_authorizer_info")
+    flow.sandbox.clock(advance_seconds=5)
+    flow.sandbox.revoke(account["appid"])  # overtakes the update
+    flow.sandbox.flush()
+    assert flow.authorizer(account["appid"]) is None
+    assert flow.calls("api_query_auth") == exchanges
+    assert flow.calls("api_get_authorizer_info") == reads + 1  # the revocation's confirmation
+    assert _appid_in_clear(account["appid"]) == 0
+    assert {e.outcome for e in flow.portal.call(_inbox)} <= {"processed", "ignored"}
+    [tombstone] = _audit("authorizer.purged")
+    assert tombstone.details["event_time"] > 0

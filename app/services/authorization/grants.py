@@ -317,6 +317,9 @@ def _complete_without_session(event: Authorized) -> None:
         _record_stale(authorizer, event.info_type, event.create_time)
         db.session.commit()
         return
+    if authorizer is None and purge.revoked_after(event.authorizer_appid, event.create_time):
+        log.info("push older than the revocation that purged its account; nothing to do")
+        return
     try:
         info = _exchange(event.authorization_code, event.authorizer_appid)
     except CodeInvalid:
