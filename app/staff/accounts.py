@@ -229,10 +229,8 @@ def adopt(item_id: int):
         authorizer = actions.adopt_authorizer(item, merchant, actor=current_user)
     except DomainError as error:
         db.session.rollback()
-        refusal = ADOPT_REFUSALS.get(error.details.get("reason"))
-        form.merchant_id.errors.append(
-            refusal() if refusal else _("This account cannot be adopted.")
-        )
+        refusal = ADOPT_REFUSALS.get(error.details.get("reason"), ADOPT_REFUSALS["default"])
+        form.merchant_id.errors.append(refusal())
         return _render_resolve(item, adopt_form=form), 422
     flash(_("Account adopted into %(name)s.", name=merchant.name), "success")
     return _back_to(authorizer.id)

@@ -218,3 +218,40 @@ def test_an_older_update_never_overwrites_a_newer_set_list(flow):
     [stale] = _audit("grant.stale_push_ignored")
     assert stale.details["info_type"] == "updateauthorized"
     assert {e.outcome for e in flow.portal.call(_inbox)} <= {"processed"}
+
+
+def test_a_late_push_after_the_purge_keeps_nothing_in_clear(app, flow):
+    """An update pushed before the revocation but delivered after the purge: WeChat has no
+    grant any more, so nothing is applied and the push's payload is dropped like the others."""
+    account = _account(flow)
+    session = flow.start([7])
+    flow.consent(flow.link(session), account, [7])  # the phone flow
+    flow.sandbox.flush()
+    flow.sandbox.set_faults(pushes={"out_of_order": True})
+    flow.sandbox.update(account["appid"], [1])
+    flow.sandbox.revoke(account["appid"])  # overtakes the update
+    flow.sandbox.flush()
+    assert flow.authorizer(account["appid"]) is None
+    assert _appid_in_clear(account["appid"]) == 0
+    assert {e.outcome for e in flow.portal.call(_inbox)} <= {"processed", "ignored"}
+    assert len(_audit("authorizer.purged")) == 1
+
+
+def test_a_push_older_than_the_purging_revocation_is_not_exchanged(flow):
+    """The revocation killed the older push's code: no wasted api_query_auth, no WeChat call
+    beyond the revocation's own confirmation, nothing left in clear (divergence D5)."""
+    account = _account(flow)
+    _connect(flow, account, [1, 2])
+    flow.sandbox.set_faults(pushes={"out_of_order": True})
+    flow.sandbox.update(account["appid"], [1, 3])
+    exchanges, reads = flow.calls("api_query_auth"), flow.calls("api_get_authorizer_info")
+    flow.sandbox.clock(advance_seconds=5)
+    flow.sandbox.revoke(account["appid"])  # overtakes the update
+    flow.sandbox.flush()
+    assert flow.authorizer(account["appid"]) is None
+    assert flow.calls("api_query_auth") == exchanges
+    assert flow.calls("api_get_authorizer_info") == reads + 1  # the revocation's confirmation
+    assert _appid_in_clear(account["appid"]) == 0
+    assert {e.outcome for e in flow.portal.call(_inbox)} <= {"processed", "ignored"}
+    [tombstone] = _audit("authorizer.purged")
+    assert tombstone.details["event_time"] > 0

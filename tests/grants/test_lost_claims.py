@@ -151,3 +151,49 @@ def test_push_during_a_failing_redirect_exchange_is_not_lost(flow, portal_clock)
     )
     played = _play(flow, portal_clock, schedule)
     _assert_one_grant(flow, schedule, played)
+
+
+def test_a_spent_code_and_a_wechat_outage_leave_the_push_due(flow, portal_clock):
+    """A crashed caller spent the code; WeChat then fails to answer api_get_authorizer_info.
+    The push is not given up as "code invalid": it stays due and the retry job stores the grant."""
+    flow.sandbox.set_faults(pushes={"out_of_order": True})
+    session = flow.start(SETS)
+    account = flow.sandbox.account(scenario="fresh", type="official_account")
+    result = flow.consent(flow.link(session), account, SETS)
+    token = flow.sandbox.component_token()
+    body = {
+        "component_appid": flow.sandbox.component_appid,
+        "authorization_code": result["auth_code"],
+    }
+    assert flow.sandbox.wechat("component/api_query_auth", body, token=token)["authorization_info"]
+    flow.sandbox.set_faults(endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 3}})
+    flow.sandbox.flush()
+    assert flow.session(session["id"]).status is SessionStatus.OPEN
+    assert flow.count(Authorizer) == 0
+    _run_retry_job(flow.portal, portal_clock)
+    assert flow.session(session["id"]).status is SessionStatus.COMPLETED
+    authorizer = flow.authorizer(account["appid"])
+    assert authorizer.merchant_id == flow.merchant.id and authorizer.grant.set_ids == SETS
+    assert flow.portal.call(_due_or_stuck) == 0
+
+
+def test_the_next_retry_run_finishes_what_the_failing_redirect_left(flow):
+    """Black-box: the push gave up waiting for the redirect's claim; once the redirect has
+    failed, the very next run of the retry job (no waiting for a backoff) stores the grant."""
+    flow.sandbox.set_faults(
+        pushes={"out_of_order": True},
+        endpoints={"api_query_auth": {"errcode": -1, "times": 3, "latency": 1.0}},
+    )
+    session = flow.start(SETS)
+    account = flow.sandbox.account(scenario="fresh", type="official_account")
+    result = flow.consent(flow.link(session), account, SETS)
+    redirect = threading.Thread(target=flow.follow, args=(result["redirect_url"],))
+    redirect.start()
+    flow.portal.wait_for(lambda: _session_row(session["id"]) != (SessionStatus.OPEN, None))
+    flow.sandbox.flush()
+    redirect.join(60)
+    flow.portal.call(intake.retry_failed_events)
+    assert flow.session(session["id"]).status is SessionStatus.COMPLETED
+    assert flow.count(Authorizer) == 1
+    assert flow.calls("api_query_auth") == 4
+    assert flow.portal.call(_due_or_stuck) == 0

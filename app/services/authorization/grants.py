@@ -65,6 +65,7 @@ class ClaimedElsewhere(DomainError):
     push stays due, so the retry job finishes the work if that caller fails."""
 
     code = "claimed_elsewhere"
+    retry_at_once = True  # the retry job's next run may find the work handed back
 
 
 def handle_grant_event(event: Authorized) -> None:
@@ -185,13 +186,17 @@ def _exchange(auth_code: str, appid: str | None) -> AuthorizationInfo:
     client = wechat_client()
     try:
         return call_with_component_token(lambda token: client.query_auth(token, auth_code))
-    except CodeInvalid:
+    except CodeInvalid as invalid:
         if appid is None:
             raise
-        # A crashed earlier exchange may have consumed it; WeChat still knows the grant.
-        details = _fetch_details(appid)
-        if details is None:
-            raise
+        # A crashed earlier exchange may have consumed it; WeChat still knows the grant. Only
+        # WeChat's "not authorized" ends the work: an outage fails the push for a retry.
+        try:
+            details = call_with_component_token(
+                lambda token: client.get_authorizer_info(token, appid)
+            )
+        except NotAuthorized:
+            raise invalid from None
         return details.authorization_info
 
 
@@ -312,6 +317,9 @@ def _complete_without_session(event: Authorized) -> None:
         _record_stale(authorizer, event.info_type, event.create_time)
         db.session.commit()
         return
+    if authorizer is None and purge.revoked_after(event.authorizer_appid, event.create_time):
+        log.info("push older than the revocation that purged its account; nothing to do")
+        return
     try:
         info = _exchange(event.authorization_code, event.authorizer_appid)
     except CodeInvalid:
@@ -387,7 +395,7 @@ def _record_grant(
         # A newer push already set the list: keep it (the tokens stored above are current).
         if session is not None and grant.pending_session_id == session.id:
             grant.pending_session_id = None
-        _record_stale(authorizer, "grant", event_time)
+        _record_stale(authorizer, source, event_time)
         return None
     if grant is not None and event_time is not None:
         grant.last_event_time = event_time

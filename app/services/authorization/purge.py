@@ -7,11 +7,12 @@ webhook log. What stays: a tombstone in the audit log (appid hash, dates, who, w
 
 from __future__ import annotations
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from app.extensions import db, wechat_client
 from app.models import (
     AttentionItem,
+    AuditEntry,
     AuthorizationSession,
     Authorizer,
     GrantStatus,
@@ -39,6 +40,12 @@ class CannotVerifyRevocation(DomainError):
     code = "cannot_verify_revocation"
 
 
+class ChangedWhileConfirming(DomainError):
+    """The grant changed while WeChat confirmed the revocation; the push stays due."""
+
+    code = "changed_while_confirming"
+
+
 def handle_unauthorized(event: Unauthorized) -> None:
     """Inbox handler for `unauthorized`: purge the account once WeChat confirms the revocation.
 
@@ -52,9 +59,16 @@ def handle_unauthorized(event: Unauthorized) -> None:
     if grant is not None and grant.last_event_time and event.create_time < grant.last_event_time:
         _record_kept(authorizer, appid, "stale_push", event.create_time)
         return
+    asked_at = clock.now()
     if wechat_still_authorizes(appid):
         _record_kept(authorizer, appid, "still_authorized", event.create_time)
         return
+    db.session.commit()  # end the read: see what others stored while WeChat answered
+    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    if authorizer is not None and authorizer.grant is not None:
+        if authorizer.grant.updated_at >= asked_at:
+            # The grant changed while WeChat answered (a re-authorization?): ask again later.
+            raise ChangedWhileConfirming()
     purge_authorizer(appid, reason="unauthorized", up_to_event_time=event.create_time)
 
 
@@ -147,6 +161,8 @@ def purge_authorizer(
     ref = appid_ref(appid)
     authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
     tombstone = {"appid_hash": ref, "reason": reason, "purged_at": clock.now().isoformat()}
+    if up_to_event_time is not None:
+        tombstone["event_time"] = up_to_event_time  # the revoking push's CreateTime
     merchant_id = None
     if authorizer is not None:
         merchant_id = authorizer.merchant_id
@@ -171,6 +187,18 @@ def purge_authorizer(
     if authorizer is not None:
         webhooks.notify_revoked(appid, merchant_id=merchant_id, reason=reason)
     db.session.commit()
+
+
+def revoked_after(appid: str, event_time: int) -> bool:
+    """Did a revocation newer than `event_time` purge this account? Then a grant push sent at
+    `event_time` carries a code the revocation killed (no need to ask WeChat)."""
+    newest = db.session.scalar(
+        select(func.max(AuditEntry.details["event_time"].as_integer())).where(
+            AuditEntry.action == "authorizer.purged",
+            AuditEntry.details["appid_hash"].as_string() == appid_ref(appid),
+        )
+    )
+    return newest is not None and event_time < newest
 
 
 def forget_dead_push(appid: str | None, event_time: int) -> None:

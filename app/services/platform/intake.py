@@ -248,7 +248,9 @@ def _run(inbox_id: int, event: Event) -> str:
     except Exception as exc:  # any handler failure: keep the event for the retry job
         db.session.rollback()
         _log_failure(event, exc)
-        return _finish(inbox_id, "failed", _describe(exc))
+        # A handler waiting on another caller (not on WeChat) is due again at once.
+        waiting = getattr(exc, "retry_at_once", False)
+        return _finish(inbox_id, "failed", _describe(exc), retry_at_once=waiting)
 
 
 def _log_failure(event: Event, exc: Exception) -> None:
@@ -278,7 +280,9 @@ def _claim(inbox_id: int) -> bool:
     return claimed is not None
 
 
-def _finish(inbox_id: int, outcome: str, error: str | None = None) -> str:
+def _finish(
+    inbox_id: int, outcome: str, error: str | None = None, *, retry_at_once: bool = False
+) -> str:
     now = clock.now()
     values = {"outcome": outcome, "error": error, "claimed_until": None, "next_attempt_at": None}
     values["processed_at"] = None if outcome == "failed" else now
@@ -291,7 +295,8 @@ def _finish(inbox_id: int, outcome: str, error: str | None = None) -> str:
     ).scalar_one()
     gave_up = outcome == "failed" and attempts >= current_app.config["INBOX_MAX_ATTEMPTS"]
     if outcome == "failed" and not gave_up:
-        retry_at = now + timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
+        backoff = 0 if retry_at_once else min(3600, 30 * 2 ** (attempts - 1))
+        retry_at = now + timedelta(seconds=backoff)
         db.session.execute(
             update(InboxEvent)
             .where(InboxEvent.id == inbox_id)
