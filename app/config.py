@@ -53,6 +53,8 @@ class Config:
     WECHAT_API_BASE = _env("WECHAT_API_BASE", "https://api.weixin.qq.com")
     WECHAT_MP_BASE = _env("WECHAT_MP_BASE", "https://mp.weixin.qq.com")
     WECHAT_OPEN_BASE = _env("WECHAT_OPEN_BASE", "https://open.weixin.qq.com")
+    # Seconds to connect, then to wait for WeChat's answer ("3.05,10"); a timeout is retried.
+    WECHAT_TIMEOUT = tuple(float(part) for part in _env("WECHAT_TIMEOUT", "3.05,10").split(","))
 
     # Our public origin, used in links that leave the site (QR codes, redirect_uri).
     PROVIDER_NAME = _env("PROVIDER_NAME")

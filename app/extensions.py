@@ -37,9 +37,16 @@ def wechat_client():
             config["WECHAT_COMPONENT_APPID"],
             config["WECHAT_COMPONENT_APPSECRET"],
             api_base=config["WECHAT_API_BASE"],
+            timeout=_timeout(config.get("WECHAT_TIMEOUT", (3.05, 10))),
             session=_http_session(config["WECHAT_API_BASE"], pool_size),
         )
     return cache["client"]
+
+
+def _timeout(value) -> float | tuple[float, float]:
+    """WECHAT_TIMEOUT as requests takes it: one number for both, or (connect, read)."""
+    parts = tuple(float(part) for part in (value if isinstance(value, list | tuple) else [value]))
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
 def _http_session(api_base: str, pool_size: int) -> requests.Session:

@@ -39,7 +39,11 @@ class WebhookDelivery(Base):
     """One signed notification of a grant change to the provider's webhook URL, with retries."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+        # Purged with the account; receivers dedupe on the id (X-Grantdesk-Delivery): never reuse.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event: Mapped[str] = mapped_column(String(64))  # grant.authorized, grant.updated, ...

@@ -123,6 +123,8 @@ class Authorizer(Base):
     """A WeChat account (Official Account or Mini Program) authorized to the provider."""
 
     __tablename__ = "authorizers"
+    # Ids of purged rows are never handed out again (SQLite reuses the largest rowid otherwise).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     appid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -160,6 +162,7 @@ class Grant(Base):
     """The current grant of one authorizer: status and granted permission-set ids."""
 
     __tablename__ = "grants"
+    __table_args__ = {"sqlite_autoincrement": True}  # purged with the account, ids never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     authorizer_id: Mapped[int] = mapped_column(
@@ -192,6 +195,7 @@ class GrantChange(Base):
     """History: one entry per change of a grant, with the permission-set diff."""
 
     __tablename__ = "grant_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # purged with the account, ids never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
@@ -241,7 +245,10 @@ class AttentionItem(Base):
     """Something staff must look at: a mismatch, an unknown or missing authorizer, a lost token."""
 
     __tablename__ = "attention_items"
-    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_attention_items_dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_attention_items_dedupe_key"),
+        {"sqlite_autoincrement": True},  # purged with the account, ids never reused
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # session_mismatch, unknown_authorizer, missing_authorizer, unsolicited_authorization,

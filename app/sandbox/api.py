@@ -67,6 +67,10 @@ def wechat_api(name: str):
             except WechatError as error:
                 return jsonify(error.payload())
             except faults.TransportFault as fault:
+                with state.lock:  # counted now: a held request must not count into a reset world
+                    count_call(name)
+                    db.session.commit()
+                counted = True
                 return faults.transport_response(fault)
             finally:
                 if not counted:  # every call counts, failures included

@@ -89,12 +89,12 @@ def consent(
     """The admin confirms on the phone: grant, push the event, return the redirect."""
     user, account = find_user(user_ref), find_account(appid)
     try:
-        code = tokens.check_pre_auth_code(pre_auth_code, user.id if user else None)
+        code = tokens.check_pre_auth_code(pre_auth_code, wechat_user_id=user.id if user else None)
     except tokens.PreAuthCodeRefused as refused:
         raise ConsentError("pre_auth_code_invalid", PRE_AUTH_REFUSALS[refused.reason]) from None
     if user is None:
         raise ConsentError("unknown_user", "no such WeChat user")
-    tokens.scan_pre_auth_code(code, user.id)
+    tokens.scan_pre_auth_code(code, wechat_user_id=user.id)
     if account is None or account.admin_id != user.id:
         raise ConsentError("not_admin", "this WeChat user does not administer that account")
     check_account_allowed(account, auth_type, biz_appid)

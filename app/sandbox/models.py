@@ -118,10 +118,11 @@ class Credential(db.Model):
     # auth_code: the pre_auth_code it came from; authorizer_token: the auth_code it came from.
     origin: Mapped[str | None] = mapped_column(String(160))
     redirect_uri: Mapped[str | None] = mapped_column(Text)
-    # pre_auth_code: the WeChat user whose scan burned it (WeChat: "scanned counts as used");
-    # only that user's phone may go on to consent with it.
-    scanned_by: Mapped[int | None] = mapped_column(Integer)
+    # pre_auth_code: when and by which phone (browser, hashed) and WeChat user it was scanned;
+    # WeChat: "scanned counts as used", so only that phone and user may go on with it.
     scanned_at: Mapped[float | None] = mapped_column(Float)
+    scanner: Mapped[str | None] = mapped_column(String(32))
+    scanned_by: Mapped[int | None] = mapped_column(Integer)
 
 
 class Delivery(db.Model):

@@ -1,8 +1,18 @@
 """WeChat's authorization pages: PC QR page, phone page, security assistant (§4)."""
 
+import secrets
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from markupsafe import Markup
 
 from app.sandbox import catalog, grants, i18n, media, pushes, runtime, tokens
@@ -59,6 +69,13 @@ def _error(message: str, status: int = 400):
     return render_template("sandbox/error.html", message=message), status
 
 
+def _phone() -> str:
+    """This browser's id (in the sandbox's session cookie): the phone that scans a code."""
+    if "phone" not in session:
+        session["phone"] = secrets.token_urlsafe(16)
+    return session["phone"]
+
+
 def _int_or_none(value) -> int | None:
     try:
         return int(value)
@@ -70,10 +87,11 @@ def _domain(url: str | None) -> str:
     return urlsplit(url or "").netloc
 
 
-def _check_link(wechat_user: WechatUser | None = None):
+def _check_link(*, scan: bool = False, wechat_user: WechatUser | None = None):
     """Validate the link parameters; return (pre_auth_code credential, None) or (None, error).
 
-    With a WeChat user (the phone that scanned), the code is burned for everyone else."""
+    `scan`: this is the phone page, whose opening burns the code for every other phone (and,
+    once a WeChat user is picked, for every other user)."""
     platform = tokens.platform()
     if request.values.get("component_appid") != platform.appid:
         return None, _error(i18n.t("appid_error"))
@@ -81,14 +99,15 @@ def _check_link(wechat_user: WechatUser | None = None):
     relaxed = current_app.config["SANDBOX_RELAX_REFERER"]
     if not relaxed and _domain(redirect_uri) != platform.initiating_domain:
         return None, _error(i18n.t("redirect_error"))
+    phone, user_id = _phone(), wechat_user.id if wechat_user else None
     try:
         code = tokens.check_pre_auth_code(
-            request.values.get("pre_auth_code"), wechat_user.id if wechat_user else None
+            request.values.get("pre_auth_code"), wechat_user_id=user_id, phone=phone
         )
     except tokens.PreAuthCodeRefused as refused:
         return None, _error(i18n.t("code_used" if refused.reason == "used" else "code_error"))
-    if wechat_user is not None:
-        tokens.scan_pre_auth_code(code, wechat_user.id)
+    if scan:
+        tokens.scan_pre_auth_code(code, phone=phone, wechat_user_id=user_id)
     # Remember where to send the browser, so the control API's consent can answer it too.
     code.redirect_uri = redirect_uri or code.redirect_uri
     return code, None
@@ -120,11 +139,11 @@ def login_page():
 @bp.route("/wxaopen/safe/bindcomponent", methods=["GET", "POST"])
 @bp.route("/safe/bindcomponent", methods=["GET", "POST"], endpoint="bind_component_legacy")
 def bind_component():
-    """Phone authorization page: pick the WeChat user (the scan, which burns the code for any
-    other user), the account, the sets; confirm."""
+    """Phone authorization page (opening it is the scan, which burns the code for every other
+    phone): pick the WeChat user, the account, the sets; confirm."""
     with runtime.get().lock:
         user = grants.find_user(request.values.get("wechat_user") or "")
-        code, error = _check_link(user)
+        code, error = _check_link(scan=True, wechat_user=user)
         db.session.commit()
     if error:
         return error

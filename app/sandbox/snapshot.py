@@ -94,8 +94,8 @@ def credential_json(credential: Credential) -> dict:
         "expires_at": clock.iso(credential.expires_at),
         "superseded_until": clock.iso(credential.superseded_until),
         "used_at": clock.iso(credential.used_at),
-        "scanned_by": credential.scanned_by,
         "scanned_at": clock.iso(credential.scanned_at),
+        "scanned_by": credential.scanned_by,
         "authorizer_appid": credential.account.appid if credential.account else None,
     }
 

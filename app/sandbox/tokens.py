@@ -1,5 +1,6 @@
 """WeChat's credential rules: tickets, component tokens, codes, authorizer tokens (§3.12)."""
 
+import hashlib
 import secrets
 
 from sqlalchemy import bindparam, case, insert, select, update
@@ -128,12 +129,15 @@ def issue_pre_auth_code() -> Credential:
     return _issue("pre_auth_code", PRE_AUTH_TTL)
 
 
-def check_pre_auth_code(value: str | None, wechat_user_id: int | None = None) -> Credential:
-    """The pre_auth_code if `wechat_user_id` (None: nobody has scanned yet) may use it.
+def check_pre_auth_code(
+    value: str | None, *, wechat_user_id: int | None = None, phone: str | None = None
+) -> Credential:
+    """The pre_auth_code if this phone (a page's browser; None = the control API) and WeChat
+    user may use it, else PreAuthCodeRefused ("invalid", "expired" or "used").
 
-    WeChat burns a code when a WeChat user scans it: from then on only that user's phone goes on
-    (picking the account, confirming); any other opening is refused. Raises PreAuthCodeRefused
-    with reason "invalid", "expired" or "used".
+    WeChat burns a code when it is scanned (reference §3.2): once a phone opened the
+    authorization page with it, only that phone goes on, and once a WeChat user is picked there,
+    only that user. The control API stands in for the phone that scanned.
     """
     code = db.session.execute(
         select(Credential).filter_by(kind="pre_auth_code", value=value or "")
@@ -142,23 +146,28 @@ def check_pre_auth_code(value: str | None, wechat_user_id: int | None = None) ->
         raise PreAuthCodeRefused("invalid")
     if clock.now() >= code.expires_at:
         raise PreAuthCodeRefused("expired")
-    if code.used_at is not None or code.scanned_by not in (None, wechat_user_id):
+    other_phone = phone is not None and code.scanner not in (None, _phone_ref(phone))
+    other_user = wechat_user_id is not None and code.scanned_by not in (None, wechat_user_id)
+    if code.used_at is not None or other_phone or other_user:
         raise PreAuthCodeRefused("used")
     return code
 
 
-def usable_pre_auth_code(value: str | None, wechat_user_id: int | None = None) -> Credential | None:
-    """check_pre_auth_code, with None instead of the refusal."""
-    try:
-        return check_pre_auth_code(value, wechat_user_id)
-    except PreAuthCodeRefused:
-        return None
+def scan_pre_auth_code(
+    code: Credential, *, phone: str | None = None, wechat_user_id: int | None = None
+) -> None:
+    """The authorization page was opened with this code on a phone (and a user picked there):
+    it is burned for every other phone and user."""
+    if code.scanned_at is None:
+        code.scanned_at = clock.now()
+    if phone is not None and code.scanner is None:
+        code.scanner = _phone_ref(phone)
+    if wechat_user_id is not None and code.scanned_by is None:
+        code.scanned_by = wechat_user_id
 
 
-def scan_pre_auth_code(code: Credential, wechat_user_id: int) -> None:
-    """A WeChat user opened the authorization page with this code: it is burned, theirs alone."""
-    if code.scanned_by is None:
-        code.scanned_by, code.scanned_at = wechat_user_id, clock.now()
+def _phone_ref(phone: str) -> str:
+    return hashlib.sha256(phone.encode()).hexdigest()[:32]
 
 
 class PreAuthCodeRefused(Exception):

@@ -128,8 +128,10 @@ class SandboxServer:
 
     def set_faults(self, **body) -> dict:
         """POST /sandbox/api/faults, e.g. ``set_faults(endpoints={"api_query_auth":
-        {"errcode": -1, "times": 1}})``, ``set_faults(pushes={"duplicate": True})``,
-        ``set_faults(foreign_refresh=True)``, ``set_faults(clear=True)``."""
+        {"errcode": -1, "times": 1}})``, transport faults ``{"http_status": 502}``,
+        ``{"reset": True}``, ``{"non_json": True}``, ``{"timeout": True}`` (or seconds),
+        ``set_faults(pushes={"duplicate": True})``, ``set_faults(foreign_refresh=True)``,
+        ``set_faults(clear=True)``. The IP whitelist: ``configure(ip_whitelist=[...])``."""
         return self.control("faults", body)
 
     def clock(

@@ -1,7 +1,10 @@
-"""A pre_auth_code is burned when a WeChat user opens the authorization page with it (WeChat:
-"扫码使用过就算已使用"); reuse gets WeChat's refusal, on the pages and on the control API."""
+"""A pre_auth_code is burned when it is scanned, i.e. when a phone opens WeChat's authorization
+page with it (WeChat: "扫码使用过就算已使用"); reuse gets WeChat's refusal, on the pages and on the
+control API."""
 
 import sqlite3
+
+import requests
 
 from app.sandbox import create_app
 
@@ -10,8 +13,8 @@ PC = "/cgi-bin/componentloginpage"
 USED = "该二维码已被扫码使用"
 
 
-def _link(sandbox, code, **extra):
-    return {
+def _open(sandbox, browser, path, code, **extra):
+    params = {
         "action": "bindcomponent",
         "no_scan": "1",
         "component_appid": sandbox.component_appid,
@@ -19,12 +22,8 @@ def _link(sandbox, code, **extra):
         "redirect_uri": "http://127.0.0.1:5000/wechat/authorized?session=s",
         **extra,
     }
-
-
-def _open(sandbox, path, code, **extra):
     headers = {"Referer": "http://127.0.0.1:5000/connect/x"}
-    return sandbox.http.get(f"{sandbox.url}{path}", params=_link(sandbox, code, **extra),
-                            headers=headers)  # fmt: skip
+    return browser.get(f"{sandbox.url}{path}", params=params, headers=headers, timeout=30)
 
 
 def _two_admins(sandbox):
@@ -33,53 +32,58 @@ def _two_admins(sandbox):
     return account, other
 
 
-def _scan_state(sandbox, code):
+def _credential(sandbox, code):
     return next(c for c in sandbox.state()["credentials"] if c["value"] == code)
 
 
-def test_opening_the_phone_page_burns_the_code_for_everyone_else(sandbox):
+def _refused(response) -> bool:
+    return response.status_code == 400 and USED in response.text
+
+
+def test_the_phone_that_scanned_goes_on_every_other_opening_is_refused(sandbox):
     code = sandbox.pre_auth_code(sandbox.component_token())
     account, other = _two_admins(sandbox)
-    # Before a scan, the PC page and the user picker may be opened (and reloaded) freely.
-    assert _open(sandbox, PC, code).status_code == 200
-    assert _open(sandbox, PC, code).status_code == 200
-    assert _open(sandbox, PHONE, code).status_code == 200
-    assert _scan_state(sandbox, code)["scanned_by"] is None
-    # The scan: a WeChat user opens the page; their phone goes on through the steps.
-    scanned = _open(sandbox, PHONE, code, wechat_user=account["admin"])
-    assert scanned.status_code == 200 and account["appid"] in scanned.text
-    assert _scan_state(sandbox, code)["scanned_by"] == account["admin"]
-    assert _open(sandbox, PHONE, code, wechat_user=account["admin"], account=account["appid"]).ok
-    # Everyone else, and every fresh opening of the link, gets WeChat's refusal.
-    for response in (
-        _open(sandbox, PHONE, code, wechat_user=other),
-        _open(sandbox, PHONE, code),
-        _open(sandbox, PC, code),
-    ):
-        assert response.status_code == 400 and USED in response.text
+    phone, stranger = requests.Session(), requests.Session()
+    # The computer's page shows the QR as often as it is reloaded, until someone scans.
+    assert _open(sandbox, stranger, PC, code).status_code == 200
+    assert _open(sandbox, stranger, PC, code).status_code == 200
+    assert _credential(sandbox, code)["scanned_at"] is None
+    # The scan ("continue on this computer" opens the same phone page): the code is burned.
+    assert _open(sandbox, phone, PHONE, code).status_code == 200
+    assert _credential(sandbox, code)["scanned_at"] is not None
+    assert _refused(_open(sandbox, stranger, PHONE, code))
+    assert _refused(_open(sandbox, stranger, PC, code))
+    assert _refused(_open(sandbox, stranger, PHONE, code, wechat_user=account["admin"]))
+    # The scanning phone goes on: the WeChat user signs in, and from then on only that user.
+    picked = _open(sandbox, phone, PHONE, code, wechat_user=account["admin"])
+    assert picked.status_code == 200 and account["appid"] in picked.text
+    assert _credential(sandbox, code)["scanned_by"] == account["admin"]
+    assert _open(sandbox, phone, PHONE, code, wechat_user=account["admin"],
+                 account=account["appid"]).status_code == 200  # fmt: skip
+    assert _refused(_open(sandbox, phone, PHONE, code, wechat_user=other))
     refused = sandbox.consent(code, other, account["appid"], [1], expect=400)
     assert refused["error"] == "pre_auth_code_invalid" and "already scanned" in refused["message"]
-    # The scanner can still finish; then the code is spent for them too.
+    # The control API stands in for the phone that scanned: it may finish; then the code is spent.
     assert sandbox.consent(code, account["admin"], account["appid"], [1])["auth_code"]
-    assert _open(sandbox, PHONE, code, wechat_user=account["admin"]).status_code == 400
+    assert _refused(_open(sandbox, phone, PHONE, code, wechat_user=account["admin"]))
     again = sandbox.consent(code, account["admin"], account["appid"], [1], expect=400)
     assert again["error"] == "pre_auth_code_invalid"
 
 
-def test_consent_through_the_control_api_counts_as_the_scan(sandbox):
+def test_consent_through_the_control_api_burns_the_code(sandbox):
     code = sandbox.pre_auth_code(sandbox.component_token())
-    account, other = _two_admins(sandbox)
+    account, _ = _two_admins(sandbox)
     sandbox.consent(code, account["admin"], account["appid"], [1])
-    response = _open(sandbox, PHONE, code, wechat_user=other)
-    assert response.status_code == 400 and USED in response.text
+    assert _refused(_open(sandbox, requests.Session(), PHONE, code))
 
 
 def test_unknown_and_expired_codes_keep_their_own_message(sandbox):
     code = sandbox.pre_auth_code(sandbox.component_token())
-    unknown = _open(sandbox, PHONE, "preauthcode@@@nope")
+    browser = requests.Session()
+    unknown = _open(sandbox, browser, PHONE, "preauthcode@@@nope")
     assert unknown.status_code == 400 and USED not in unknown.text
     sandbox.clock(advance_seconds=601)
-    expired = _open(sandbox, PHONE, code, lang="en")
+    expired = _open(sandbox, browser, PHONE, code, lang="en")
     assert expired.status_code == 400 and "invalid, used or expired" in expired.text
     refused = sandbox.consent(code, 1, "wx", [1], expect=400)
     assert refused["message"] == "pre_auth_code is expired"
@@ -90,9 +94,9 @@ def test_a_database_from_before_burn_on_scan_gets_the_new_columns(tmp_path):
     config = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SANDBOX_TICKET_INTERVAL": 0}
     create_app(config)
     with sqlite3.connect(path) as connection:  # as the file was before this change
-        connection.execute("ALTER TABLE credential DROP COLUMN scanned_by")
-        connection.execute("ALTER TABLE credential DROP COLUMN scanned_at")
+        for column in ("scanned_at", "scanner", "scanned_by"):
+            connection.execute(f"ALTER TABLE credential DROP COLUMN {column}")
     create_app(config)
     with sqlite3.connect(path) as connection:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(credential)")}
-    assert {"scanned_by", "scanned_at"} <= columns
+    assert {"scanned_at", "scanner", "scanned_by"} <= columns

@@ -343,10 +343,20 @@ def account_attention(appid: str) -> list[AttentionItem]:
 
 
 def account_audit(authorizer: Authorizer, limit: int = 50) -> list[AuditEntry]:
-    """Audit entries about this account."""
-    query = select(AuditEntry).where(
+    """Audit entries about this account, never a deleted account's.
+
+    Entries name the account by id. Ids are not reused since 0007_stable_ids, but a database from
+    before it may hold a purged account's entries under this very id: whatever was written up to
+    the last purge tombstone of this id belongs to an account that no longer exists."""
+    about_this_id = and_(
         AuditEntry.target_type == "authorizer", AuditEntry.target_id == str(authorizer.id)
     )
+    last_purge = (
+        select(func.max(AuditEntry.id))
+        .where(about_this_id, AuditEntry.action == "authorizer.purged")
+        .scalar_subquery()
+    )
+    query = select(AuditEntry).where(about_this_id, AuditEntry.id > func.coalesce(last_purge, 0))
     return list(db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)))
 
 
