@@ -13,7 +13,7 @@ sqlite_sequence starts above every id in use. PostgreSQL identities never reuse 
 from alembic import op
 
 revision = "0007_stable_ids"
-down_revision = "0005_console_indexes"
+down_revision = "0006_custody_disorder"
 branch_labels = None
 depends_on = None
 
