@@ -1,6 +1,7 @@
 """Configuration classes, read from the environment."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
@@ -63,6 +64,11 @@ class Config:
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", _env("REDIS_URL", "memory://"))
     RATELIMIT_HEADERS_ENABLED = True
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "5 per minute;20 per hour")
+    # Failed sign-ins: per account (tight) and per client address (loose: an office behind NAT).
+    LOGIN_ACCOUNT_RATE_LIMIT = _env("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour")
+    LOGIN_ADDRESS_RATE_LIMIT = _env("LOGIN_ADDRESS_RATE_LIMIT", "50 per hour")
+    # Proxy hops in front of the app (e.g. 1 behind nginx); their X-Forwarded-* are believed.
+    GRANTDESK_TRUSTED_PROXIES = _env_int("GRANTDESK_TRUSTED_PROXIES", 0)
 
     # Credential custody (issue #5): refresh the component token this long before it expires;
     # a 40001 on a token younger than FOREIGN_REFRESH_WINDOW means someone else refreshed it.
@@ -102,6 +108,10 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
+    # Sign-in sessions (server-side): idle ones end after these hours; remembered devices last
+    # REMEMBER_COOKIE_DURATION after their last use.
+    GRANTDESK_SESSION_IDLE_HOURS = _env_int("GRANTDESK_SESSION_IDLE_HOURS", 12)
+    REMEMBER_COOKIE_DURATION = timedelta(days=_env_int("GRANTDESK_REMEMBER_DAYS", 30))
     REMEMBER_COOKIE_SAMESITE = "Lax"
     TEMPLATES_STRICT_UNDEFINED = False
 

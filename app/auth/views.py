@@ -1,13 +1,20 @@
 """Sign in and out, accept an invitation, personal settings."""
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from app.auth.forms import AcceptInvitationForm, ChangePasswordForm, LoginForm, PreferencesForm
+from app.auth.forms import (
+    AcceptInvitationForm,
+    ChangePasswordForm,
+    LoginForm,
+    PreferencesForm,
+)
+from app.auth.session_cookies import end_browser_session
 from app.extensions import limiter
 from app.redirects import safe_next
 from app.services import accounts
+from app.services.access import sessions
 
 bp = Blueprint("auth", __name__)
 
@@ -37,7 +44,8 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out (POST only, so no link or image can sign someone out)."""
+    """Sign out (POST only, so no link or image can sign someone out); the server forgets it."""
+    end_browser_session()
     logout_user()
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"), code=303)
@@ -61,6 +69,7 @@ def accept_invitation(token: str):
         except accounts.EmailTaken:
             form.form_errors.append(_("An account with this email already exists."))
         else:
+            end_browser_session()
             logout_user()
             login_user(user)
             flash(_("Welcome! Your account is ready."), "success")
@@ -105,9 +114,38 @@ def change_password():
     return _render_settings(password=form), 422
 
 
+@bp.post("/settings/sessions/<int:session_id>/revoke")
+@login_required
+def revoke_session(session_id: int):
+    """Sign one of your own browsers out; revoking this one signs you out here."""
+    record = sessions.find_own(current_user, session_id)
+    if record is None:
+        abort(404)
+    this_device = record.id == current_user.session_record.id
+    sessions.revoke(record, actor=current_user)
+    if this_device:
+        logout_user()
+        return redirect(url_for("auth.login"), code=303)
+    flash(_("That device was signed out."), "success")
+    return redirect(url_for("auth.settings"), code=303)
+
+
+@bp.post("/settings/sessions/revoke-all")
+@login_required
+def revoke_all_sessions():
+    """Sign out everywhere, this browser included."""
+    sessions.revoke_all(current_user, actor=current_user)
+    logout_user()
+    flash(_("You have signed out on every device."), "info")
+    return redirect(url_for("auth.login"), code=303)
+
+
 def _render_settings(preferences=None, password=None):
     return render_template(
         "auth/settings.html",
         preferences=preferences or PreferencesForm(prefix="pref", obj=current_user),
         password=password or ChangePasswordForm(prefix="pw"),
+        sessions=sessions.list_active(current_user),
+        current_session_id=current_user.session_record.id,
+        describe_device=sessions.describe_device,
     )
