@@ -126,7 +126,8 @@ def test_settings_lists_sessions_and_revokes_another_device(app, client, auth, s
     assert page.count("This device") == 1
 
     response = client.post(
-        f"/settings/sessions/{other.id}/revoke", data={"csrf_token": csrf_token(client, "/settings")}
+        f"/settings/sessions/{other.id}/revoke",
+        data={"csrf_token": csrf_token(client, "/settings")},
     )
     assert response.status_code == 303
     assert phone.get("/settings").status_code == 302
