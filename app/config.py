@@ -65,7 +65,7 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "5 per minute;20 per hour")
     # Failed sign-ins: per account (tight) and per client address (loose: an office behind NAT).
-    LOGIN_ACCOUNT_RATE_LIMIT = _env("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour")
+    LOGIN_ACCOUNT_RATE_LIMIT = _env("LOGIN_ACCOUNT_RATE_LIMIT", LOGIN_RATE_LIMIT)
     LOGIN_ADDRESS_RATE_LIMIT = _env("LOGIN_ADDRESS_RATE_LIMIT", "50 per hour")
     # Proxy hops in front of the app (e.g. 1 behind nginx); their X-Forwarded-* are believed.
     GRANTDESK_TRUSTED_PROXIES = _env_int("GRANTDESK_TRUSTED_PROXIES", 0)

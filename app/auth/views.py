@@ -1,7 +1,20 @@
 """Sign in and out, accept an invitation, personal settings."""
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+import hashlib
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth.forms import (
@@ -19,12 +32,42 @@ from app.services.access import sessions
 bp = Blueprint("auth", __name__)
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
+def _account_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
 
 
+def _address_limit() -> str:
+    return current_app.config["LOGIN_ADDRESS_RATE_LIMIT"]
+
+
+def _account_key() -> str:
+    """The account a sign-in names (hashed: no email addresses in the limiter's storage)."""
+    email = accounts.normalize_email(request.form.get("email", ""))
+    return "account:" + hashlib.sha256(email.encode()).hexdigest()
+
+
+def _sign_in_failed(response) -> bool:
+    # Only wrong credentials count: a success, or a form that was never checked, costs nothing.
+    return bool(g.get("sign_in_failed"))
+
+
+# Per account (tight) and per client address (loose, for an office behind one NAT): one
+# account's typos never lock out another account, nor one address's failures another address.
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(
+    _account_limit,
+    key_func=_account_key,
+    methods=["POST"],
+    deduct_when=_sign_in_failed,
+    scope="login-account",
+)
+@limiter.limit(
+    _address_limit,
+    key_func=get_remote_address,
+    methods=["POST"],
+    deduct_when=_sign_in_failed,
+    scope="login-address",
+)
 def login():
     """Show the sign-in form and sign the user in."""
     if current_user.is_authenticated:
@@ -35,6 +78,7 @@ def login():
         if user is not None:
             login_user(user, remember=form.remember.data)
             return redirect(safe_next(form.next.data), code=303)
+        g.sign_in_failed = True
         # One message for every failure, so the form does not reveal which emails exist.
         form.form_errors.append(_("Email or password is incorrect."))
     status = 422 if form.is_submitted() else 200

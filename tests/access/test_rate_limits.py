@@ -1,0 +1,79 @@
+"""Failed sign-ins are limited per account (tightly) and per client address (loosely)."""
+
+import re
+
+import pytest
+
+from app.security import trust_proxies
+from tests import factories
+from tests.conftest import csrf_token
+
+
+class Browser:
+    """A test client that signs in from one client address (and, behind a proxy, through it)."""
+
+    def __init__(self, app, address, forwarded_for=None):
+        self.client = app.test_client()
+        self.client.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR=address)
+        if forwarded_for:
+            self.client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+        self.token = csrf_token(self.client)
+
+    def sign_in(self, email, password=factories.PASSWORD):
+        data = {"email": email, "password": password, "csrf_token": self.token}
+        return self.client.post("/login", data=data)
+
+
+def test_an_accounts_typos_lock_that_account_only(app, staff):
+    colleague = factories.make_staff()
+    office = Browser(app, "203.0.113.7")
+    statuses = [office.sign_in(staff.email, "typo typo typo").status_code for _ in range(5)]
+    assert statuses == [422] * 5
+    locked = office.sign_in(staff.email)  # even the right password waits
+    assert locked.status_code == 429
+    page = locked.get_data(as_text=True)
+    assert "You can try again after" in page
+    assert int(locked.headers["Retry-After"]) > 0
+    # The same address, another account: not affected.
+    assert office.sign_in(colleague.email).status_code == 303
+
+
+def test_the_locked_page_names_the_retry_time_in_chinese_too(app, staff):
+    office = Browser(app, "203.0.113.8")
+    office.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "zh-CN"
+    for _ in range(5):
+        office.sign_in(staff.email, "typo typo typo")
+    page = office.sign_in(staff.email).get_data(as_text=True)
+    assert re.search("后再试|之后再试|重试", page)
+
+
+def test_successful_sign_ins_cost_nothing(app, staff):
+    browser = Browser(app, "203.0.113.9")
+    for _ in range(7):
+        assert browser.sign_in(staff.email).status_code == 303
+        browser.client.post("/logout", data={"csrf_token": csrf_token(browser.client, "/settings")})
+        browser.token = csrf_token(browser.client)
+
+
+def test_one_addresss_failures_never_lock_out_another_address(app, staff):
+    app.config["LOGIN_ADDRESS_RATE_LIMIT"] = "6 per hour"
+    noisy, quiet = Browser(app, "198.51.100.1"), Browser(app, "198.51.100.2")
+    for n in range(6):  # one failure each on many accounts: no account limit is reached
+        assert noisy.sign_in(f"guess{n}@example.com", "wrong password").status_code == 422
+    assert noisy.sign_in(staff.email).status_code == 429
+    assert quiet.sign_in(staff.email).status_code == 303
+
+
+@pytest.mark.parametrize("hops", [0, 1])
+def test_behind_a_trusted_proxy_the_real_client_is_counted(app, staff, hops):
+    app.config["LOGIN_ADDRESS_RATE_LIMIT"] = "3 per hour"
+    app.config["GRANTDESK_TRUSTED_PROXIES"] = hops
+    trust_proxies(app)
+    proxy = "10.0.0.1"
+    attacker = Browser(app, proxy, forwarded_for="198.51.100.66")
+    colleague = Browser(app, proxy, forwarded_for="198.51.100.77")
+    for n in range(3):
+        attacker.sign_in(f"guess{n}@example.com", "wrong password")
+    assert attacker.sign_in(staff.email).status_code == 429
+    # With the proxy trusted, the colleague is another client; without, everyone is the proxy.
+    assert colleague.sign_in(staff.email).status_code == (303 if hops else 429)
