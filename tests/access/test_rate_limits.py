@@ -77,3 +77,50 @@ def test_behind_a_trusted_proxy_the_real_client_is_counted(app, staff, hops):
     assert attacker.sign_in(staff.email).status_code == 429
     # With the proxy trusted, the colleague is another client; without, everyone is the proxy.
     assert colleague.sign_in(staff.email).status_code == (303 if hops else 429)
+
+
+REDIS_URL = "redis://127.0.0.1:6379/4"
+
+
+def _redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_available(), reason="no Redis at " + REDIS_URL)
+def test_the_limits_hold_in_redis_shared_by_every_worker(tmp_path):
+    """Two app instances (two workers) on one Redis count one account's failures together."""
+    import redis
+
+    from app import create_app
+    from app.extensions import db, limiter
+    from tests.conftest import database_url
+
+    config = {
+        "ENV_NAME": "test",
+        "SQLALCHEMY_DATABASE_URI": database_url(tmp_path),
+        "RATELIMIT_STORAGE_URI": REDIS_URL,
+    }
+    first, second = create_app(config), create_app(config)
+    with first.app_context():
+        db.drop_all()
+        db.create_all()
+        limiter.reset()
+        try:
+            staff = factories.make_staff()
+            email = staff.email
+            worker_one, worker_two = Browser(first, "192.0.2.1"), Browser(second, "192.0.2.1")
+            for browser in (worker_one, worker_two) * 2 + (worker_one,):
+                assert browser.sign_in(email, "typo typo typo").status_code == 422
+            assert worker_two.sign_in(email).status_code == 429
+            stored = redis.Redis.from_url(REDIS_URL).keys("*login-account*")
+            assert stored  # the counts live in Redis, not in a worker's memory
+        finally:
+            limiter.reset()
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()

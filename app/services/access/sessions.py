@@ -91,6 +91,8 @@ def touch(record: UserSession, policy: SessionPolicy) -> None:
     now = clock.now()
     if now - record.last_seen_at < TOUCH_INTERVAL:
         return
+    if db.session.new or db.session.dirty or db.session.deleted:
+        return  # never commit someone else's unfinished work; the next request will touch
     values = {"last_seen_at": now}
     if not record.remembered:
         values["expires_at"] = now + policy.idle
