@@ -133,6 +133,8 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = _env("TEST_DATABASE_URL", "sqlite://")
     RATELIMIT_STORAGE_URI = "memory://"
     PASSWORD_HASH_FAST = True
+    # Tests move the clock by days for other features; sign-in expiry tests set their own.
+    GRANTDESK_SESSION_IDLE_HOURS = 24 * 14
 
 
 class ProductionConfig(Config):

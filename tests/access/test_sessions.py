@@ -204,7 +204,19 @@ def test_last_seen_is_written_at_most_once_a_minute(client, auth, staff):
     assert record.last_seen_at == seen
 
 
-def test_an_idle_session_expires(client, auth, staff):
+def test_an_idle_session_expires_but_use_keeps_it_alive(app, client, auth, staff):
+    app.config["GRANTDESK_SESSION_IDLE_HOURS"] = 12
     auth.login(staff.email)
+    for _ in range(3):  # used every 11 hours: still signed in after 33
+        clock.advance(11 * 3600)
+        assert client.get("/settings").status_code == 200
     clock.advance(13 * 3600)
     assert client.get("/settings").status_code == 302
+
+
+def test_a_remembered_device_expires_after_its_duration(app, client, auth, staff):
+    auth.login(staff.email, remember="y")
+    remembered = _cookie(client, "remember_token")
+    clock.advance(app.config["REMEMBER_COOKIE_DURATION"].total_seconds() + 60)
+    assert client.get("/settings").status_code == 302
+    assert _fresh_client(app, remember_token=remembered).get("/staff/").status_code == 302
