@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import User, UserSession
@@ -70,9 +71,9 @@ def start(
 
 def _active(condition) -> UserSession | None:
     record = db.session.scalar(
-        select(UserSession).where(
-            condition, UserSession.revoked_at.is_(None), UserSession.expires_at > clock.now()
-        )
+        select(UserSession)
+        .options(joinedload(UserSession.user))  # one round trip per request, user included
+        .where(condition, UserSession.revoked_at.is_(None), UserSession.expires_at > clock.now())
     )
     if record is None or not record.user.is_active:
         return None
