@@ -64,8 +64,11 @@ class Config:
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", _env("REDIS_URL", "memory://"))
     RATELIMIT_HEADERS_ENABLED = True
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "5 per minute;20 per hour")
-    # Failed sign-ins: per account (tight) and per client address (loose: an office behind NAT).
+    # Failed sign-ins: per account from one address (tight), per client address (loose: an office
+    # behind NAT), and per account in total (a backstop against many addresses; keep it above the
+    # per-address hourly figure so that one address alone can never lock others out).
     LOGIN_ACCOUNT_RATE_LIMIT = _env("LOGIN_ACCOUNT_RATE_LIMIT", LOGIN_RATE_LIMIT)
+    LOGIN_ACCOUNT_TOTAL_RATE_LIMIT = _env("LOGIN_ACCOUNT_TOTAL_RATE_LIMIT", "100 per hour")
     LOGIN_ADDRESS_RATE_LIMIT = _env("LOGIN_ADDRESS_RATE_LIMIT", "50 per hour")
     # Proxy hops in front of the app (e.g. 1 behind nginx); their X-Forwarded-* are believed.
     GRANTDESK_TRUSTED_PROXIES = _env_int("GRANTDESK_TRUSTED_PROXIES", 0)

@@ -36,6 +36,10 @@ def _account_limit() -> str:
     return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
 
 
+def _account_total_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_TOTAL_RATE_LIMIT"]
+
+
 def _address_limit() -> str:
     return current_app.config["LOGIN_ADDRESS_RATE_LIMIT"]
 
@@ -46,28 +50,28 @@ def _account_key() -> str:
     return "account:" + hashlib.sha256(email.encode()).hexdigest()
 
 
+def _account_at_address_key() -> str:
+    return f"{_account_key()}@{get_remote_address()}"
+
+
 def _sign_in_failed(response) -> bool:
     # Only wrong credentials count: a success, or a form that was never checked, costs nothing.
     return bool(g.get("sign_in_failed"))
 
 
-# Per account (tight) and per client address (loose, for an office behind one NAT): one
-# account's typos never lock out another account, nor one address's failures another address.
+def _failed_sign_ins(limit, key_func, scope):
+    return limiter.limit(
+        limit, key_func=key_func, methods=["POST"], deduct_when=_sign_in_failed, scope=scope
+    )
+
+
+# Tight per account and address, loose per address (an office behind one NAT), and a per-account
+# total above what one address may reach: one account's typos never lock out another account,
+# and one address's failures never lock out another address.
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    _account_limit,
-    key_func=_account_key,
-    methods=["POST"],
-    deduct_when=_sign_in_failed,
-    scope="login-account",
-)
-@limiter.limit(
-    _address_limit,
-    key_func=get_remote_address,
-    methods=["POST"],
-    deduct_when=_sign_in_failed,
-    scope="login-address",
-)
+@_failed_sign_ins(_account_limit, _account_at_address_key, "login-account")
+@_failed_sign_ins(_address_limit, get_remote_address, "login-address")
+@_failed_sign_ins(_account_total_limit, _account_key, "login-account-total")
 def login():
     """Show the sign-in form and sign the user in."""
     if current_user.is_authenticated:

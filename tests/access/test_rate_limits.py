@@ -38,6 +38,25 @@ def test_an_accounts_typos_lock_that_account_only(app, staff):
     assert office.sign_in(colleague.email).status_code == 303
 
 
+def test_a_storm_from_one_address_never_locks_the_account_elsewhere(app, staff):
+    attacker, owner = Browser(app, "198.51.100.66"), Browser(app, "203.0.113.10")
+    for _ in range(5):
+        attacker.sign_in(staff.email, "guess guess guess")
+    assert attacker.sign_in(staff.email).status_code == 429  # even with the right password
+    assert owner.sign_in(staff.email).status_code == 303
+
+
+def test_many_addresses_together_reach_the_accounts_total(app, staff):
+    app.config["LOGIN_ACCOUNT_TOTAL_RATE_LIMIT"] = "8 per hour"
+    for n in range(4):  # each address stays under its own limits
+        botnet = Browser(app, f"192.0.2.{n + 1}")
+        for _ in range(2):
+            assert botnet.sign_in(staff.email, "guess guess guess").status_code == 422
+    locked = Browser(app, "192.0.2.99").sign_in(staff.email)
+    assert locked.status_code == 429
+    assert "You can try again after" in locked.get_data(as_text=True)
+
+
 def test_the_locked_page_names_the_retry_time_in_chinese_too(app, staff):
     office = Browser(app, "203.0.113.8")
     office.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "zh-CN"
