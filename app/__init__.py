@@ -4,12 +4,14 @@ from flask import Flask
 
 from app import cli, database, errors, i18n, security, views
 from app.config import load_config
+from app.logging import install_secret_masking
 
 
 def create_app(config=None) -> Flask:
     """Build the portal; `config` is a config class, its name, or a dict of overrides."""
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, config)
+    install_secret_masking(app.logger)
     database.init_app(app)
     security.init_app(app)
     i18n.init_app(app)

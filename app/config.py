@@ -1,6 +1,7 @@
 """Configuration classes, read from the environment."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
@@ -67,6 +68,14 @@ class Config:
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "5 per minute;20 per hour")
     # Views of one public /connect/<token> page (each mints a pre_auth_code from the daily quota).
     CONNECT_LINK_RATE_LIMIT = _env("CONNECT_LINK_RATE_LIMIT", "10 per minute;100 per day")
+    # Failed sign-ins: per account from one address (tight), per client address (loose: an office
+    # behind NAT), and per account in total (a backstop against many addresses; keep it above the
+    # per-address hourly figure so that one address alone can never lock others out).
+    LOGIN_ACCOUNT_RATE_LIMIT = _env("LOGIN_ACCOUNT_RATE_LIMIT", LOGIN_RATE_LIMIT)
+    LOGIN_ACCOUNT_TOTAL_RATE_LIMIT = _env("LOGIN_ACCOUNT_TOTAL_RATE_LIMIT", "100 per hour")
+    LOGIN_ADDRESS_RATE_LIMIT = _env("LOGIN_ADDRESS_RATE_LIMIT", "50 per hour")
+    # Proxy hops in front of the app (e.g. 1 behind nginx); their X-Forwarded-* are believed.
+    GRANTDESK_TRUSTED_PROXIES = _env_int("GRANTDESK_TRUSTED_PROXIES", 0)
 
     # Credential custody (issue #5): refresh the component token this long before it expires;
     # a 40001 on a token younger than FOREIGN_REFRESH_WINDOW means someone else refreshed it.
@@ -106,6 +115,10 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
+    # Sign-in sessions (server-side): idle ones end after these hours; remembered devices last
+    # REMEMBER_COOKIE_DURATION after their last use.
+    GRANTDESK_SESSION_IDLE_HOURS = _env_int("GRANTDESK_SESSION_IDLE_HOURS", 12)
+    REMEMBER_COOKIE_DURATION = timedelta(days=_env_int("GRANTDESK_REMEMBER_DAYS", 30))
     REMEMBER_COOKIE_SAMESITE = "Lax"
     TEMPLATES_STRICT_UNDEFINED = False
 
@@ -127,6 +140,8 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = _env("TEST_DATABASE_URL", "sqlite://")
     RATELIMIT_STORAGE_URI = "memory://"
     PASSWORD_HASH_FAST = True
+    # Tests move the clock by days for other features; sign-in expiry tests set their own.
+    GRANTDESK_SESSION_IDLE_HOURS = 24 * 14
 
 
 class ProductionConfig(Config):

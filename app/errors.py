@@ -1,6 +1,9 @@
 """Error pages in both languages; JSON for API clients."""
 
+from datetime import UTC, datetime
+
 from flask import Flask, render_template, request
+from flask_babel import format_datetime, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -22,10 +25,24 @@ ERROR_TEXTS = {
 }
 
 
+def retry_time():
+    """When the rate limit this request broke lets the client in again (None: no such limit)."""
+    from app.extensions import limiter
+
+    breached = limiter.current_limit
+    if breached is None or breached.remaining > 0:
+        return None
+    return datetime.fromtimestamp(breached.reset_at, UTC)
+
+
 def render_error(error: HTTPException):
     """Render an HTTP error as a page (or JSON under /api/)."""
     code = error.code or 500
     title, message = ERROR_TEXTS.get(code, (error.name, error.description))
+    retry_at = retry_time() if code == 429 else None
+    if retry_at is not None:
+        when = format_datetime(retry_at, "medium")
+        message = gettext("Too many failed attempts. You can try again after %(when)s.", when=when)
     if request.path.startswith("/api/"):
         return {
             "error": {"code": error.name.lower().replace(" ", "_"), "message": str(message)}

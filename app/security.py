@@ -2,11 +2,12 @@
 
 from flask import Flask, request
 from jinja2 import StrictUndefined, Undefined
-from sqlalchemy import select
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.extensions import csrf, db, htmx, limiter, login_manager
+from app.auth import session_cookies
+from app.auth.session_cookies import load_user
+from app.extensions import csrf, htmx, limiter, login_manager
 from app.htmx import add_vary_header
-from app.models import User
 from app.services.accounts import use_fast_hashing
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -26,11 +27,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 def init_app(app: Flask) -> None:
     """Wire Flask-Login, CSRFProtect, Flask-Limiter, flask-htmx and the response headers."""
+    trust_proxies(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     login_manager.login_message_category = "info"
     login_manager.user_loader(load_user)
+    session_cookies.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     htmx.init_app(app)
@@ -41,15 +44,14 @@ def init_app(app: Flask) -> None:
     use_fast_hashing(bool(app.config.get("PASSWORD_HASH_FAST")))
 
 
-def load_user(session_id: str):
-    """Load the user named in the session; a changed nonce (password change) signs them out."""
-    user_id, _, nonce = session_id.partition(":")
-    if not user_id.isdigit():
-        return None
-    user = db.session.scalar(select(User).where(User.id == int(user_id)))
-    if user is None or user.session_nonce != nonce or not user.is_active:
-        return None
-    return user
+def trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-For/-Proto/-Host from exactly the configured number of proxy hops.
+
+    Without it (the default) forwarded headers are ignored: anyone could send them.
+    """
+    hops = int(app.config.get("GRANTDESK_TRUSTED_PROXIES") or 0)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def set_security_headers(response):

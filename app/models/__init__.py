@@ -18,6 +18,7 @@ from app.models.grants import (
 )
 from app.models.inbox import DailyCounter, InboxEvent
 from app.models.merchant import Merchant
+from app.models.sessions import UserSession
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Role",
     "SessionStatus",
     "User",
+    "UserSession",
     "UTCDateTime",
     "utcnow",
     "VerifyTicket",

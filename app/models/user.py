@@ -67,7 +67,9 @@ class User(Base):
     is_anonymous = False
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_nonce}"
+        # Never a valid session id: app/auth/session_cookies.py replaces it with the id of the
+        # recorded session right after login_user(), and the cookie carries only that.
+        return f"pending:{self.id}"
 
     @property
     def is_staff(self) -> bool:

@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import Invitation, Merchant, Role, User, utcnow
 from app.models.user import new_session_nonce
 from app.services import DomainError, audit
+from app.services.access import sessions
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -204,6 +205,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         raise WrongPassword()
     user.password_hash = hash_password(new_password)
     user.session_nonce = new_session_nonce()
+    sessions.revoke_all(user, actor=user, commit=False)
     audit.record(
         "user.password_changed",
         actor=user,
@@ -227,6 +229,8 @@ def set_user_disabled(user: User, disabled: bool, actor=None) -> None:
     """Disable or re-enable a user; disabling signs them out."""
     user.disabled_at = utcnow() if disabled else None
     user.session_nonce = new_session_nonce()
+    if disabled:
+        sessions.revoke_all(user, actor=actor, commit=False)
     audit.record(
         "user.disabled" if disabled else "user.enabled",
         actor=actor,

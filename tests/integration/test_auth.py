@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from flask_login import current_user
 
 from app.extensions import db
@@ -133,9 +135,16 @@ def test_merchant_area_is_for_merchant_admins(client, auth, staff):
 
 def test_session_loader_rejects_a_forged_id(app, staff):
     from app.security import load_user
+    from app.services.access import sessions
 
     with app.test_request_context():
-        assert load_user(f"{staff.id}:{staff.session_nonce}") == staff
-        assert load_user(f"{staff.id}:forged") is None
+        policy = sessions.SessionPolicy(idle=timedelta(hours=1), remember=timedelta(days=1))
+        started = sessions.start(
+            staff, remember=False, policy=policy, ip_address="127.0.0.1", user_agent="test"
+        )
+        assert load_user(started.token) == staff
+        assert load_user(f"{staff.id}:{staff.session_nonce}") is None  # the old id format
+        assert load_user(started.record.token_hash) is None  # the stored digest is no id
+        assert load_user("pending:1") is None
         assert load_user("not-a-number") is None
         assert not current_user.is_authenticated
