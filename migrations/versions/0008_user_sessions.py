@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_user_sessions"
-down_revision = "0005_console_indexes"
+down_revision = "0007_stable_ids"
 branch_labels = None
 depends_on = None
 
