@@ -1,4 +1,4 @@
-"""Outgoing email: the outbox, the SMTP worker job (retries, backoff, outcomes), no secrets at rest."""
+"""Outgoing email: the outbox, the SMTP worker job (retries, backoff, outcomes), no secrets kept."""
 
 import random
 import smtplib
@@ -20,7 +20,8 @@ def _outbox() -> list[OutgoingMail]:
 
 
 def test_send_records_and_the_worker_delivers_both_parts(app, smtp_server):
-    mail.send(["ops@example.com", "Lead@Example.com"], "告警 · Alert", "纯文本 plain", "<p>HTML 正文</p>")
+    to = ["ops@example.com", "Lead@Example.com"]
+    mail.send(to, "告警 · Alert", "纯文本 plain", "<p>HTML 正文</p>")
     [row] = _outbox()
     assert row.status == "pending" and smtp_server.messages == []  # send() never talks SMTP
 
