@@ -124,8 +124,8 @@ def test_an_admin_invites_a_viewer_by_email(app, team, smtp_server):
     admin = _signed_in(app, team["admin"])
     response = _post(admin, "/merchant/team/invitations",
                      {"email": "Colleague@Example.com", "role": "merchant_viewer"})  # fmt: skip
-    assert response.status_code == 200
-    page = response.get_data(as_text=True)
+    assert response.status_code == 303  # and a reload of the next page invites nobody twice
+    page = admin.get(response.location).get_data(as_text=True)
     assert "We are emailing the invitation to colleague@example.com" in page
     shown = INVITE_LINK.search(page).group(1)
 
@@ -149,9 +149,12 @@ def test_without_mail_the_link_is_shown_to_the_creator(app, team):
     admin = _signed_in(app, team["admin"])
     response = _post(admin, "/merchant/team/invitations",
                      {"email": "a2@example.com", "role": "merchant_admin"})  # fmt: skip
-    page = response.get_data(as_text=True)
+    page = admin.get(response.location).get_data(as_text=True)
     assert "Send this link to a2@example.com" in page
     token = INVITE_LINK.search(page).group(1)
+    # A viewer given the same address sees who was invited, never the link.
+    viewer_page = _signed_in(app, team["viewer"]).get(response.location).get_data(as_text=True)
+    assert "a2@example.com" in viewer_page and token not in viewer_page
     assert _accept(app, token).status_code == 303
     user = db.session.scalar(select(User).where(User.email == "a2@example.com"))
     assert user.role is Role.MERCHANT_ADMIN
@@ -174,7 +177,7 @@ def test_resend_keeps_the_link_and_revoke_kills_it(app, team, smtp_server):
     team["invitation"].expires_at = factories.utcnow() - timedelta(seconds=1)
     db.session.commit()
     assert app.test_client().get(link.split("example.com")[1]).status_code == 410
-    assert _post(admin, f"/merchant/team/invitations/{invitation_id}/resend").status_code == 200
+    assert _post(admin, f"/merchant/team/invitations/{invitation_id}/resend").status_code == 303
     deliver()
     assert link in parts(smtp_server.only())[0]
     assert app.test_client().get(link.split("example.com")[1]).status_code == 200
