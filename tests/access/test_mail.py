@@ -31,6 +31,7 @@ def test_send_records_and_the_worker_delivers_both_parts(app, smtp_server):
     assert message["From"] == "Grantdesk <noreply@grantdesk.example.com>"
     assert message["To"] == "ops@example.com, Lead@Example.com"
     assert message["Message-ID"] and message["Date"]
+    assert message["Auto-Submitted"] == "auto-generated"
     assert smtp_server.envelopes[0].rcpt_tos == ["ops@example.com", "Lead@Example.com"]
     assert smtp_server.logins == [(SMTP_USER, SMTP_PASSWORD)]
     text_part, html_part = parts(message)

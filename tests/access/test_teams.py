@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEntry, Authorizer, Invitation, Role, User
+from app.models import AuditEntry, Authorizer, Invitation, OutgoingMail, Role, User
 from app.services import accounts
 from app.services.access import teams
 from tests import factories
@@ -323,3 +323,19 @@ def test_flask_invite_emails_the_link_and_prints_it(app, runner, smtp_server):
     assert token in parts(smtp_server.only())[0]
     invitation = db.session.scalar(select(Invitation))
     assert invitation.role is Role.MERCHANT_VIEWER and invitation.token_hash != token
+
+
+def test_a_dead_mail_server_never_blocks_the_page(app, team, smtp_server):
+    from tests.access.test_mail import socket_closed
+
+    admin = _signed_in(app, team["admin"])
+    with socket_closed() as port:
+        app.config["MAIL_PORT"] = port
+        data = {"email": "late@example.com", "role": "merchant_viewer"}
+        response = _post(admin, "/merchant/team/invitations", data)
+        assert response.status_code == 303
+        assert "late@example.com" in admin.get(response.location).get_data(as_text=True)
+        deliver()
+    row = db.session.scalar(select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(1))
+    assert row.to_addresses == ["late@example.com"]
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "ConnectionRefusedError")
