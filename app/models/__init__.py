@@ -19,7 +19,7 @@ from app.models.grants import (
 from app.models.inbox import DailyCounter, InboxEvent
 from app.models.mail import OutgoingMail
 from app.models.merchant import Merchant
-from app.models.password_reset import PasswordReset
+from app.models.password_reset import PasswordReset, PasswordResetRequest
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "Merchant",
     "OutgoingMail",
     "PasswordReset",
+    "PasswordResetRequest",
     "PreAuthCode",
     "Role",
     "SessionStatus",
