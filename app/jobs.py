@@ -18,13 +18,14 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import JobRun
+from app.services.access import password_reset
 from app.services.authorization import (
     grants,  # noqa: F401  (importing it registers its push handlers)
     reconcile,
     sessions,
 )
 from app.services.custody import sweep
-from app.services.notify import webhooks
+from app.services.notify import mail, webhooks
 from app.services.platform import credentials, health, intake, status
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ register_job("authorizer_token_sweep", sweep.sweep_job, 60)
 register_job("authorizer_reconcile", reconcile.reconcile_job, 3600)
 register_job("authorization_session_expiry", sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
+register_job("mail_outbox", mail.deliver_due, 15)  # issue #12: outgoing email
+register_job("password_reset_requests", password_reset.process_requests, 10)
 
 
 def get_job(name: str) -> Job:

@@ -17,8 +17,10 @@ from app.models.grants import (
     SessionStatus,
 )
 from app.models.inbox import DailyCounter, InboxEvent
+from app.models.mail import OutgoingMail
 from app.models.merchant import Merchant
 from app.models.sessions import UserSession
+from app.models.password_reset import PasswordReset, PasswordResetRequest
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -41,6 +43,9 @@ __all__ = [
     "Invitation",
     "JobRun",
     "Merchant",
+    "OutgoingMail",
+    "PasswordReset",
+    "PasswordResetRequest",
     "PreAuthCode",
     "Role",
     "SessionStatus",
