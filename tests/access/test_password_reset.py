@@ -6,7 +6,7 @@ import re
 from sqlalchemy import select, text
 
 from app.extensions import db
-from app.models import OutgoingMail, PasswordReset, PasswordResetRequest
+from app.models import OutgoingMail, PasswordReset, PasswordResetRequest, UserSession
 from app.services import clock
 from tests import factories
 from tests.access.conftest import deliver, parts
@@ -88,6 +88,8 @@ def test_the_emailed_link_sets_a_new_password_once(app, client, smtp_server):
     fresh = app.test_client()
     assert AuthActions(fresh).login(user.email).status_code == 422  # the old password is gone
     assert other_device.get("/merchant/").status_code == 302  # signed out everywhere else
+    live = db.session.scalars(select(UserSession).where(UserSession.revoked_at.is_(None))).all()
+    assert [record.user_id for record in live] == [user.id]  # only the sign-in after the reset
     assert _set_password(app.test_client(), token, "another long password").status_code == 410
 
 
