@@ -18,7 +18,8 @@ from app.models.grants import (
 )
 from app.models.inbox import DailyCounter, InboxEvent
 from app.models.merchant import Merchant
-from app.models.user import Invitation, Role, User
+from app.models.mfa import RecoveryCode, TotpCredential
+from app.models.user import Invitation, Role, StaffRole, User
 
 __all__ = [
     "ApiKey",
@@ -41,8 +42,11 @@ __all__ = [
     "JobRun",
     "Merchant",
     "PreAuthCode",
+    "RecoveryCode",
     "Role",
     "SessionStatus",
+    "StaffRole",
+    "TotpCredential",
     "User",
     "UTCDateTime",
     "utcnow",
