@@ -49,3 +49,9 @@ class ChangePasswordForm(NewPasswordMixin, FlaskForm):
 class PreferencesForm(FlaskForm):
     locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
     timezone = SelectField(_l("Time zone"), choices=[SelectChoice(tz) for tz in TIMEZONES])
+
+
+class TwoFactorCodeForm(FlaskForm):
+    """One code: from the authenticator app, or a recovery code where the page allows it."""
+
+    code = StringField(_l("Code"), validators=[DataRequired(), Length(max=64)])

@@ -4,12 +4,14 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
+from app.auth import two_factor
 from app.auth.forms import AcceptInvitationForm, ChangePasswordForm, LoginForm, PreferencesForm
 from app.extensions import limiter
 from app.redirects import safe_next
 from app.services import accounts
 
 bp = Blueprint("auth", __name__)
+bp.register_blueprint(two_factor.bp)
 
 
 def _login_limit() -> str:
@@ -25,6 +27,10 @@ def login():
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         user = accounts.authenticate(form.email.data, form.password.data)
+        if user is not None and two_factor.needs_second_step(user):
+            return two_factor.start_second_step(
+                user, remember=form.remember.data, next_url=form.next.data
+            )
         if user is not None:
             login_user(user, remember=form.remember.data)
             return redirect(safe_next(form.next.data), code=303)
