@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, flash, redirect, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from app.auth.access import require_staff_role
@@ -13,6 +14,8 @@ from app.services.access import mfa, roles
 from app.staff.forms import StaffRoleForm, StaffUserForm
 
 bp = Blueprint("users", __name__)
+
+ROLE_LABELS = {"viewer": _l("Viewer"), "operator": _l("Operator"), "admin": _l("Administrator")}
 
 
 @bp.get("/")
@@ -59,7 +62,8 @@ def change_role(user_id: int):
     except roles.LastAdmin:
         flash(_("The last administrator cannot be given another role."), "error")
         return _render(StaffUserForm(formdata=None)), 409
-    flash(_("%(email)s is now %(role)s.", email=user.email, role=form.role.data), "success")
+    role = ROLE_LABELS[form.role.data]
+    flash(_("%(email)s now has the role %(role)s.", email=user.email, role=role), "success")
     return redirect(url_for("staff.users.index"), code=303)
 
 
@@ -70,7 +74,7 @@ def _render(form, new_user=None, password=None):
         staff=staff,
         enrolled={u.id for u in staff if mfa.is_enrolled(u)},
         form=form,
-        role_form=StaffRoleForm,
+        role_labels=ROLE_LABELS,
         new_user=new_user,
         password=password,
         login_url=url_for("auth.login", _external=True),
