@@ -1,6 +1,6 @@
 """Staff console: provider staff users and their roles (administrators only)."""
 
-from flask import Blueprint, current_app, flash, redirect, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -11,7 +11,7 @@ from app.htmx import render
 from app.models import User
 from app.services import accounts
 from app.services.access import mfa, roles
-from app.staff.forms import StaffRoleForm, StaffUserForm
+from app.staff.forms import ConfirmForm, StaffRoleForm, StaffUserForm
 
 bp = Blueprint("users", __name__)
 
@@ -65,6 +65,33 @@ def change_role(user_id: int):
     role = ROLE_LABELS[form.role.data]
     flash(_("%(email)s now has the role %(role)s.", email=user.email, role=role), "success")
     return redirect(url_for("staff.users.index"), code=303)
+
+
+@bp.get("/<int:user_id>/two-factor/reset")
+@require_staff_role("admin")
+def confirm_reset_two_factor(user_id: int):
+    """Confirmation page before resetting a staff member's two-factor sign-in."""
+    user = _other_staff_member(user_id)
+    return render_template("staff/confirm_reset_two_factor.html", user=user, form=ConfirmForm())
+
+
+@bp.post("/<int:user_id>/two-factor/reset")
+@require_staff_role("admin")
+def reset_two_factor(user_id: int):
+    """Remove a staff member's lost authenticator (they enroll again; their sessions end)."""
+    user = _other_staff_member(user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    mfa.reset(user, actor=current_user)
+    flash(_("Two-factor sign-in of %(email)s was reset.", email=user.email), "success")
+    return redirect(url_for("staff.users.index"), code=303)
+
+
+def _other_staff_member(user_id: int) -> User:
+    user = db.get_or_404(User, user_id)
+    if not user.is_staff or user.id == current_user.id:
+        abort(400)  # one's own is turned off in Settings, with a current code
+    return user
 
 
 def _render(form, new_user=None, password=None):

@@ -139,6 +139,8 @@ EXPECTED = {
     "staff.users.index": {"GET": admin_action(200)},
     "staff.users.create": {"POST": admin_action(200)},
     "staff.users.change_role": {"POST": admin_action(303)},
+    "staff.users.confirm_reset_two_factor": {"GET": admin_action(200)},
+    "staff.users.reset_two_factor": {"POST": admin_action(303)},
 }
 
 

@@ -160,3 +160,37 @@ def test_migration_makes_existing_staff_administrators(tmp_path):
             db.session.commit()
             db.engine.dispose()
         create_engine(url).dispose()
+
+
+def test_admin_resets_a_lost_authenticator_and_signs_the_member_out(app):
+    from app.services.access import mfa
+
+    admin = signed_in(app, factories.make_staff())
+    member = factories.make_staff(staff_role=StaffRole.OPERATOR)
+    member_client = signed_in(app, member)
+    mfa.confirm_enrollment(member, _current_code(mfa.start_enrollment(member).secret))
+    assert mfa.is_enrolled(member)
+    page = admin.get(f"/staff/users/{member.id}/two-factor/reset")
+    assert page.status_code == 200 and member.email in page.text
+    token = csrf_token(admin, "/staff/users/")
+    answer = admin.post(f"/staff/users/{member.id}/two-factor/reset", data={"csrf_token": token})
+    assert answer.status_code == 303
+    assert not mfa.is_enrolled(member)
+    assert mfa.remaining_recovery_codes(member) == 0
+    assert member_client.get("/staff/").status_code == 302  # signed out
+    own = admin.post(f"/staff/users/{admin_id(app)}/two-factor/reset", data={"csrf_token": token})
+    assert own.status_code == 400
+
+
+def _current_code(secret):
+    import pyotp
+
+    from app.services import clock
+
+    return pyotp.TOTP(secret).at(clock.now())
+
+
+def admin_id(app):
+    return db.session.scalar(
+        db.select(User.id).where(User.staff_role == StaffRole.ADMIN).order_by(User.id)
+    )

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, or_, select, update
 
 from app.extensions import db
 from app.models import RecoveryCode, TotpCredential, User
+from app.models.user import new_session_nonce
 from app.services import DomainError, audit, clock
 
 ISSUER = "Grantdesk"
@@ -108,6 +109,16 @@ def disable(user: User, code: str, actor: User | None = None) -> None:
     db.session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id))
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     audit.record("user.mfa_disabled", actor=actor or user, target_type="user", target_id=user.id)
+    db.session.commit()
+
+
+def reset(user: User, actor: User) -> None:
+    """An administrator removes a staff member's lost authenticator; they enroll again at the
+    next sign-in (when required) and every session they have is signed out."""
+    db.session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id))
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    user.session_nonce = new_session_nonce()
+    audit.record("user.mfa_reset", actor=actor, target_type="user", target_id=user.id)
     db.session.commit()
 
 
