@@ -241,3 +241,39 @@ def test_create_staff_prints_role_and_enrollment_instructions(app, runner):
         args=["create-staff", "--email", "x@example.com", "--role", "owner", "--password", "pw"]
     )
     assert bad.exit_code != 0
+
+
+def test_racing_requests_with_one_code_let_exactly_one_in(app, enrolled):
+    """Seeded: several threads submit the same valid code at once, in a shuffled order, each with
+    its own session; the guarded update lets exactly one through whatever the interleaving."""
+    import random
+    import threading
+
+    staff, secret, _codes = enrolled
+    code = _code(secret)
+    order = list(range(4))
+    random.Random(1212).shuffle(order)
+    results, barrier = {}, threading.Barrier(len(order), timeout=20)
+
+    def attempt(n: int):
+        with app.app_context():
+            try:
+                user = db.session.get(type(staff), staff.id)
+                db.session.commit()  # hold no snapshot or lock while waiting for the others
+                barrier.wait()
+                results[n] = mfa.verify_second_factor(user, code)
+            except mfa.InvalidCode:
+                results[n] = "refused"
+            except Exception as error:  # reported below instead of hanging the barrier
+                barrier.abort()
+                results[n] = repr(error)
+            finally:
+                db.session.remove()
+
+    db.session.commit()
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in order]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results.values()) == ["refused"] * (len(order) - 1) + ["totp"]
