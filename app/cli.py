@@ -5,7 +5,7 @@ from flask import Flask, current_app, url_for
 
 from app import database
 from app.extensions import db
-from app.models import Merchant
+from app.models import Merchant, StaffRole
 from app.services import accounts
 
 DEMO_PASSWORD = "grantdesk-demo"
@@ -35,21 +35,43 @@ def _invitation_url(token: str) -> str:
         return url_for("auth.accept_invitation", token=token, _external=True)
 
 
+def _external_url(endpoint: str) -> str:
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    with current_app.test_request_context(base_url=base):
+        return url_for(endpoint, _external=True)
+
+
 @click.command("create-staff")
 @click.option("--email", prompt=True)
 @click.option("--name", default="")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in StaffRole]),
+    default=StaffRole.ADMIN.value,
+    show_default=True,
+    help="viewer reads, operator acts on accounts, admin manages users, keys and settings",
+)
 @click.password_option()
-def create_staff(email: str, name: str, password: str) -> None:
+def create_staff(email: str, name: str, role: str, password: str) -> None:
     """Create a provider staff user (the first one, or more)."""
     try:
-        user = accounts.create_staff_user(email, password, name)
+        user = accounts.create_staff_user(email, password, name, staff_role=role)
     except accounts.EmailTaken:
         raise click.ClickException(f"{email} already has an account") from None
     except accounts.WeakPassword as error:
         raise click.ClickException(
             f"password must be at least {error.details['min_length']} characters"
         ) from None
-    click.echo(f"Created staff user {user.email}")
+    click.echo(f"Created staff user {user.email} ({user.staff_role.value})")
+    enrollment = _external_url("auth.two_factor.enroll")
+    if current_app.config["GRANTDESK_STAFF_MFA"] == "required":
+        click.echo(
+            f"Two-factor sign-in is required: sign in at {_external_url('auth.login')} and the"
+            f" first sign-in goes straight to enrollment ({enrollment}): scan the QR code with an"
+            " authenticator app, enter its code, and keep the ten recovery codes."
+        )
+    else:
+        click.echo(f"Set up two-factor sign-in after signing in: {enrollment}")
 
 
 @click.command("create-merchant")

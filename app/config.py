@@ -109,6 +109,10 @@ class Config:
     PASSWORD_RESET_TTL_MINUTES = _env_int("PASSWORD_RESET_TTL_MINUTES", 60)
     PASSWORD_RESET_RATE_LIMIT = _env("PASSWORD_RESET_RATE_LIMIT", "3 per hour")
     PASSWORD_RESET_CLIENT_RATE_LIMIT = _env("PASSWORD_RESET_CLIENT_RATE_LIMIT", "20 per hour")
+    # Staff two-factor sign-in (issue #12): "required" sends staff without an authenticator to
+    # enrollment before any console page; "optional" lets them choose (demo stays two clicks).
+    GRANTDESK_STAFF_MFA = _env("GRANTDESK_STAFF_MFA", "optional")
+    MFA_RATE_LIMIT = _env("MFA_RATE_LIMIT", "5 per minute;30 per hour")
 
     # Merchant wizard (issue #7): the sets our platform is configured with on WeChat, and the
     # sets the provider needs per account type (pre-selected, and flagged when missing).
@@ -163,6 +167,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     PREFERRED_URL_SCHEME = "https"
+    GRANTDESK_STAFF_MFA = _env("GRANTDESK_STAFF_MFA", "required")
 
 
 CONFIGS = {
@@ -206,5 +211,7 @@ def load_config(app, config=None) -> None:
     if app.config.get("GRANTDESK_WEBHOOK_URL") and not app.config.get("GRANTDESK_WEBHOOK_SECRET"):
         # Unsigned notifications could be forged by anyone who learns the URL.
         raise InsecureConfigError("GRANTDESK_WEBHOOK_URL is set without GRANTDESK_WEBHOOK_SECRET")
+    if app.config.get("GRANTDESK_STAFF_MFA") not in ("required", "optional"):
+        raise ValueError("GRANTDESK_STAFF_MFA must be 'required' or 'optional'")
     if app.config["ENV_NAME"] == "production":
         check_production_secrets(app.config)

@@ -57,3 +57,7 @@ class ForgotPasswordForm(FlaskForm):
 
 class ResetPasswordForm(NewPasswordMixin, FlaskForm):
     token = HiddenField()
+class TwoFactorCodeForm(FlaskForm):
+    """One code: from the authenticator app, or a recovery code where the page allows it."""
+
+    code = StringField(_l("Code"), validators=[DataRequired(), Length(max=64)])

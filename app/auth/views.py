@@ -23,6 +23,7 @@ from app.auth.forms import (
     LoginForm,
     PreferencesForm,
 )
+from app.auth import two_factor
 from app.auth.session_cookies import end_browser_session
 from app.extensions import limiter
 from app.redirects import safe_next
@@ -30,6 +31,7 @@ from app.services import accounts
 from app.services.access import sessions
 
 bp = Blueprint("auth", __name__)
+bp.register_blueprint(two_factor.bp)
 
 
 def _account_limit() -> str:
@@ -79,6 +81,10 @@ def login():
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         user = accounts.authenticate(form.email.data, form.password.data)
+        if user is not None and two_factor.needs_second_step(user):
+            return two_factor.start_second_step(
+                user, remember=form.remember.data, next_url=form.next.data
+            )
         if user is not None:
             login_user(user, remember=form.remember.data)
             return redirect(safe_next(form.next.data), code=303)

@@ -21,7 +21,8 @@ from app.models.mail import OutgoingMail
 from app.models.merchant import Merchant
 from app.models.sessions import UserSession
 from app.models.password_reset import PasswordReset, PasswordResetRequest
-from app.models.user import Invitation, Role, User
+from app.models.mfa import RecoveryCode, TotpCredential
+from app.models.user import Invitation, Role, StaffRole, User
 
 __all__ = [
     "ApiKey",
@@ -47,8 +48,11 @@ __all__ = [
     "PasswordReset",
     "PasswordResetRequest",
     "PreAuthCode",
+    "RecoveryCode",
     "Role",
     "SessionStatus",
+    "StaffRole",
+    "TotpCredential",
     "User",
     "UserSession",
     "UTCDateTime",

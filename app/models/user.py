@@ -30,6 +30,34 @@ role_type = Enum(
 )
 
 
+class StaffRole(enum.StrEnum):
+    """What a provider staff member may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(StaffRole).index(self)
+
+
+staff_role_type = Enum(
+    StaffRole,
+    name="staff_role",
+    native_enum=False,
+    length=16,
+    values_callable=lambda roles: [r.value for r in roles],
+)
+
+
+def _default_staff_role(context) -> str | None:
+    # Staff created without an explicit role are administrators (as every staff member was
+    # before roles existed); merchant users have none.
+    role = context.get_current_parameters().get("role")
+    return StaffRole.ADMIN if role in (Role.PROVIDER_STAFF, "provider_staff") else None
+
+
 def new_session_nonce() -> str:
     return secrets.token_urlsafe(16)
 
@@ -51,6 +79,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(role_type)
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    staff_role: Mapped[StaffRole | None] = mapped_column(
+        staff_role_type, default=_default_staff_role
+    )
     locale: Mapped[str | None] = mapped_column(String(10))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # Part of the session identifier: changing it signs the user out everywhere.

@@ -9,7 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Invitation, Merchant, Role, User, utcnow
+from app.models import Invitation, Merchant, Role, StaffRole, User, utcnow
 from app.models.user import new_session_nonce
 from app.services import DomainError, audit
 from app.services.access import sessions
@@ -89,20 +89,24 @@ def _ensure_email_free(email: str) -> None:
         raise EmailTaken(email=email)
 
 
-def create_staff_user(email: str, password: str, name: str = "", actor=None) -> User:
-    """Create a provider staff account."""
+def create_staff_user(
+    email: str, password: str, name: str = "", actor=None, staff_role=StaffRole.ADMIN
+) -> User:
+    """Create a provider staff account (an administrator unless another role is given)."""
     _ensure_email_free(email)
     user = User(
         email=normalize_email(email),
         name=name,
         password_hash=hash_password(password),
         role=Role.PROVIDER_STAFF,
+        staff_role=StaffRole(staff_role),
     )
     db.session.add(user)
     db.session.flush()
     audit.record(
-        "user.created", actor=actor, target_type="user", target_id=user.id, role=user.role.value
-    )
+        "user.created", actor=actor, target_type="user", target_id=user.id, role=user.role.value,
+        staff_role=user.staff_role.value,
+    )  # fmt: skip
     db.session.commit()
     return user
 

@@ -14,6 +14,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from app.auth.access import require_staff_role
 from app.extensions import db
 from app.htmx import render
 from app.i18n import locale_code
@@ -49,6 +50,7 @@ def _query_args(f: queries.AccountFilter, **changes) -> dict:
 
 
 @bp.get("/")
+@require_staff_role("viewer")
 def index():
     """The authorizations table: filters, search, sort, pages; htmx swaps just the results."""
     form = _filter_form()
@@ -68,6 +70,7 @@ def index():
 
 
 @bp.get("/export.csv")
+@require_staff_role("viewer")
 def export():
     """Every account matching the filters as CSV, streamed in chunks (constant memory)."""
     f = _filter_form().to_filter(1)
@@ -80,6 +83,7 @@ def export():
 
 
 @bp.get("/<int:authorizer_id>")
+@require_staff_role("viewer")
 def detail(authorizer_id: int):
     """One account: profile, merchant, grant history, sessions, events, tokens, audit."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
@@ -101,6 +105,7 @@ def detail(authorizer_id: int):
 
 
 @bp.get("/<int:authorizer_id>/<any(refresh_token, resync, purge):action>")
+@require_staff_role("operator")
 def confirm(authorizer_id: int, action: str):
     """Confirmation page for an account action."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
@@ -110,6 +115,7 @@ def confirm(authorizer_id: int, action: str):
 
 
 @bp.post("/<int:authorizer_id>/refresh_token")
+@require_staff_role("operator")
 def refresh_token(authorizer_id: int):
     """Refresh the access token now (audited)."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
@@ -125,6 +131,7 @@ def refresh_token(authorizer_id: int):
 
 
 @bp.post("/<int:authorizer_id>/resync")
+@require_staff_role("operator")
 def resync(authorizer_id: int):
     """Re-read profile and grant from WeChat (audited)."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
@@ -140,6 +147,7 @@ def resync(authorizer_id: int):
 
 
 @bp.post("/<int:authorizer_id>/purge")
+@require_staff_role("operator")
 def purge(authorizer_id: int):
     """Purge the account once WeChat confirms it is revoked (audited)."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
@@ -166,6 +174,7 @@ PURGE_REFUSALS = {
 
 
 @bp.get("/events/<int:event_id>/replay")
+@require_staff_role("operator")
 def confirm_replay(event_id: int):
     """Confirmation page for replaying an event."""
     event = db.get_or_404(InboxEvent, event_id)
@@ -173,6 +182,7 @@ def confirm_replay(event_id: int):
 
 
 @bp.post("/events/<int:event_id>/replay")
+@require_staff_role("operator")
 def replay(event_id: int):
     """Run a failed event's handler again (audited)."""
     event = db.get_or_404(InboxEvent, event_id)
@@ -189,12 +199,14 @@ def replay(event_id: int):
 
 
 @bp.get("/attention/<int:item_id>")
+@require_staff_role("operator")
 def resolve_form(item_id: int):
     """Confirmation page for resolving an attention item: assign to a merchant or dismiss."""
     return _render_resolve(_open_item(item_id))
 
 
 @bp.post("/attention/<int:item_id>/assign")
+@require_staff_role("operator")
 def assign(item_id: int):
     """Give the account to a merchant and close the item (audited)."""
     item = _open_item(item_id)
@@ -215,6 +227,7 @@ def assign(item_id: int):
 
 
 @bp.post("/attention/<int:item_id>/adopt")
+@require_staff_role("operator")
 def adopt(item_id: int):
     """Adopt an unknown authorizer into a merchant and close the item (audited)."""
     item = _open_item(item_id)
@@ -246,6 +259,7 @@ ADOPT_REFUSALS = {
 
 
 @bp.post("/attention/<int:item_id>/dismiss")
+@require_staff_role("operator")
 def dismiss(item_id: int):
     """Close an attention item without other changes (audited)."""
     item = _open_item(item_id)

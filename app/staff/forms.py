@@ -173,3 +173,20 @@ class AuditFilterForm(GetForm):
             date_to=datetime.combine(end, time.min, UTC) + timedelta(days=1) if end else None,
             before_id=before_id,
         )
+
+
+STAFF_ROLE_CHOICES = [
+    SelectChoice("viewer", _l("Viewer: reads lists and details")),
+    SelectChoice("operator", _l("Operator: account actions")),
+    SelectChoice("admin", _l("Administrator: users, roles, API keys, settings")),
+]
+
+
+class StaffUserForm(FlaskForm):
+    email = EmailField(_l("Email"), validators=[DataRequired(), Email(), Length(max=254)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=120)])
+    role = SelectField(_l("Role"), choices=STAFF_ROLE_CHOICES, default="viewer")
+
+
+class StaffRoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=STAFF_ROLE_CHOICES)

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from app.auth.access import require_staff_role
 from app.extensions import db
 from app.htmx import render
 from app.models import ApiKey, WebhookDelivery
@@ -29,6 +30,7 @@ DELIVERIES_PER_PAGE = 50
 
 
 @bp.get("/health")
+@require_staff_role("viewer")
 def health_page():
     """Ticket, component token, alerts, jobs, intake counts (and the sandbox's release check)."""
     days, counters = stats.intake_counts()
@@ -60,12 +62,14 @@ def _report() -> status.HealthReport:
 
 
 @bp.get("/api-keys")
+@require_staff_role("admin")
 def api_keys():
     """API keys (prefix, scopes, last use) and the form to create one."""
     return _render_keys(ApiKeyForm(formdata=None))
 
 
 @bp.post("/api-keys")
+@require_staff_role("admin")
 def create_api_key():
     """Create a key; its secret is shown once on the answer page."""
     form = ApiKeyForm()
@@ -90,6 +94,7 @@ def create_api_key():
 
 
 @bp.get("/api-keys/<int:key_id>/revoke")
+@require_staff_role("admin")
 def confirm_revoke(key_id: int):
     """Confirmation page before revoking a key."""
     key = db.get_or_404(ApiKey, key_id)
@@ -97,6 +102,7 @@ def confirm_revoke(key_id: int):
 
 
 @bp.post("/api-keys/<int:key_id>/revoke")
+@require_staff_role("admin")
 def revoke_api_key(key_id: int):
     """Revoke a key at once (audited)."""
     key = db.get_or_404(ApiKey, key_id)
@@ -135,6 +141,7 @@ def _render_keys(form, new_key=None, secret=None):
 
 
 @bp.get("/audit")
+@require_staff_role("viewer")
 def audit_log():
     """The audit log, filtered by actor, merchant, action and date; newest first."""
     form = AuditFilterForm(formdata=request.args)

@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from app.auth.access import require_staff
+from app.auth.access import can, require_staff, require_staff_role
 from app.extensions import db
 from app.htmx import is_partial_request, render
 from app.i18n import locale_code
@@ -27,6 +27,7 @@ from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
 from app.staff import platform as platform_views
 from app.staff import teams as teams_views
+from app.staff import users as users_views
 from app.staff.forms import ConfirmForm, InviteForm, MerchantForm
 from app.wechat import permissions
 
@@ -35,6 +36,8 @@ bp.before_request(require_staff)
 bp.register_blueprint(accounts_views.bp, url_prefix="/accounts")
 bp.register_blueprint(platform_views.bp)
 bp.register_blueprint(teams_views.bp, url_prefix="/merchants/<int:merchant_id>/team")
+bp.register_blueprint(users_views.bp, url_prefix="/users")
+bp.add_app_template_global(can, "can")
 
 MERCHANTS_PER_PAGE = 50
 SECRET_HINTS = ("ticket", "code", "token", "secret", "password", "key")
@@ -75,6 +78,7 @@ def age(moment) -> str:
 
 
 @bp.get("/")
+@require_staff_role("viewer")
 def overview():
     """Counts, what needs attention, and charts."""
     if is_partial_request():  # the attention panel refreshing itself
@@ -106,6 +110,7 @@ def _overview_charts() -> dict:
 
 
 @bp.get("/merchants")
+@require_staff_role("viewer")
 def merchants():
     """Merchants (searchable, paged) with their account and administrator counts."""
     return _render_merchants(MerchantForm())
@@ -140,6 +145,7 @@ def _render_merchants(form, status: int = 200):
 
 
 @bp.post("/merchants")
+@require_staff_role("admin")
 def create_merchant():
     """Create a merchant."""
     form = MerchantForm()
@@ -151,12 +157,14 @@ def create_merchant():
 
 
 @bp.get("/merchants/<int:merchant_id>")
+@require_staff_role("viewer")
 def merchant(merchant_id: int):
     """A merchant's administrators and invitations."""
     return _render_merchant(db.get_or_404(Merchant, merchant_id))
 
 
 @bp.post("/merchants/<int:merchant_id>/invitations")
+@require_staff_role("admin")
 def invite(merchant_id: int):
     """Invite an administrator or viewer; emailed when mail is configured, the link shown."""
     merchant = db.get_or_404(Merchant, merchant_id)
@@ -172,6 +180,7 @@ def invite(merchant_id: int):
 
 
 @bp.get("/users/<int:user_id>/disable")
+@require_staff_role("admin")
 def confirm_disable_user(user_id: int):
     """Confirmation page before disabling (or re-enabling) a user."""
     user = db.get_or_404(User, user_id)
@@ -181,6 +190,7 @@ def confirm_disable_user(user_id: int):
 
 
 @bp.post("/users/<int:user_id>/disable")
+@require_staff_role("admin")
 def disable_user(user_id: int):
     """Disable or re-enable a user (disabling signs them out everywhere)."""
     user = db.get_or_404(User, user_id)

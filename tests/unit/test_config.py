@@ -60,3 +60,15 @@ def test_webhook_url_without_a_secret_is_refused():
             "GRANTDESK_WEBHOOK_SECRET": "s3cret",
         }
     )
+
+
+def test_staff_two_factor_is_required_in_production_and_optional_elsewhere():
+    assert create_app(GOOD_PRODUCTION).config["GRANTDESK_STAFF_MFA"] == "required"
+    for env in ("development", "test"):
+        app = create_app({"ENV_NAME": env, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+        assert app.config["GRANTDESK_STAFF_MFA"] == "optional"
+
+
+def test_an_unknown_staff_two_factor_mode_is_refused():
+    with pytest.raises(ValueError, match="GRANTDESK_STAFF_MFA"):
+        create_app({**GOOD_PRODUCTION, "GRANTDESK_STAFF_MFA": "sometimes"})
