@@ -57,6 +57,8 @@ class ForgotPasswordForm(FlaskForm):
 
 class ResetPasswordForm(NewPasswordMixin, FlaskForm):
     token = HiddenField()
+
+
 class TwoFactorCodeForm(FlaskForm):
     """One code: from the authenticator app, or a recovery code where the page allows it."""
 

@@ -17,13 +17,13 @@ from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
+from app.auth import two_factor
 from app.auth.forms import (
     AcceptInvitationForm,
     ChangePasswordForm,
     LoginForm,
     PreferencesForm,
 )
-from app.auth import two_factor
 from app.auth.session_cookies import end_browser_session
 from app.extensions import limiter
 from app.redirects import safe_next
