@@ -38,7 +38,7 @@ from app.wechat.links import parse_authorization_url
 
 LINK = re.compile(r'id="pc-link" href="([^"]+)"')
 SETTLED = ("processed", "ignored")
-# Faults the sandbox may answer with for a while; each with how many calls it spoils.
+# The APIs a schedule may make fail for a few calls (errcode -1 or a transport fault).
 FAULTY_ENDPOINTS = (
     "api_query_auth",
     "api_get_authorizer_info",
@@ -607,12 +607,12 @@ def _portal_view(appids: list[str], merchant_id: int) -> dict:
             "refresh_token": authorizer.token.refresh_token if authorizer and authorizer.token
             else None,
             "tombstone": bool(tombstone),
-            "in_clear": _tables_mentioning(appid),
+            "in_clear": tables_mentioning(appid),
         }  # fmt: skip
     return view
 
 
-def _tables_mentioning(value: str) -> list[str]:
+def tables_mentioning(value: str) -> list[str]:
     """Tables with a row that still holds `value` (read back through the column types, so
     encrypted columns count as what they decrypt to)."""
     found = []
