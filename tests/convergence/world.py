@@ -55,8 +55,9 @@ TRANSPORT_FAULTS = {
 }
 PUSH_FAULTS = ("duplicate", "delay", "out_of_order")
 # pc: the browser comes back at once; late: after the push was delivered; phone: never;
-# race: the browser comes back while the push is being delivered.
-MODES = ("pc", "late", "phone", "race")
+# race: the browser comes back while the push is being delivered; reload: the page was
+# reloaded after the QR code was shown, and the first code is the one consented to.
+MODES = ("pc", "late", "phone", "race", "reload")
 WORKER_TICK_SECONDS = 61  # the `jobs` step: a minute passes and the worker runs
 PACE_SECONDS = 1  # a person's pace: no two of their actions share a push's CreateTime second
 QUIESCENCE_ROUNDS = 12
@@ -262,6 +263,7 @@ class Runner:
         self.injected: dict[str, int] = {}  # endpoint -> faults armed and not yet accounted
         self.consumed: dict[str, int] = {}  # endpoint -> faults the portal ran into
         self.notes: list[str] = []
+        self.seen: list[str] = []  # divergences noticed on the way (not in the end state)
 
     def play(self, steps: list, seed: int | None = None) -> Run:
         started = time.monotonic()
@@ -306,13 +308,22 @@ class Runner:
             return
         self._consent(appid, sets, mode, token)
 
-    def _consent(self, appid: str, sets, mode: str, link_token: str) -> None:
+    def _open_link(self, link_token: str):
         page = self.http.get(f"{self.portal.url}/connect/{link_token}", timeout=30)
         match = LINK.search(page.text) if page.status_code == 200 else None
         if match is None:
             self.notes.append(f"link page answered {page.status_code}; the merchant gave up")
+            return None
+        return parse_authorization_url(html.unescape(match.group(1)))
+
+    def _consent(self, appid: str, sets, mode: str, link_token: str) -> None:
+        link = self._open_link(link_token)
+        if link is None:
             return
-        link = parse_authorization_url(html.unescape(match.group(1)))
+        if mode == "reload":
+            again = self._open_link(link_token)
+            if again is not None and again.pre_auth_code == link.pre_auth_code:
+                self.seen.append("a reload of the link page showed the same pre_auth_code")
         account = self.accounts[appid]
         answer = self.sandbox.http.post(
             f"{self.sandbox.url}/sandbox/api/consent",
@@ -335,7 +346,7 @@ class Runner:
         )
         if mode == "late" and not self.relay.paused:
             self.sandbox.flush()
-        if mode in ("pc", "late") or (mode == "race" and self.relay.paused):
+        if mode in ("pc", "late", "reload") or (mode == "race" and self.relay.paused):
             self._follow(result["redirect_url"])
         elif mode == "race":
             self._race(result["redirect_url"])
@@ -492,7 +503,7 @@ class Runner:
         state = self.sandbox.state()
         wechat = {g["authorizer_appid"]: g for g in state["authorizations"]}
         ours = self.portal.call(_portal_view, list(self.accounts), self.merchant_id)
-        problems: list[str] = []
+        problems: list[str] = list(self.seen)
         for appid in sorted({c.appid for c in self.codes.values()}):
             truth, held = wechat.get(appid), ours[appid]
             if truth and truth["status"] == "active":
