@@ -510,6 +510,8 @@ class Runner:
                 problems += _check_active(appid, truth, held)
             elif truth:
                 problems += _check_revoked(appid, held)
+        for reused in self.portal.call(_reused_ids):
+            problems.append(reused)
         for event in self.portal.call(_unsettled_events):
             problems.append(f"inbox event {event} is not processed, ignored or a duplicate")
         for delivery in state["deliveries"]:  # copies too: a duplicate is answered `success`
@@ -633,6 +635,18 @@ def tables_mentioning(value: str) -> list[str]:
                 found.append(table.name)
                 break
     return found
+
+
+def _reused_ids() -> list[str]:
+    """Live accounts wearing the id of a purged one (its history would show on their pages)."""
+    purged = {
+        (details or {}).get("authorizer_id")
+        for details in db.session.scalars(
+            select(AuditEntry.details).where(AuditEntry.action == "authorizer.purged")
+        )
+    }
+    live = db.session.scalars(select(Authorizer.id)).all()
+    return [f"authorizer id {i} is the id of a purged account" for i in live if i in purged]
 
 
 def _evidence() -> list[str]:
