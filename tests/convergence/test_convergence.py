@@ -92,6 +92,7 @@ def test_grantdesk_converges_to_wechat(live_portal, sandbox, relay, convergence_
         "which diverges as:",
         *(f"  - {d}" for d in replay.divergences or ["(did not diverge on replay: a race)"]),
         *(f"    {line}" for line in replay.evidence),
+        *(f"    note: {line}" for line in replay.notes),
         "every failing seed:",
         *(f"  {f.seed}: " + "; ".join(f.divergences)[:400] for f in failures),
     ]

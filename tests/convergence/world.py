@@ -38,7 +38,7 @@ from app.wechat.links import parse_authorization_url
 
 LINK = re.compile(r'id="pc-link" href="([^"]+)"')
 SETTLED = ("processed", "ignored")
-# Faults the sandbox may answer with for a while; each with how many calls it spoils.
+# The APIs a schedule may make fail for a few calls (errcode -1 or a transport fault).
 FAULTY_ENDPOINTS = (
     "api_query_auth",
     "api_get_authorizer_info",
@@ -55,8 +55,9 @@ TRANSPORT_FAULTS = {
 }
 PUSH_FAULTS = ("duplicate", "delay", "out_of_order")
 # pc: the browser comes back at once; late: after the push was delivered; phone: never;
-# race: the browser comes back while the push is being delivered.
-MODES = ("pc", "late", "phone", "race")
+# race: the browser comes back while the push is being delivered; reload: the page was
+# reloaded after the QR code was shown, and the first code is the one consented to.
+MODES = ("pc", "late", "phone", "race", "reload")
 WORKER_TICK_SECONDS = 61  # the `jobs` step: a minute passes and the worker runs
 PACE_SECONDS = 1  # a person's pace: no two of their actions share a push's CreateTime second
 QUIESCENCE_ROUNDS = 12
@@ -262,6 +263,7 @@ class Runner:
         self.injected: dict[str, int] = {}  # endpoint -> faults armed and not yet accounted
         self.consumed: dict[str, int] = {}  # endpoint -> faults the portal ran into
         self.notes: list[str] = []
+        self.seen: list[str] = []  # divergences noticed on the way (not in the end state)
 
     def play(self, steps: list, seed: int | None = None) -> Run:
         started = time.monotonic()
@@ -306,13 +308,22 @@ class Runner:
             return
         self._consent(appid, sets, mode, token)
 
-    def _consent(self, appid: str, sets, mode: str, link_token: str) -> None:
+    def _open_link(self, link_token: str):
         page = self.http.get(f"{self.portal.url}/connect/{link_token}", timeout=30)
         match = LINK.search(page.text) if page.status_code == 200 else None
         if match is None:
             self.notes.append(f"link page answered {page.status_code}; the merchant gave up")
+            return None
+        return parse_authorization_url(html.unescape(match.group(1)))
+
+    def _consent(self, appid: str, sets, mode: str, link_token: str) -> None:
+        link = self._open_link(link_token)
+        if link is None:
             return
-        link = parse_authorization_url(html.unescape(match.group(1)))
+        if mode == "reload":
+            again = self._open_link(link_token)
+            if again is not None and again.pre_auth_code == link.pre_auth_code:
+                self.seen.append("a reload of the link page showed the same pre_auth_code")
         account = self.accounts[appid]
         answer = self.sandbox.http.post(
             f"{self.sandbox.url}/sandbox/api/consent",
@@ -335,7 +346,7 @@ class Runner:
         )
         if mode == "late" and not self.relay.paused:
             self.sandbox.flush()
-        if mode in ("pc", "late") or (mode == "race" and self.relay.paused):
+        if mode in ("pc", "late", "reload") or (mode == "race" and self.relay.paused):
             self._follow(result["redirect_url"])
         elif mode == "race":
             self._race(result["redirect_url"])
@@ -492,13 +503,15 @@ class Runner:
         state = self.sandbox.state()
         wechat = {g["authorizer_appid"]: g for g in state["authorizations"]}
         ours = self.portal.call(_portal_view, list(self.accounts), self.merchant_id)
-        problems: list[str] = []
+        problems: list[str] = list(self.seen)
         for appid in sorted({c.appid for c in self.codes.values()}):
             truth, held = wechat.get(appid), ours[appid]
             if truth and truth["status"] == "active":
                 problems += _check_active(appid, truth, held)
             elif truth:
                 problems += _check_revoked(appid, held)
+        for reused in self.portal.call(_reused_ids):
+            problems.append(reused)
         for event in self.portal.call(_unsettled_events):
             problems.append(f"inbox event {event} is not processed, ignored or a duplicate")
         for delivery in state["deliveries"]:  # copies too: a duplicate is answered `success`
@@ -607,12 +620,12 @@ def _portal_view(appids: list[str], merchant_id: int) -> dict:
             "refresh_token": authorizer.token.refresh_token if authorizer and authorizer.token
             else None,
             "tombstone": bool(tombstone),
-            "in_clear": _tables_mentioning(appid),
+            "in_clear": tables_mentioning(appid),
         }  # fmt: skip
     return view
 
 
-def _tables_mentioning(value: str) -> list[str]:
+def tables_mentioning(value: str) -> list[str]:
     """Tables with a row that still holds `value` (read back through the column types, so
     encrypted columns count as what they decrypt to)."""
     found = []
@@ -622,6 +635,18 @@ def _tables_mentioning(value: str) -> list[str]:
                 found.append(table.name)
                 break
     return found
+
+
+def _reused_ids() -> list[str]:
+    """Live accounts wearing the id of a purged one (its history would show on their pages)."""
+    purged = {
+        (details or {}).get("authorizer_id")
+        for details in db.session.scalars(
+            select(AuditEntry.details).where(AuditEntry.action == "authorizer.purged")
+        )
+    }
+    live = db.session.scalars(select(Authorizer.id)).all()
+    return [f"authorizer id {i} is the id of a purged account" for i in live if i in purged]
 
 
 def _evidence() -> list[str]:

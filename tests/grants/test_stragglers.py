@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Authorizer, InboxEvent, SessionStatus
-from tests.convergence.world import _tables_mentioning
+from tests.convergence.world import tables_mentioning
 
 
 def _account(flow):
@@ -20,7 +20,7 @@ def _nothing_left(flow, appid):
     assert db.session.scalar(select(Authorizer).where(Authorizer.appid == appid)) is None
     outcomes = db.session.scalars(select(InboxEvent.outcome)).all()
     assert set(outcomes) <= {"processed", "ignored"}, outcomes
-    assert _tables_mentioning(appid) == []
+    assert tables_mentioning(appid) == []
     for delivery in flow.sandbox.deliveries():
         assert delivery["attempts"][-1]["reply"] == "success", delivery["info_type"]
 
