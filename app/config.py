@@ -80,6 +80,16 @@ class Config:
     AUTHORIZER_SWEEP_CONCURRENCY = _env_int("AUTHORIZER_SWEEP_CONCURRENCY", 16)
     GRANTDESK_WEBHOOK_URL = _env("GRANTDESK_WEBHOOK_URL")
     GRANTDESK_WEBHOOK_SECRET = _env("GRANTDESK_WEBHOOK_SECRET")
+    # Operations (issue #13): alert channels, metrics, logs.
+    GRANTDESK_ALERT_WECOM_URL = _env("GRANTDESK_ALERT_WECOM_URL")
+    GRANTDESK_ALERT_EMAILS = _split(_env("GRANTDESK_ALERT_EMAILS"))
+    GRANTDESK_ALERT_WEBHOOK_URL = _env("GRANTDESK_ALERT_WEBHOOK_URL")
+    GRANTDESK_ALERT_WEBHOOK_SECRET = _env(
+        "GRANTDESK_ALERT_WEBHOOK_SECRET", _env("GRANTDESK_WEBHOOK_SECRET")
+    )
+    GRANTDESK_ALERT_REMIND_MINUTES = _env_int("GRANTDESK_ALERT_REMIND_MINUTES", 60)
+    GRANTDESK_METRICS_TOKEN = _env("GRANTDESK_METRICS_TOKEN")
+    GRANTDESK_LOG_FORMAT = _env("GRANTDESK_LOG_FORMAT", "text")
 
     BABEL_DEFAULT_LOCALE = "zh_CN"
     BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -175,5 +185,11 @@ def load_config(app, config=None) -> None:
     if app.config.get("GRANTDESK_WEBHOOK_URL") and not app.config.get("GRANTDESK_WEBHOOK_SECRET"):
         # Unsigned notifications could be forged by anyone who learns the URL.
         raise InsecureConfigError("GRANTDESK_WEBHOOK_URL is set without GRANTDESK_WEBHOOK_SECRET")
+    if app.config.get("GRANTDESK_ALERT_WEBHOOK_URL") and not app.config.get(
+        "GRANTDESK_ALERT_WEBHOOK_SECRET"
+    ):
+        raise InsecureConfigError(
+            "GRANTDESK_ALERT_WEBHOOK_URL is set without GRANTDESK_ALERT_WEBHOOK_SECRET"
+        )
     if app.config["ENV_NAME"] == "production":
         check_production_secrets(app.config)

@@ -24,7 +24,7 @@ from app.services.authorization import (
     sessions,
 )
 from app.services.custody import sweep
-from app.services.notify import webhooks
+from app.services.notify import alerts, webhooks
 from app.services.platform import credentials, health, intake, status
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ register_job("authorizer_token_sweep", sweep.sweep_job, 60)
 register_job("authorizer_reconcile", reconcile.reconcile_job, 3600)
 register_job("authorization_session_expiry", sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
+# Operations (issue #13): alert notifications to WeCom, email and the alert webhook.
+register_job("alert_notifications", alerts.notify_job, 15)
 
 
 def get_job(name: str) -> Job:

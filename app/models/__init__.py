@@ -18,9 +18,11 @@ from app.models.grants import (
 )
 from app.models.inbox import DailyCounter, InboxEvent
 from app.models.merchant import Merchant
+from app.models.notifications import AlertNotification
 from app.models.user import Invitation, Role, User
 
 __all__ = [
+    "AlertNotification",
     "ApiKey",
     "AttentionItem",
     "AuditEntry",

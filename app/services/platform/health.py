@@ -21,6 +21,16 @@ FOREIGN_REFRESH = "foreign_refresh"
 QUOTA_EXCEEDED = "quota_exceeded"
 TOKEN_REFRESH_FAILED = "component_token_refresh_failed"
 INBOX_FAILURES = "inbox_failures"
+IP_NOT_WHITELISTED = "ip_not_whitelisted"
+INVALID_APPSECRET = "invalid_appsecret"
+
+# WeChat errcodes that name their own cause (matched by code, whatever the error class).
+ERRCODE_ALERTS = {
+    61004: IP_NOT_WHITELISTED,  # access clientip is not registered
+    45009: QUOTA_EXCEEDED,  # reach max api daily quota limit
+    40125: INVALID_APPSECRET,  # invalid appsecret
+    41004: INVALID_APPSECRET,  # appsecret missing
+}
 
 
 @contextmanager
@@ -155,5 +165,7 @@ def finish_slot(name: str, outcome: str, detail: str | None = None) -> None:
     values = {"finished_at": clock.now(), "outcome": outcome, "detail": detail}
     if outcome != "ok":
         values["failures"] = JobRun.failures + 1
+    else:
+        values["last_success_at"] = values["finished_at"]
     with own_transaction() as session:
         session.execute(update(JobRun).where(JobRun.name == name).values(**values))
