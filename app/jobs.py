@@ -26,6 +26,7 @@ from app.services.authorization import (
 from app.services.custody import sweep
 from app.services.notify import alerts, webhooks
 from app.services.platform import credentials, health, intake, status
+from app.wechat.errors import ApiError, TransportError
 
 log = logging.getLogger(__name__)
 RQ_QUEUE = "grantdesk"
@@ -218,4 +219,17 @@ def health_command() -> None:
         click.echo(f"job {run.name}: {run.outcome or '-'} at {when} ({run.detail or ''})")
 
 
-COMMANDS = (worker, run_job_command, health_command)
+@click.command("clear-quota")
+def clear_quota_command() -> None:
+    """Reset the platform's daily API quotas now (clear_quota/v2: 10 resets a month)."""
+    try:
+        credentials.clear_quota()
+    except (ApiError, TransportError) as exc:
+        raise click.ClickException(f"clear_quota failed: {exc}") from None
+    click.echo(
+        f"quota cleared; used {credentials.clear_quota_usage()['clear_quota_this_month']} "
+        "of 10 resets this month"
+    )
+
+
+COMMANDS = (worker, run_job_command, health_command, clear_quota_command)
