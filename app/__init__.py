@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from app import cli, database, errors, i18n, security, views
+from app import cli, database, errors, i18n, metrics, security, views
 from app.config import load_config
 
 
@@ -15,5 +15,6 @@ def create_app(config=None) -> Flask:
     i18n.init_app(app)
     views.register_blueprints(app)
     errors.register_error_handlers(app)
+    metrics.init_app(app)
     cli.register_commands(app)
     return app

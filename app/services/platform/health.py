@@ -9,6 +9,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.extensions import db
 from app.models import AuditEntry, DailyCounter, HealthAlert, JobRun
 from app.services import clock
@@ -118,6 +119,8 @@ def alert_details(kind: str) -> dict:
 def count(name: str, amount: int = 1, *, at: datetime | None = None) -> None:
     """Add to today's counter `name` (its own transaction: counts survive rejections)."""
     day = (at or clock.now()).strftime("%Y-%m-%d")
+    if name.startswith("rejected:"):  # rejected:events:bad_signature -> reason events:...
+        metrics.PUSHES_REJECTED.labels(reason=name.removeprefix("rejected:")).inc(amount)
     bump = update(DailyCounter).where(DailyCounter.day == day, DailyCounter.name == name)
     with own_transaction() as session:
         if session.execute(bump.values(count=DailyCounter.count + amount)).rowcount:
