@@ -7,8 +7,10 @@ Later issues add theirs with `register_job(name, func, interval_seconds)`.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -189,11 +191,24 @@ def run_job_command(name: str) -> None:
 
 
 @click.command("health")
-def health_command() -> None:
-    """Show ticket, component token, alerts, rejected requests, inbox and job health."""
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def health_command(as_json: bool) -> None:
+    """Show platform health; exit 0 healthy, 1 warning, 2 critical (monitoring-plugin style)."""
     report = status.report()
+    level, reasons = status.assess(report)
+    if as_json:
+        click.echo(json.dumps(status.as_json(report), ensure_ascii=False, sort_keys=True))
+    else:
+        _print_health(report, level, reasons)
+    sys.exit(level)
+
+
+def _print_health(report: status.HealthReport, level: int, reasons: list[str]) -> None:
     ticket, token = report.ticket, report.component_token
-    click.echo(f"status: {'OK' if report.ok else 'ATTENTION'}")
+    click.echo(
+        f"status: {status.LEVEL_NAMES[level].upper()}"
+        + (f" - {'; '.join(reasons)}" if reasons else "")
+    )
     if ticket["present"]:
         click.echo(
             f"ticket: {'valid' if ticket['valid'] else 'EXPIRED'}"

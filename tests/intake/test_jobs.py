@@ -74,7 +74,7 @@ def test_flask_health_and_run_job(app, runner):
     result = runner.invoke(args=["run-job", "ticket_watchdog"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["health"])
-    assert result.exit_code == 0, result.exception
+    assert result.exit_code == 2, result.exception  # critical: no ticket yet
     output = result.output
     assert "ticket: none received yet" in output
     assert "ALERT ticket_push_silent" in output
