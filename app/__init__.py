@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from app import cli, database, errors, i18n, metrics, security, views
+from app import cli, database, errors, i18n, logs, metrics, security, views
 from app.config import load_config
 
 
@@ -16,5 +16,6 @@ def create_app(config=None) -> Flask:
     views.register_blueprints(app)
     errors.register_error_handlers(app)
     metrics.init_app(app)
+    logs.init_app(app)
     cli.register_commands(app)
     return app
