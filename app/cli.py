@@ -63,15 +63,26 @@ def create_merchant(name: str) -> None:
 @click.command("invite")
 @click.argument("merchant_id", type=int)
 @click.argument("email")
-def invite(merchant_id: int, email: str) -> None:
-    """Invite a merchant administrator and print the single-use link."""
+@click.option(
+    "--role",
+    type=click.Choice(["merchant_admin", "merchant_viewer"]),
+    default="merchant_admin",
+    show_default=True,
+)
+def invite(merchant_id: int, email: str, role: str) -> None:
+    """Invite a merchant user, email the link (when MAIL_SERVER is set) and print it."""
+    from app.services.access import teams
+
     merchant = db.session.get(Merchant, merchant_id)
     if merchant is None:
         raise click.ClickException(f"no merchant {merchant_id}")
-    token = accounts.invite_admin(
-        merchant, email, ttl_hours=current_app.config["INVITATION_TTL_HOURS"]
-    )
-    click.echo(_invitation_url(token))
+    try:
+        sent = teams.invite(merchant, email, role)
+    except accounts.EmailTaken:
+        raise click.ClickException(f"{email} already has an account") from None
+    if sent.emailed:
+        click.echo(f"Invitation queued for email to {sent.invitation.email}.", err=True)
+    click.echo(sent.link)
 
 
 @click.command("seed-demo")

@@ -95,6 +95,17 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
     LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
     INVITATION_TTL_HOURS = _env_int("INVITATION_TTL_HOURS", 72)
+    # Outgoing email (issue #12): without MAIL_SERVER messages are recorded as skipped.
+    MAIL_SERVER = _env("MAIL_SERVER")
+    MAIL_PORT = _env_int("MAIL_PORT", 587)
+    MAIL_USE_TLS = _env("MAIL_USE_TLS", "true").lower() in ("1", "true", "yes", "on")
+    MAIL_USERNAME = _env("MAIL_USERNAME")
+    MAIL_PASSWORD = _env("MAIL_PASSWORD")
+    MAIL_FROM = _env("MAIL_FROM", "Grantdesk <noreply@grantdesk.invalid>")
+    MAIL_TIMEOUT_SECONDS = _env_int("MAIL_TIMEOUT_SECONDS", 20)
+    PASSWORD_RESET_TTL_MINUTES = _env_int("PASSWORD_RESET_TTL_MINUTES", 60)
+    PASSWORD_RESET_RATE_LIMIT = _env("PASSWORD_RESET_RATE_LIMIT", "3 per hour")
+    PASSWORD_RESET_CLIENT_RATE_LIMIT = _env("PASSWORD_RESET_CLIENT_RATE_LIMIT", "20 per hour")
 
     # Merchant wizard (issue #7): the sets our platform is configured with on WeChat, and the
     # sets the provider needs per account type (pre-selected, and flagged when missing).
@@ -133,6 +144,7 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = _env("TEST_DATABASE_URL", "sqlite://")
     RATELIMIT_STORAGE_URI = "memory://"
     PASSWORD_HASH_FAST = True
+    MAIL_SERVER = None  # tests that send mail point it at their own SMTP server
 
 
 class ProductionConfig(Config):

@@ -26,7 +26,7 @@ from app.services.authorization import (
     sessions,
 )
 from app.services.custody import sweep
-from app.services.notify import alerts, webhooks
+from app.services.notify import alerts, mail, webhooks
 from app.services.platform import credentials, health, intake, status
 from app.wechat.errors import ApiError, TransportError
 
@@ -61,6 +61,7 @@ register_job("authorizer_token_sweep", sweep.sweep_job, 60)
 register_job("authorizer_reconcile", reconcile.reconcile_job, 3600)
 register_job("authorization_session_expiry", sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
+register_job("mail_outbox", mail.deliver_due, 15)  # issue #12: outgoing email
 # Operations (issue #13): alert notifications to WeCom, email and the alert webhook.
 register_job("alert_notifications", alerts.notify_job, 15)
 

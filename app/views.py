@@ -16,6 +16,7 @@ bp = Blueprint("main", __name__)
 def register_blueprints(app: Flask) -> None:
     """Mount every area of the portal."""
     from app.api.views import bp as api_bp
+    from app.auth.password_reset import bp as password_reset_bp
     from app.auth.views import bp as auth_bp
     from app.callbacks.views import bp as callbacks_bp
     from app.connect.views import bp as connect_bp
@@ -29,6 +30,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(merchant_bp, url_prefix="/merchant")
     app.register_blueprint(staff_bp, url_prefix="/staff")
+    app.register_blueprint(password_reset_bp)
 
 
 @bp.get("/")

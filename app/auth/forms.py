@@ -49,3 +49,11 @@ class ChangePasswordForm(NewPasswordMixin, FlaskForm):
 class PreferencesForm(FlaskForm):
     locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
     timezone = SelectField(_l("Time zone"), choices=[SelectChoice(tz) for tz in TIMEZONES])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField(_l("Email"), validators=[DataRequired(), Email(), Length(max=254)])
+
+
+class ResetPasswordForm(NewPasswordMixin, FlaskForm):
+    pass

@@ -2,8 +2,16 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, RadioField, SelectChoice, SelectMultipleField
-from wtforms.validators import DataRequired, InputRequired
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+)
+from wtforms.validators import DataRequired, Email, InputRequired, Length
 
 ACCOUNT_TYPE_CHOICES = [
     SelectChoice("official_account", _l("Official Account")),
@@ -71,3 +79,20 @@ def with_choices(form, permission_sets):
     """Allow exactly the offered sets (anything else is a validation error)."""
     form.sets.choices = [SelectChoice(item.id, item.name()) for item in permission_sets]
     return form
+
+
+# --- the merchant's team (also used by staff for any merchant) ---------------------------------
+
+TEAM_ROLE_CHOICES = [
+    SelectChoice("merchant_admin", _l("Administrator")),
+    SelectChoice("merchant_viewer", _l("Viewer (read only)")),
+]
+
+
+class TeamInviteForm(FlaskForm):
+    email = EmailField(_l("Email"), validators=[DataRequired(), Email(), Length(max=254)])
+    role = SelectField(_l("Role"), choices=TEAM_ROLE_CHOICES, default="merchant_viewer")
+
+
+class MemberRoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=TEAM_ROLE_CHOICES)

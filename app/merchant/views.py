@@ -4,16 +4,25 @@ from flask import Blueprint, abort, flash, make_response, redirect, request, url
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from app.auth.access import require_merchant_admin
+from app.auth.access import merchant_admin_only, refuse_viewer_changes, require_merchant_admin
 from app.extensions import htmx
 from app.htmx import is_partial_request, render
 from app.i18n import locale_code
 from app.merchant import forms, queries
+from app.merchant import team as team_views
 from app.merchant.qr import qr_svg
 from app.services.authorization import authorizers, consent, purge, sessions
 
 bp = Blueprint("merchant", __name__)
 bp.before_request(require_merchant_admin)
+bp.before_request(refuse_viewer_changes)
+bp.register_blueprint(team_views.bp, url_prefix="/team")
+
+
+@bp.app_template_global()
+def can_manage_merchant() -> bool:
+    """Whether the signed-in user may change their merchant's accounts (viewers may not)."""
+    return bool(getattr(current_user, "is_merchant_admin", False))
 
 
 @bp.context_processor
@@ -69,6 +78,7 @@ def account(account_id: int):
 
 
 @bp.post("/accounts/<int:account_id>/request-missing")
+@merchant_admin_only
 def request_missing(account_id: int):
     """One click: ask WeChat again for the sets the provider needs (an update session)."""
     item = queries.merchant_account(_merchant_id(), account_id)
@@ -86,6 +96,7 @@ def request_missing(account_id: int):
 
 
 @bp.get("/connect")
+@merchant_admin_only
 def connect():
     """Step 1: which kind of account."""
     form = forms.AccountTypeForm(request.args)
@@ -93,6 +104,7 @@ def connect():
 
 
 @bp.get("/connect/permissions")
+@merchant_admin_only
 def connect_permissions():
     """Step 2: the permission sets, the provider's required ones pre-selected."""
     form = forms.AccountTypeForm(request.args)
@@ -117,6 +129,7 @@ def _permissions_page(form, status: int = 200):
 
 
 @bp.route("/connect/consent", methods=["GET", "POST"])
+@merchant_admin_only
 def connect_consent():
     """Step 3: what the provider will access and store; explicit consent opens the session."""
     source = request.form if request.method == "POST" else request.args
@@ -170,6 +183,7 @@ def session(public_id: str):
 
 
 @bp.route("/accounts/<int:account_id>/update", methods=["GET", "POST"])
+@merchant_admin_only
 def update(account_id: int):
     """Choose the new permission list, see what changes, then reconnect with the account pinned."""
     item = queries.merchant_account(_merchant_id(), account_id)
@@ -208,6 +222,7 @@ def revoke(account_id: int):
 
 
 @bp.route("/accounts/<int:account_id>/delete", methods=["GET", "POST"])
+@merchant_admin_only
 def delete(account_id: int):
     """Delete my data: a confirmation page, then the purge."""
     item, tombstone = queries.account_or_tombstone(_merchant_id(), account_id)

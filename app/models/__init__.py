@@ -17,8 +17,10 @@ from app.models.grants import (
     SessionStatus,
 )
 from app.models.inbox import DailyCounter, InboxEvent
+from app.models.mail import OutgoingMail
 from app.models.merchant import Merchant
 from app.models.notifications import AlertNotification
+from app.models.password_reset import PasswordReset
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "Invitation",
     "JobRun",
     "Merchant",
+    "OutgoingMail",
+    "PasswordReset",
     "PreAuthCode",
     "Role",
     "SessionStatus",

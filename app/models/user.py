@@ -7,13 +7,18 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import Base, utcnow
+from app.models.base import Base, Encrypted, utcnow
 from app.models.merchant import Merchant
 
 
 class Role(enum.StrEnum):
     MERCHANT_ADMIN = "merchant_admin"
     PROVIDER_STAFF = "provider_staff"
+    # Sees everything of their merchant, changes nothing.
+    MERCHANT_VIEWER = "merchant_viewer"
+
+
+MERCHANT_ROLES = (Role.MERCHANT_ADMIN, Role.MERCHANT_VIEWER)
 
 
 role_type = Enum(
@@ -32,9 +37,9 @@ def new_session_nonce() -> str:
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        # A merchant admin belongs to exactly one merchant; staff belong to none.
+        # A merchant user belongs to exactly one merchant; staff belong to none.
         CheckConstraint(
-            "(role = 'merchant_admin' AND merchant_id IS NOT NULL)"
+            "(role IN ('merchant_admin', 'merchant_viewer') AND merchant_id IS NOT NULL)"
             " OR (role = 'provider_staff' AND merchant_id IS NULL)",
             name="role_matches_merchant",
         ),
@@ -75,12 +80,17 @@ class User(Base):
     def is_staff(self) -> bool:
         return self.role is Role.PROVIDER_STAFF
 
+    @property
+    def is_merchant_admin(self) -> bool:
+        """May change their merchant's accounts and team (viewers may only look)."""
+        return self.role is Role.MERCHANT_ADMIN
+
     def __repr__(self) -> str:
         return f"<User {self.id} {self.role.value}>"
 
 
 class Invitation(Base):
-    """A single-use, expiring link on which a merchant admin sets a password."""
+    """A single-use, expiring link on which a merchant user (admin or viewer) sets a password."""
 
     __tablename__ = "invitations"
 
@@ -89,10 +99,14 @@ class Invitation(Base):
     email: Mapped[str] = mapped_column(String(254))
     # Only the SHA-256 of the link token is stored; the link itself is shown once.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The link again, encrypted, so an admin can copy or resend it while it is pending.
+    token_encrypted: Mapped[str | None] = mapped_column(Encrypted)
+    role: Mapped[Role] = mapped_column(role_type, default=Role.MERCHANT_ADMIN)
     invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]
     accepted_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_at: Mapped[datetime | None]
 
     merchant: Mapped[Merchant] = relationship()

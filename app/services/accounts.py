@@ -122,18 +122,33 @@ def create_merchant(name: str, contact_email: str | None = None, actor=None) -> 
     return merchant
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """The SHA-256 under which a link token is stored and looked up."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def invite_admin(merchant: Merchant, email: str, *, actor=None, ttl_hours: int = 72) -> str:
-    """Create a single-use invitation and return its secret token (shown once, stored hashed)."""
+_token_hash = token_hash
+
+
+def invite_admin(
+    merchant: Merchant,
+    email: str,
+    *,
+    actor=None,
+    ttl_hours: int = 72,
+    role: Role = Role.MERCHANT_ADMIN,
+) -> str:
+    """Create a single-use invitation and return its secret token (looked up by hash)."""
+    if role not in (Role.MERCHANT_ADMIN, Role.MERCHANT_VIEWER):
+        raise ValueError(f"merchants have no {role} role")
     _ensure_email_free(email)
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
         merchant_id=merchant.id,
         email=normalize_email(email),
         token_hash=_token_hash(token),
+        token_encrypted=token,
+        role=role,
         invited_by_id=actor.id if isinstance(actor, User) else None,
         expires_at=utcnow() + timedelta(hours=ttl_hours),
     )
@@ -146,6 +161,7 @@ def invite_admin(merchant: Merchant, email: str, *, actor=None, ttl_hours: int =
         target_type="invitation",
         target_id=invitation.id,
         email=invitation.email,
+        role=role.value,
     )
     db.session.commit()
     return token
@@ -160,6 +176,8 @@ def find_open_invitation(token: str) -> Invitation:
         raise InvitationInvalid(reason="unknown")
     if invitation.accepted_at is not None:
         raise InvitationInvalid(reason="used")
+    if invitation.revoked_at is not None:
+        raise InvitationInvalid(reason="revoked")
     if invitation.expires_at <= utcnow():
         raise InvitationInvalid(reason="expired")
     return invitation
@@ -173,7 +191,7 @@ def accept_invitation(token: str, password: str, name: str = "") -> User:
         email=invitation.email,
         name=name,
         password_hash=hash_password(password),
-        role=Role.MERCHANT_ADMIN,
+        role=invitation.role or Role.MERCHANT_ADMIN,
         merchant_id=invitation.merchant_id,
     )
     db.session.add(user)
@@ -181,8 +199,12 @@ def accept_invitation(token: str, password: str, name: str = "") -> User:
     # The guarded UPDATE makes a concurrent second acceptance fail instead of creating twice.
     claimed = db.session.execute(
         Invitation.__table__.update()
-        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
-        .values(accepted_at=utcnow(), accepted_user_id=user.id)
+        .where(
+            Invitation.id == invitation.id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+        .values(accepted_at=utcnow(), accepted_user_id=user.id, token_encrypted=None)
     ).rowcount
     if claimed != 1:
         db.session.rollback()
@@ -212,6 +234,19 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         target_id=user.id,
     )
     db.session.commit()
+
+
+def reset_password(user: User, new_password: str) -> None:
+    """Set a password from a reset link; every session of this user is signed out."""
+    user.password_hash = hash_password(new_password)
+    user.session_nonce = new_session_nonce()
+    audit.record(
+        "user.password_reset",
+        actor=user,
+        merchant_id=user.merchant_id,
+        target_type="user",
+        target_id=user.id,
+    )
 
 
 def update_preferences(user: User, *, locale: str | None = None, timezone: str | None = None):

@@ -30,6 +30,14 @@ class MerchantForm(FlaskForm):
 
 class InviteForm(FlaskForm):
     email = EmailField(_l("Administrator's email"), validators=[DataRequired(), Email()])
+    role = SelectField(
+        _l("Role"),
+        choices=[
+            SelectChoice("merchant_admin", _l("Administrator")),
+            SelectChoice("merchant_viewer", _l("Viewer (read only)")),
+        ],
+        default="merchant_admin",
+    )
 
 
 class ConfirmForm(FlaskForm):

@@ -21,10 +21,12 @@ from app.htmx import is_partial_request, render
 from app.i18n import locale_code
 from app.models import Authorizer, Merchant, User
 from app.services import accounts, clock
+from app.services.access import teams
 from app.services.console import charts, stats
 from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
 from app.staff import platform as platform_views
+from app.staff import teams as teams_views
 from app.staff.forms import ConfirmForm, InviteForm, MerchantForm
 from app.wechat import permissions
 
@@ -32,6 +34,7 @@ bp = Blueprint("staff", __name__)
 bp.before_request(require_staff)
 bp.register_blueprint(accounts_views.bp, url_prefix="/accounts")
 bp.register_blueprint(platform_views.bp)
+bp.register_blueprint(teams_views.bp, url_prefix="/merchants/<int:merchant_id>/team")
 
 MERCHANTS_PER_PAGE = 50
 SECRET_HINTS = ("ticket", "code", "token", "secret", "password", "key")
@@ -155,17 +158,16 @@ def merchant(merchant_id: int):
 
 @bp.post("/merchants/<int:merchant_id>/invitations")
 def invite(merchant_id: int):
-    """Invite an administrator; the link is shown once."""
+    """Invite an administrator or viewer; emailed when mail is configured, the link shown."""
     merchant = db.get_or_404(Merchant, merchant_id)
     form = InviteForm()
     if form.validate_on_submit():
         try:
-            token = accounts.invite_admin(merchant, form.email.data, actor=current_user)
+            sent = teams.invite(merchant, form.email.data, form.role.data, actor=current_user)
         except accounts.EmailTaken:
             form.email.errors.append(_("An account with this email already exists."))
         else:
-            link = url_for("auth.accept_invitation", token=token, _external=True)
-            return _render_merchant(merchant, invitation_link=link)
+            return _render_merchant(merchant, sent=sent)
     return _render_merchant(merchant, invite_form=form), 422
 
 
@@ -191,13 +193,19 @@ def disable_user(user_id: int):
     return redirect(url_for("staff.merchant", merchant_id=user.merchant_id), code=303)
 
 
-def _render_merchant(merchant, invite_form=None, invitation_link=None):
+def _render_merchant(merchant, invite_form=None, sent=None):
     f = queries.AccountFilter(merchant_id=merchant.id, per_page=25)
+    invitations = teams.pending_invitations(merchant.id)
     return render_template(
         "staff/merchant.html",
         merchant=merchant,
+        members=teams.members(merchant.id),
+        invitations=invitations,
+        links={i.id: teams.copy_link(merchant.id, i.id) for i in invitations},
+        urls=teams_views.urls_for(merchant.id),
+        sent=sent,
+        now=clock.now(),
         accounts=queries.list_accounts(f),
         invite_form=invite_form or InviteForm(formdata=None),
         confirm_form=ConfirmForm(),
-        invitation_link=invitation_link,
     )

@@ -1,7 +1,7 @@
 """operations: alert notifications (delivery log), job last success, merchant notice opt-out
 
 Revision ID: 0011_notifications
-Revises: 0005_console_indexes
+Revises: 0010_teams_mail
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_notifications"
-down_revision = "0005_console_indexes"
+down_revision = "0010_teams_mail"  # was 0005_console_indexes; chained after the merged wip-g
 branch_labels = None
 depends_on = None
 
