@@ -4,10 +4,17 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from app.auth.forms import AcceptInvitationForm, ChangePasswordForm, LoginForm, PreferencesForm
+from app.auth.forms import (
+    AcceptInvitationForm,
+    ChangePasswordForm,
+    LoginForm,
+    NoticesForm,
+    PreferencesForm,
+)
 from app.extensions import limiter
 from app.redirects import safe_next
 from app.services import accounts
+from app.services.notify import notices
 
 bp = Blueprint("auth", __name__)
 
@@ -105,9 +112,22 @@ def change_password():
     return _render_settings(password=form), 422
 
 
+@bp.post("/settings/notices")
+@login_required
+def save_notices():
+    """Opt in or out of account notices by email (merchant administrators)."""
+    form = NoticesForm(prefix="notices")
+    if not form.validate_on_submit():
+        return _render_settings(), 400
+    notices.set_account_notices(current_user, bool(form.account_notices.data))
+    flash(_("Your settings were saved."), "success")
+    return redirect(url_for("auth.settings"), code=303)
+
+
 def _render_settings(preferences=None, password=None):
     return render_template(
         "auth/settings.html",
         preferences=preferences or PreferencesForm(prefix="pref", obj=current_user),
         password=password or ChangePasswordForm(prefix="pw"),
+        notices=NoticesForm(prefix="notices", obj=current_user),
     )

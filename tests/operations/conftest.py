@@ -28,3 +28,7 @@ def alert_receivers(app, robot, receiver):
         GRANTDESK_ALERT_REMIND_MINUTES=60,
     )
     return robot, receiver
+
+
+from tests.access.conftest import smtp_server  # noqa: E402, F401  (aiosmtpd, issue #12)
+from tests.grants.conftest import flow  # noqa: E402, F401
