@@ -78,6 +78,7 @@ class Config:
     AUTHORIZER_SWEEP_BATCH = _env_int("AUTHORIZER_SWEEP_BATCH", 200)
     # Threads waiting on WeChat; one thread per sweep writes, so more add no DB contention.
     AUTHORIZER_SWEEP_CONCURRENCY = _env_int("AUTHORIZER_SWEEP_CONCURRENCY", 16)
+    AUTHORIZER_SWEEP_LEASE_SECONDS = _env_int("AUTHORIZER_SWEEP_LEASE_SECONDS", 60)
     GRANTDESK_WEBHOOK_URL = _env("GRANTDESK_WEBHOOK_URL")
     GRANTDESK_WEBHOOK_SECRET = _env("GRANTDESK_WEBHOOK_SECRET")
     # Operations (issue #13): alert channels, metrics, logs.
@@ -90,6 +91,13 @@ class Config:
     GRANTDESK_ALERT_REMIND_MINUTES = _env_int("GRANTDESK_ALERT_REMIND_MINUTES", 60)
     GRANTDESK_METRICS_TOKEN = _env("GRANTDESK_METRICS_TOKEN")
     GRANTDESK_LOG_FORMAT = _env("GRANTDESK_LOG_FORMAT", "text")
+    # Per-job schedule overrides, "name=seconds,..." (the worker and `rq cron` both read it).
+    JOB_INTERVALS = {
+        name.strip(): int(seconds)
+        for name, _, seconds in (
+            item.partition("=") for item in _split(_env("GRANTDESK_JOB_INTERVALS"))
+        )
+    }
 
     BABEL_DEFAULT_LOCALE = "zh_CN"
     BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
