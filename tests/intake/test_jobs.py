@@ -1,5 +1,7 @@
 """The job registry, run records, the worker's schedule, RQ and `flask health`."""
 
+import os
+
 import pytest
 from sqlalchemy import select
 
@@ -85,7 +87,7 @@ def test_a_job_runs_through_rq(app, monkeypatch):
     redis = pytest.importorskip("redis")
     from rq import Queue, SimpleWorker
 
-    connection = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+    connection = redis.Redis.from_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15")
     try:
         connection.ping()
     except redis.exceptions.ConnectionError:
