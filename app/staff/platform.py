@@ -20,7 +20,7 @@ from app.models import ApiKey, WebhookDelivery
 from app.services import clock
 from app.services.console import queries, stats
 from app.services.custody import apikeys
-from app.services.notify import alerts, channels
+from app.services.notify import alerts, catalog, channels
 from app.services.platform import credentials, health, status
 from app.staff.forms import ApiKeyForm, AuditFilterForm, ConfirmForm
 
@@ -46,6 +46,7 @@ def health_page():
         release=stats.sandbox_release_check(),
         now=clock.now(),
         notifications=alerts.recent(),
+        describe_alert=catalog.describe,
         channels=channels.configured(),
         test_form=ConfirmForm(),
     )
