@@ -3,8 +3,11 @@
 import json
 import threading
 
+import pytest
 from sqlalchemy import select
 
+from app import create_app
+from app.config import InsecureConfigError
 from app.extensions import db
 from app.models import AlertNotification
 from app.services.notify import alerts, webhooks
@@ -170,3 +173,24 @@ def test_every_alert_kind_has_severity_title_and_remedy():
         entry = catalog.KINDS[kind]
         assert entry.severity in ("critical", "warning")
         assert entry.title_zh and entry.title_en and entry.remedy_zh and entry.remedy_en
+
+
+def test_the_alert_webhook_needs_a_secret():
+    settings = {
+        "ENV_NAME": "test",
+        "GRANTDESK_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/alerts",
+        "GRANTDESK_ALERT_WEBHOOK_SECRET": None,
+    }
+    with pytest.raises(InsecureConfigError):
+        create_app(settings)
+    assert create_app({**settings, "GRANTDESK_ALERT_WEBHOOK_SECRET": "s3cret-value"})
+
+
+def test_the_test_button_without_channels_says_so(app, client, auth, staff):
+    auth.login(staff.email)
+    token = csrf_token(client, "/staff/health")
+    response = client.post(
+        "/staff/health/test-notification", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert "No alert channel is configured." in response.get_data(as_text=True)
+    assert alerts.recent() == []
