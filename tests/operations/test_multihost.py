@@ -302,6 +302,8 @@ def test_two_portals_two_workers_and_cron_on_postgresql_and_redis(app, sandbox, 
         assert response.json()["access_token"] == held[appid].access_token
 
         # An API key limited to 5 per minute: the 6th call, on the other process, is refused.
+        while time.time() % 60 > 50:  # all six calls inside one fixed one-minute window
+            time.sleep(0.5)
         answers = [
             requests.get(
                 f"{portal}/api/v1/authorizers",
