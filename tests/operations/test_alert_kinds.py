@@ -89,3 +89,23 @@ def test_quota_alert_says_whether_clear_quota_was_used(sandbox, live_portal, run
         live_portal.call(component_access_token)
     details = live_portal.call(_active, health.QUOTA_EXCEEDED)
     assert (details["clear_quota_used"], details["clear_quota_this_month"]) == (True, 1)
+
+
+def test_61004_during_the_sweep_raises_the_whitelist_alert(sandbox, live_portal):
+    from app.extensions import db
+    from app.models import Merchant
+    from app.services.custody import sweep
+    from tests.grants.fleet import seed_portal, seed_sandbox
+
+    _ticket(sandbox)
+    live_portal.call(component_access_token)
+    rows = seed_sandbox(sandbox, 3)
+    merchant = Merchant(name="Sweep Co")
+    db.session.add(merchant)
+    db.session.commit()
+    seed_portal(db.session, rows, merchant.id)
+    sandbox.set_faults(endpoints={"api_authorizer_token": {"errcode": 61004}})
+    outcomes = live_portal.call(sweep.sweep_tokens).outcomes
+    assert sum(outcomes.values()) == 3 and not outcomes.get("refreshed")
+    details = live_portal.call(_active, health.IP_NOT_WHITELISTED)
+    assert details["api"] == "api_authorizer_token" and details["errcode"] == 61004

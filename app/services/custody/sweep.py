@@ -243,6 +243,7 @@ def _settle(claim: _Claim, answer, recovery: _ListCache | None) -> str:
     if isinstance(error, NotAuthorized):
         return _lost_grant(claim, "not_authorized", 61003)
     if isinstance(error, WeChatError | DomainError):
+        credentials.raise_errcode_alert(error, api="api_authorizer_token")  # 61004, 45009, ...
         return _back_off(claim, getattr(error, "errcode", None))
     raise error
 
