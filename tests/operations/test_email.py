@@ -79,7 +79,8 @@ def test_admins_get_a_notice_when_an_account_is_revoked(flow, smtp_server):
     assert flow.portal.call(mail.deliver_due) == 1
     message = smtp_server.only()
     assert smtp_server.envelopes[0].rcpt_tos == [flow.admin.email]
-    assert message["Subject"].startswith("授权已取消 / Authorization revoked")
+    assert message["Subject"] == "账号授权已取消 / An account's authorization was revoked"
+    assert rows[0][0] in message.get_body(preferencelist=("plain",)).get_content()
     text, _html = parts(message)
     assert f"{flow.portal.app.config['PUBLIC_BASE_URL']}/merchant/connect" in text
 

@@ -13,7 +13,8 @@ NEEDS_REAUTHORIZATION = "needs_reauthorization"
 REVOKED = "revoked"
 SUBJECTS = {
     NEEDS_REAUTHORIZATION: "需要重新授权 / Re-authorization needed: {name}",
-    REVOKED: "授权已取消 / Authorization revoked: {name}",
+    # No name or AppID: subjects outlive the purge in the mail log, bodies do not.
+    REVOKED: "账号授权已取消 / An account's authorization was revoked",
 }
 
 
