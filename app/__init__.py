@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from app import cli, database, errors, i18n, security, views
+from app import cli, database, errors, i18n, logs, metrics, security, views
 from app.config import load_config
 from app.logging import install_secret_masking
 
@@ -17,5 +17,7 @@ def create_app(config=None) -> Flask:
     i18n.init_app(app)
     views.register_blueprints(app)
     errors.register_error_handlers(app)
+    metrics.init_app(app)
+    logs.init_app(app)
     cli.register_commands(app)
     return app

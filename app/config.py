@@ -91,8 +91,26 @@ class Config:
     AUTHORIZER_SWEEP_BATCH = _env_int("AUTHORIZER_SWEEP_BATCH", 200)
     # Threads waiting on WeChat; one thread per sweep writes, so more add no DB contention.
     AUTHORIZER_SWEEP_CONCURRENCY = _env_int("AUTHORIZER_SWEEP_CONCURRENCY", 16)
+    AUTHORIZER_SWEEP_LEASE_SECONDS = _env_int("AUTHORIZER_SWEEP_LEASE_SECONDS", 60)
     GRANTDESK_WEBHOOK_URL = _env("GRANTDESK_WEBHOOK_URL")
     GRANTDESK_WEBHOOK_SECRET = _env("GRANTDESK_WEBHOOK_SECRET")
+    # Operations (issue #13): alert channels, metrics, logs.
+    GRANTDESK_ALERT_WECOM_URL = _env("GRANTDESK_ALERT_WECOM_URL")
+    GRANTDESK_ALERT_EMAILS = _split(_env("GRANTDESK_ALERT_EMAILS"))
+    GRANTDESK_ALERT_WEBHOOK_URL = _env("GRANTDESK_ALERT_WEBHOOK_URL")
+    GRANTDESK_ALERT_WEBHOOK_SECRET = _env(
+        "GRANTDESK_ALERT_WEBHOOK_SECRET", _env("GRANTDESK_WEBHOOK_SECRET")
+    )
+    GRANTDESK_ALERT_REMIND_MINUTES = _env_int("GRANTDESK_ALERT_REMIND_MINUTES", 60)
+    GRANTDESK_METRICS_TOKEN = _env("GRANTDESK_METRICS_TOKEN")
+    GRANTDESK_LOG_FORMAT = _env("GRANTDESK_LOG_FORMAT", "text")
+    # Per-job schedule overrides, "name=seconds,..." (the worker and `rq cron` both read it).
+    JOB_INTERVALS = {
+        name.strip(): int(seconds)
+        for name, _, seconds in (
+            item.partition("=") for item in _split(_env("GRANTDESK_JOB_INTERVALS"))
+        )
+    }
 
     BABEL_DEFAULT_LOCALE = "zh_CN"
     BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -213,5 +231,11 @@ def load_config(app, config=None) -> None:
         raise InsecureConfigError("GRANTDESK_WEBHOOK_URL is set without GRANTDESK_WEBHOOK_SECRET")
     if app.config.get("GRANTDESK_STAFF_MFA") not in ("required", "optional"):
         raise ValueError("GRANTDESK_STAFF_MFA must be 'required' or 'optional'")
+    if app.config.get("GRANTDESK_ALERT_WEBHOOK_URL") and not app.config.get(
+        "GRANTDESK_ALERT_WEBHOOK_SECRET"
+    ):
+        raise InsecureConfigError(
+            "GRANTDESK_ALERT_WEBHOOK_URL is set without GRANTDESK_ALERT_WEBHOOK_SECRET"
+        )
     if app.config["ENV_NAME"] == "production":
         check_production_secrets(app.config)

@@ -55,6 +55,9 @@ def _http_session(api_base: str, pool_size: int) -> requests.Session:
     adapter = HTTPAdapter(pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    from app.metrics import observe_wechat_response
+
+    session.hooks["response"].append(observe_wechat_response)  # grantdesk_wechat_api_*
     # requests would otherwise re-read them (and ~/.netrc) on every call: ~0.4 ms CPU each.
     settings = session.merge_environment_settings(api_base, {}, None, None, None)
     session.proxies.update(settings["proxies"])

@@ -7,8 +7,10 @@ Later issues add theirs with `register_job(name, func, interval_seconds)`.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,8 +27,9 @@ from app.services.authorization import (
     sessions,
 )
 from app.services.custody import sweep
-from app.services.notify import mail, webhooks
+from app.services.notify import alerts, mail, webhooks
 from app.services.platform import credentials, health, intake, status
+from app.wechat.errors import ApiError, TransportError
 
 log = logging.getLogger(__name__)
 RQ_QUEUE = "grantdesk"
@@ -61,6 +64,8 @@ register_job("authorization_session_expiry", sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
 register_job("mail_outbox", mail.deliver_due, 15)  # issue #12: outgoing email
 register_job("password_reset_requests", password_reset.process_requests, 10)
+# Operations (issue #13): alert notifications to WeCom, email and the alert webhook.
+register_job("alert_notifications", alerts.notify_job, 15)
 
 
 def get_job(name: str) -> Job:
@@ -70,11 +75,16 @@ def get_job(name: str) -> Job:
     raise KeyError(name)
 
 
+def interval_of(job: Job, config) -> int:
+    """The job's interval, unless GRANTDESK_JOB_INTERVALS overrides it."""
+    return int((config.get("JOB_INTERVALS") or {}).get(job.name, job.interval_seconds))
+
+
 def run_job(name: str, *, force: bool = False) -> str | None:
     """Run one job now and record the run; None when another host ran it this interval."""
     job = get_job(name)
     # A little under the interval, so that a slightly early tick is not skipped.
-    spacing = 0 if force else max(0, job.interval_seconds - 5)
+    spacing = 0 if force else max(0, interval_of(job, current_app.config) - 5)
     if not health.claim_slot(name, spacing):
         return None
     _set_host(name)
@@ -150,11 +160,11 @@ def _scheduler(app: Flask) -> None:
             run_in_app,
             "interval",
             args=(app, job.name),
-            seconds=job.interval_seconds,
+            seconds=interval_of(job, app.config),
             id=job.name,
             max_instances=1,
             coalesce=True,
-            jitter=min(5, job.interval_seconds // 4),
+            jitter=min(5, interval_of(job, app.config) // 4),
             next_run_time=_utcnow(),
         )
     click.echo(f"worker: {len(JOBS)} jobs: " + ", ".join(j.name for j in JOBS))
@@ -189,11 +199,24 @@ def run_job_command(name: str) -> None:
 
 
 @click.command("health")
-def health_command() -> None:
-    """Show ticket, component token, alerts, rejected requests, inbox and job health."""
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def health_command(as_json: bool) -> None:
+    """Show platform health; exit 0 healthy, 1 warning, 2 critical (monitoring-plugin style)."""
     report = status.report()
+    level, reasons = status.assess(report)
+    if as_json:
+        click.echo(json.dumps(status.as_json(report), ensure_ascii=False, sort_keys=True))
+    else:
+        _print_health(report, level, reasons)
+    sys.exit(level)
+
+
+def _print_health(report: status.HealthReport, level: int, reasons: list[str]) -> None:
     ticket, token = report.ticket, report.component_token
-    click.echo(f"status: {'OK' if report.ok else 'ATTENTION'}")
+    click.echo(
+        f"status: {status.LEVEL_NAMES[level].upper()}"
+        + (f" - {'; '.join(reasons)}" if reasons else "")
+    )
     if ticket["present"]:
         click.echo(
             f"ticket: {'valid' if ticket['valid'] else 'EXPIRED'}"
@@ -219,4 +242,17 @@ def health_command() -> None:
         click.echo(f"job {run.name}: {run.outcome or '-'} at {when} ({run.detail or ''})")
 
 
-COMMANDS = (worker, run_job_command, health_command)
+@click.command("clear-quota")
+def clear_quota_command() -> None:
+    """Reset the platform's daily API quotas now (clear_quota/v2: 10 resets a month)."""
+    try:
+        credentials.clear_quota()
+    except (ApiError, TransportError) as exc:
+        raise click.ClickException(f"clear_quota failed: {exc}") from None
+    click.echo(
+        f"quota cleared; used {credentials.clear_quota_usage()['clear_quota_this_month']} "
+        "of 10 resets this month"
+    )
+
+
+COMMANDS = (worker, run_job_command, health_command, clear_quota_command)

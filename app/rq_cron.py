@@ -6,15 +6,15 @@ Run `flask --app wsgi worker --rq` (any number, on any host) to execute them.
 from rq import cron
 
 from app import create_app
-from app.jobs import JOBS, RQ_QUEUE, rq_run
+from app.jobs import JOBS, RQ_QUEUE, interval_of, rq_run
 
-create_app()  # imports every module, so later issues' jobs are registered too
+_app = create_app()  # imports every module, so later issues' jobs are registered too
 
 for _job in JOBS:
     cron.register(
         rq_run,
         queue_name=RQ_QUEUE,
         args=(_job.name,),
-        interval=_job.interval_seconds,
+        interval=interval_of(_job, _app.config),
         name=_job.name,
     )

@@ -8,6 +8,7 @@ from app.extensions import db
 from app.forms import LocaleForm
 from app.redirects import safe_next
 from app.services import accounts
+from app.services.platform import status
 
 bp = Blueprint("main", __name__)
 
@@ -58,6 +59,13 @@ def healthz():
     except Exception:  # any failure means "not healthy"; details stay in the logs
         return {"status": "error", "database": "unreachable"}, 503
     return {"status": "ok", "database": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: 503 until the database is reachable and migrated to head (JSON for machines)."""
+    ready, body = status.readiness()
+    return body, 200 if ready else 503
 
 
 @bp.app_context_processor

@@ -51,6 +51,12 @@ class PreferencesForm(FlaskForm):
     timezone = SelectField(_l("Time zone"), choices=[SelectChoice(tz) for tz in TIMEZONES])
 
 
+class NoticesForm(FlaskForm):
+    account_notices = BooleanField(
+        _l("Email me when one of our accounts needs re-authorization or was revoked")
+    )
+
+
 class ForgotPasswordForm(FlaskForm):
     email = EmailField(_l("Email"), validators=[DataRequired(), Email(), Length(max=254)])
 

@@ -22,6 +22,7 @@ from app.auth.forms import (
     AcceptInvitationForm,
     ChangePasswordForm,
     LoginForm,
+    NoticesForm,
     PreferencesForm,
 )
 from app.auth.session_cookies import end_browser_session
@@ -29,6 +30,7 @@ from app.extensions import limiter
 from app.redirects import safe_next
 from app.services import accounts
 from app.services.access import sessions
+from app.services.notify import notices
 
 bp = Blueprint("auth", __name__)
 bp.register_blueprint(two_factor.bp)
@@ -194,6 +196,18 @@ def revoke_all_sessions():
     return redirect(url_for("auth.login"), code=303)
 
 
+@bp.post("/settings/notices")
+@login_required
+def save_notices():
+    """Opt in or out of account notices by email (merchant administrators)."""
+    form = NoticesForm(prefix="notices")
+    if not form.validate_on_submit():
+        return _render_settings(), 400
+    notices.set_account_notices(current_user, bool(form.account_notices.data))
+    flash(_("Your settings were saved."), "success")
+    return redirect(url_for("auth.settings"), code=303)
+
+
 def _render_settings(preferences=None, password=None):
     return render_template(
         "auth/settings.html",
@@ -202,4 +216,5 @@ def _render_settings(preferences=None, password=None):
         sessions=sessions.list_active(current_user),
         current_session_id=current_user.session_record.id,
         describe_device=sessions.describe_device,
+        notices=NoticesForm(prefix="notices", obj=current_user),
     )

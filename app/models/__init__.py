@@ -20,11 +20,13 @@ from app.models.inbox import DailyCounter, InboxEvent
 from app.models.mail import OutgoingMail
 from app.models.merchant import Merchant
 from app.models.mfa import RecoveryCode, TotpCredential
+from app.models.notifications import AlertNotification
 from app.models.password_reset import PasswordReset, PasswordResetRequest
 from app.models.sessions import UserSession
 from app.models.user import Invitation, Role, StaffRole, User
 
 __all__ = [
+    "AlertNotification",
     "ApiKey",
     "AttentionItem",
     "AuditEntry",

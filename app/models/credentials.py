@@ -72,3 +72,4 @@ class JobRun(Base):
     host: Mapped[str | None] = mapped_column(String(128))
     runs: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_success_at: Mapped[datetime | None]  # for grantdesk_job_last_success_timestamp_seconds

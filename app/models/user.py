@@ -4,7 +4,7 @@ import enum
 import secrets
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, String
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, Encrypted, utcnow
@@ -89,6 +89,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
+    # Merchant notices by email (an account needs re-authorization or was revoked); opt-out.
+    account_notices: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     merchant: Mapped[Merchant | None] = relationship(back_populates="users")
 

@@ -21,6 +21,7 @@ from app.models import ApiKey, WebhookDelivery
 from app.services import clock
 from app.services.console import queries, stats
 from app.services.custody import apikeys
+from app.services.notify import alerts, catalog, channels
 from app.services.platform import credentials, health, status
 from app.staff.forms import ApiKeyForm, AuditFilterForm, ConfirmForm
 
@@ -46,7 +47,32 @@ def health_page():
         counters=counters,
         release=stats.sandbox_release_check(),
         now=clock.now(),
+        notifications=alerts.recent(),
+        describe_alert=catalog.describe,
+        channels=channels.configured(),
+        test_form=ConfirmForm(),
     )
+
+
+@bp.post("/health/test-notification")
+def send_test_notification():
+    """Send a test notification to every configured alert channel now (retried if refused)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if not channels.configured():
+        flash(_("No alert channel is configured."), "error")
+    else:
+        ids = alerts.queue_test()
+        sent = alerts.deliver_due(only=ids)
+        flash(
+            _(
+                "Test notification sent to %(sent)s of %(total)s channels.",
+                sent=sent,
+                total=len(ids),
+            ),
+            "success" if sent == len(ids) else "error",
+        )
+    return redirect(url_for("staff.platform.health_page") + "#notifications", code=303)
 
 
 def _report() -> status.HealthReport:

@@ -1,5 +1,7 @@
 """The job registry, run records, the worker's schedule, RQ and `flask health`."""
 
+import os
+
 import pytest
 from sqlalchemy import select
 
@@ -74,7 +76,7 @@ def test_flask_health_and_run_job(app, runner):
     result = runner.invoke(args=["run-job", "ticket_watchdog"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["health"])
-    assert result.exit_code == 0, result.exception
+    assert result.exit_code == 2, result.exception  # critical: no ticket yet
     output = result.output
     assert "ticket: none received yet" in output
     assert "ALERT ticket_push_silent" in output
@@ -85,7 +87,7 @@ def test_a_job_runs_through_rq(app, monkeypatch):
     redis = pytest.importorskip("redis")
     from rq import Queue, SimpleWorker
 
-    connection = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+    connection = redis.Redis.from_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15")
     try:
         connection.ping()
     except redis.exceptions.ConnectionError:

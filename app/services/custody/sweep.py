@@ -38,7 +38,7 @@ from app.wechat.errors import (
 log = logging.getLogger(__name__)
 
 REFRESH_AHEAD = timedelta(minutes=15)  # sweep refreshes tokens expiring within this
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=60)  # default of AUTHORIZER_SWEEP_LEASE_SECONDS
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 _T = AuthorizerToken
@@ -49,6 +49,11 @@ _UPDATE_OWNED = update(AuthorizerToken.__table__).where(
 )
 _HEALTHY_RELEASED = {"consecutive_failures": 0, "last_error_code": None, "next_attempt_at": None,
                      "lease_owner": None, "lease_until": None}  # fmt: skip
+
+
+def _lease() -> timedelta:
+    """How long a claimed row stays ours: a dead worker's rows wait this long."""
+    return timedelta(seconds=current_app.config["AUTHORIZER_SWEEP_LEASE_SECONDS"])
 
 
 @dataclass
@@ -148,7 +153,7 @@ def claim_batch(owner: str, limit: int, *, ahead: timedelta = REFRESH_AHEAD) -> 
     rows = db.session.execute(
         update(_T)
         .where(_T.authorizer_id.in_(due.scalar_subquery()), free)
-        .values(lease_owner=owner, lease_until=now + LEASE)
+        .values(lease_owner=owner, lease_until=now + _lease())
         .returning(_T.authorizer_id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -164,7 +169,7 @@ def claim_one(authorizer_id: int, owner: str) -> bool:
         .where(
             _T.authorizer_id == authorizer_id, or_(_T.lease_until.is_(None), _T.lease_until < now)
         )
-        .values(lease_owner=owner, lease_until=now + LEASE)
+        .values(lease_owner=owner, lease_until=now + _lease())
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -238,6 +243,7 @@ def _settle(claim: _Claim, answer, recovery: _ListCache | None) -> str:
     if isinstance(error, NotAuthorized):
         return _lost_grant(claim, "not_authorized", 61003)
     if isinstance(error, WeChatError | DomainError):
+        credentials.raise_errcode_alert(error, api="api_authorizer_token")  # 61004, 45009, ...
         return _back_off(claim, getattr(error, "errcode", None))
     raise error
 

@@ -22,6 +22,7 @@ from app.extensions import db
 from app.models import WebhookDelivery
 from app.models.grants import appid_ref
 from app.services import clock
+from app.services.notify import notices
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,14 @@ def notify_grant_change(authorizer, change) -> None:
         appid=authorizer.appid,
     )
     db.session.commit()
+    if change.kind == notices.NEEDS_REAUTHORIZATION:
+        notices.send_account_notice(
+            notices.NEEDS_REAUTHORIZATION,
+            merchant_id=authorizer.merchant_id,
+            appid=authorizer.appid,
+            name=authorizer.nick_name,
+            account_id=authorizer.id,
+        )
 
 
 def notify_revoked(appid: str, *, merchant_id: int | None, reason: str) -> None:
@@ -75,6 +84,10 @@ def notify_revoked(appid: str, *, merchant_id: int | None, reason: str) -> None:
         {"authorizer_appid": appid, "merchant_id": merchant_id, "reason": reason},
         appid=appid,
     )
+    if reason == "unauthorized":  # revoked on WeChat (a requested deletion needs no notice)
+        notices.send_account_notice(
+            notices.REVOKED, merchant_id=merchant_id, appid=appid, name=None, account_id=None
+        )
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import threading
 import time
@@ -18,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from flask import current_app
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db, wechat_client
-from app.models import ComponentCredential, VerifyTicket
+from app.models import AuditEntry, ComponentCredential, VerifyTicket
 from app.services import DomainError, clock
 from app.services.audit import record
 from app.services.platform import health
@@ -189,6 +190,7 @@ def ticket_watchdog() -> str:
     try:
         result = wechat_client().start_push_ticket()
     except (ApiError, TransportError) as exc:
+        raise_errcode_alert(exc, api="api_start_push_ticket")
         health.finish_slot("api_start_push_ticket", "error", str(exc)[:200])
         return f"silent; start_push_ticket failed: {exc}"
     health.finish_slot("api_start_push_ticket", "ok", result.errmsg[:200])
@@ -303,7 +305,7 @@ def _fetch_and_store(owner: str) -> str:
         health.raise_alert(health.TICKET_REJECTED, errcode=exc.errcode, rid=exc.rid)
         raise CredentialsUnavailable("WeChat rejected the ticket", errcode=exc.errcode) from None
     except QuotaExceeded as exc:
-        health.raise_alert(health.QUOTA_EXCEEDED, api="api_component_token", rid=exc.rid)
+        raise_errcode_alert(exc, api="api_component_token")
         raise CredentialsUnavailable("api_component_token quota exhausted") from None
     except IpNotWhitelisted as exc:
         # The staff health page shows the remedy for this errcode (add our IP to the whitelist).
@@ -312,7 +314,8 @@ def _fetch_and_store(owner: str) -> str:
         )
         raise CredentialsUnavailable("outbound IP not whitelisted", errcode=exc.errcode) from None
     except (ApiError, TransportError) as exc:
-        health.raise_alert(health.TOKEN_REFRESH_FAILED, error=str(exc)[:200])
+        if raise_errcode_alert(exc, api="api_component_token") is None:
+            health.raise_alert(health.TOKEN_REFRESH_FAILED, error=str(exc)[:200])
         raise CredentialsUnavailable("component token refresh failed") from None
     now = clock.now()
     expires_at = now + timedelta(seconds=result.expires_in)
@@ -329,8 +332,10 @@ def _fetch_and_store(owner: str) -> str:
             )
         )
         health.audit(session, "component_token.refreshed", expires_at=_iso(expires_at))
-    for kind in (health.NO_VALID_TICKET, health.TICKET_REJECTED, health.TOKEN_REFRESH_FAILED):
+    for kind in RESOLVED_BY_A_FRESH_TOKEN:
         health.resolve_alert(kind)
+    if health.alert_details(health.QUOTA_EXCEEDED).get("api") == "api_component_token":
+        health.resolve_alert(health.QUOTA_EXCEEDED)
     return result.component_access_token
 
 
@@ -370,8 +375,9 @@ def call_with_component_token(fn: Callable[[str], T]) -> T:
 def _guarded(fn: Callable[[str], T], token: str) -> T:
     try:
         return fn(token)
-    except QuotaExceeded as exc:
-        health.raise_alert(health.QUOTA_EXCEEDED, rid=exc.rid)
+    except ApiError as exc:  # 61004, 45009, ... become their own alerts; the caller decides
+        name = getattr(fn, "__name__", "")
+        raise_errcode_alert(exc, api=name if name.isidentifier() else "component_api")
         raise
 
 
@@ -383,6 +389,53 @@ def _after_rejection(exc: InvalidCredential, token: str) -> None:
     if age < _setting("FOREIGN_REFRESH_WINDOW"):
         # A young token WeChat calls invalid was most likely replaced by someone else's refresh.
         health.raise_alert(health.FOREIGN_REFRESH, errcode=exc.errcode, age_seconds=int(age))
+
+
+RESOLVED_BY_A_FRESH_TOKEN = (
+    health.NO_VALID_TICKET,
+    health.TICKET_REJECTED,
+    health.TOKEN_REFRESH_FAILED,
+    health.IP_NOT_WHITELISTED,
+    health.INVALID_APPSECRET,
+)
+_CLIENT_IP = re.compile(r"requestIP:\s*([0-9A-Fa-f:.]+)")
+QUOTA_CLEARED = "quota.cleared"
+
+
+def raise_errcode_alert(exc: Exception, *, api: str) -> str | None:
+    """Raise the alert a WeChat errcode names (61004, 45009, 40125/41004); returns its kind."""
+    kind = health.ERRCODE_ALERTS.get(getattr(exc, "errcode", None))
+    if kind is None:
+        return None
+    details = {"api": api, "errcode": exc.errcode, "rid": getattr(exc, "rid", None)}
+    if kind == health.IP_NOT_WHITELISTED:
+        found = _CLIENT_IP.search(getattr(exc, "errmsg", "") or "")
+        details["client_ip"] = found.group(1) if found else None
+    if kind == health.QUOTA_EXCEEDED:
+        details.update(clear_quota_usage())
+    health.raise_alert(kind, **details)
+    return kind
+
+
+def clear_quota_usage() -> dict:
+    """Whether clear_quota was used this month (WeChat allows 10 resets a month)."""
+    now = clock.now()
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with health.own_transaction() as session:
+        used = session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == QUOTA_CLEARED, AuditEntry.at >= month_start)
+        )
+    return {"clear_quota_used": bool(used), "clear_quota_this_month": int(used or 0)}
+
+
+def clear_quota() -> None:
+    """Reset the platform's daily API quotas (clear_quota/v2, one of 10 a month); audited."""
+    wechat_client().clear_quota_v2()
+    with health.own_transaction() as session:
+        health.audit(session, QUOTA_CLEARED)
+    health.resolve_alert(health.QUOTA_EXCEEDED)
 
 
 def refresh_component_token_job() -> str:

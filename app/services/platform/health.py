@@ -9,6 +9,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.extensions import db
 from app.models import AuditEntry, DailyCounter, HealthAlert, JobRun
 from app.services import clock
@@ -21,6 +22,16 @@ FOREIGN_REFRESH = "foreign_refresh"
 QUOTA_EXCEEDED = "quota_exceeded"
 TOKEN_REFRESH_FAILED = "component_token_refresh_failed"
 INBOX_FAILURES = "inbox_failures"
+IP_NOT_WHITELISTED = "ip_not_whitelisted"
+INVALID_APPSECRET = "invalid_appsecret"
+
+# WeChat errcodes that name their own cause (matched by code, whatever the error class).
+ERRCODE_ALERTS = {
+    61004: IP_NOT_WHITELISTED,  # access clientip is not registered
+    45009: QUOTA_EXCEEDED,  # reach max api daily quota limit
+    40125: INVALID_APPSECRET,  # invalid appsecret
+    41004: INVALID_APPSECRET,  # appsecret missing
+}
 
 
 @contextmanager
@@ -108,6 +119,8 @@ def alert_details(kind: str) -> dict:
 def count(name: str, amount: int = 1, *, at: datetime | None = None) -> None:
     """Add to today's counter `name` (its own transaction: counts survive rejections)."""
     day = (at or clock.now()).strftime("%Y-%m-%d")
+    if name.startswith("rejected:"):  # rejected:events:bad_signature -> reason events:...
+        metrics.PUSHES_REJECTED.labels(reason=name.removeprefix("rejected:")).inc(amount)
     bump = update(DailyCounter).where(DailyCounter.day == day, DailyCounter.name == name)
     with own_transaction() as session:
         if session.execute(bump.values(count=DailyCounter.count + amount)).rowcount:
@@ -155,5 +168,7 @@ def finish_slot(name: str, outcome: str, detail: str | None = None) -> None:
     values = {"finished_at": clock.now(), "outcome": outcome, "detail": detail}
     if outcome != "ok":
         values["failures"] = JobRun.failures + 1
+    else:
+        values["last_success_at"] = values["finished_at"]
     with own_transaction() as session:
         session.execute(update(JobRun).where(JobRun.name == name).values(**values))

@@ -23,6 +23,7 @@ from flask import current_app
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app import metrics
 from app.extensions import db, message_crypto
 from app.models import InboxEvent
 from app.models.inbox import inbox_dedupe_key
@@ -134,6 +135,12 @@ def receive(stream: BinaryIO, content_length: int | None, args: Mapping[str, str
     except Rejected as exc:
         health.count(f"rejected:events:{exc.reason}")
         raise
+    outcome = _receive_event(event, opened)
+    metrics.PUSHES.labels(info_type=event.info_type[:64], outcome=outcome).inc()
+    return outcome
+
+
+def _receive_event(event: Event, opened: OpenedMessage) -> str:
     if event.info_type not in HANDLERS:
         stored = _store(event, opened.xml, outcome="ignored")
         return "ignored" if stored else "duplicate"
