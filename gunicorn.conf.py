@@ -33,3 +33,15 @@ class SecretMaskingLogger(Logger):
 
 
 logger_class = SecretMaskingLogger
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live-gauge files (its counters stay summed, as they should).
+
+    With PROMETHEUS_MULTIPROC_DIR set (an empty directory, wiped before each start), every worker
+    writes its metrics there and `/metrics` on any worker reports the sum.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

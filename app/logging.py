@@ -10,7 +10,7 @@ import logging
 import re
 
 MASK = "***"
-_NAMES = r"(?:\w+_)?(?:auth_code|code|ticket|token|key)"
+_NAMES = r"(?:\w+_)?(?:auth_code|code|ticket|token|key|secret|appsecret|password)"
 _PATTERNS = [
     # name=value in query strings, form bodies and messages (also percent-encoded "=")
     (
@@ -29,10 +29,31 @@ _PATTERNS = [
 ]
 
 
-def mask_secrets(text: str) -> str:
-    """`text` with every secret value replaced by ***."""
+# Settings whose values must never appear in a log line or a notification, whatever the context.
+SECRET_SETTINGS = (
+    "SECRET_KEY",
+    "WECHAT_COMPONENT_APPSECRET",
+    "WECHAT_TOKEN",
+    "WECHAT_ENCODING_AES_KEY",
+    "GRANTDESK_WEBHOOK_SECRET",
+    "GRANTDESK_ALERT_WEBHOOK_SECRET",
+    "GRANTDESK_METRICS_TOKEN",
+)
+
+
+def configured_secrets(config) -> list[str]:
+    """The secret values in a Flask config (long enough to be masked without false hits)."""
+    values = [config.get(name) for name in SECRET_SETTINGS]
+    values += list(config.get("GRANTDESK_ENCRYPTION_KEYS") or [])
+    return [value for value in values if isinstance(value, str) and len(value) >= 6]
+
+
+def mask_secrets(text: str, known: list[str] | tuple = ()) -> str:
+    """`text` with every secret value (and each of the `known` secret strings) replaced by ***."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    for secret in known:
+        text = text.replace(secret, MASK)
     return text
 
 

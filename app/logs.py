@@ -15,22 +15,10 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, g, has_request_context, request
 
+from app.logging import configured_secrets, mask_secrets
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SECRET_PARAM = re.compile(
-    r"((?:access_token|component_access_token|authorizer_access_token|refresh_token|"
-    r"authorizer_refresh_token|component_verify_ticket|ticket|auth_code|pre_auth_code|code|"
-    r"appsecret|component_appsecret|secret|password)[\"']?\s*[=:]\s*[\"']?)[^&\s\"',;]+",
-    re.I,
-)
-_SECRET_SETTINGS = (
-    "SECRET_KEY",
-    "WECHAT_COMPONENT_APPSECRET",
-    "WECHAT_ENCODING_AES_KEY",
-    "GRANTDESK_WEBHOOK_SECRET",
-    "GRANTDESK_ALERT_WEBHOOK_SECRET",
-    "GRANTDESK_METRICS_TOKEN",
-)
 request_log = logging.getLogger("grantdesk.request")
 
 
@@ -38,9 +26,7 @@ def init_app(app: Flask) -> None:
     """Request ids for every request; JSON lines when GRANTDESK_LOG_FORMAT=json."""
     app.before_request(_begin_request)
     app.after_request(_end_request)
-    secrets = [app.config.get(name) for name in _SECRET_SETTINGS]
-    secrets += list(app.config.get("GRANTDESK_ENCRYPTION_KEYS") or [])
-    masking = MaskSecrets([s for s in secrets if isinstance(s, str) and len(s) >= 6])
+    masking = MaskSecrets(configured_secrets(app.config))
     if app.config.get("GRANTDESK_LOG_FORMAT") == "json":
         install_json_handler(masking)
 
@@ -106,7 +92,7 @@ def _user_id() -> int | None:
 
 
 class MaskSecrets(logging.Filter):
-    """Masks token=…, ticket=…, secret=… and configured secret values in the final message."""
+    """Masks the final message as app/logging.py does, plus the configured secret values."""
 
     def __init__(self, secrets: list[str] | None = None):
         super().__init__()
@@ -121,10 +107,7 @@ class MaskSecrets(logging.Filter):
 
 
 def mask(text: str, secrets: list[str] = ()) -> str:
-    text = _SECRET_PARAM.sub(r"\1***", text)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    return mask_secrets(text, secrets)
 
 
 class JsonFormatter(logging.Formatter):

@@ -170,7 +170,7 @@ def test_gunicorn_workers_report_together_in_multiprocess_mode(app, tmp_path):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--workers", "3",
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "3",
          "--bind", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=gunicorn_env(app, tmp_path), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -76,7 +76,7 @@ class Processes:
 
     def portal(self, name: str, port: int) -> str:
         self.start(
-            name, str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--workers", "1",
+            name, str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "1",
             "--threads", "4", "--bind", f"127.0.0.1:{port}", "wsgi:app",
         )  # fmt: skip
         return f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.logging import configured_secrets, mask_secrets
 from app.models import AlertNotification, HealthAlert
 from app.services import clock
 from app.services.notify import catalog, channels
@@ -30,18 +31,6 @@ BACKOFF_MAX = timedelta(hours=1)
 DELIVERY_LEASE = timedelta(seconds=60)
 # Detail keys that could hold a credential are dropped whatever their value.
 _SECRET_KEY = re.compile(r"token|secret|ticket|password|auth_?code|key", re.I)
-_SECRET_PARAM = re.compile(
-    r"((?:access_token|component_access_token|token|ticket|secret|appsecret|code)=)[^&\s]+", re.I
-)
-_SECRET_SETTINGS = (
-    "SECRET_KEY",
-    "WECHAT_COMPONENT_APPSECRET",
-    "WECHAT_TOKEN",
-    "WECHAT_ENCODING_AES_KEY",
-    "GRANTDESK_WEBHOOK_SECRET",
-    "GRANTDESK_ALERT_WEBHOOK_SECRET",
-    "GRANTDESK_METRICS_TOKEN",
-)
 
 
 # --- what to send ---------------------------------------------------------------------------
@@ -49,18 +38,13 @@ _SECRET_SETTINGS = (
 
 def safe_details(details: dict | None) -> dict:
     """Alert details fit for a notification: scalars only, no credential-like key or value."""
-    secrets = [current_app.config.get(name) for name in _SECRET_SETTINGS]
-    secrets += list(current_app.config.get("GRANTDESK_ENCRYPTION_KEYS") or [])
-    secrets = [s for s in secrets if isinstance(s, str) and len(s) >= 6]
+    secrets = configured_secrets(current_app.config)
     safe = {}
     for key, value in (details or {}).items():
         if _SECRET_KEY.search(key) or not isinstance(value, str | int | float | bool | None):
             continue
         if isinstance(value, str):
-            value = _SECRET_PARAM.sub(r"\1***", value)
-            for secret in secrets:
-                value = value.replace(secret, "***")
-            value = value[:200]
+            value = mask_secrets(value, secrets)[:200]
         safe[key] = value
     return safe
 
