@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 
 from app import create_app
 from app.extensions import db
-from app.models import AuditEntry, Role, StaffRole, User
+from app.models import AuditEntry, Role, StaffRole, User, UserSession
 from app.services.access import roles
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
@@ -178,6 +178,8 @@ def test_admin_resets_a_lost_authenticator_and_signs_the_member_out(app):
     assert not mfa.is_enrolled(member)
     assert mfa.remaining_recovery_codes(member) == 0
     assert member_client.get("/staff/").status_code == 302  # signed out
+    records = db.session.scalars(db.select(UserSession).where(UserSession.user_id == member.id))
+    assert all(record.revoked_at is not None for record in records)
     own = admin.post(f"/staff/users/{admin_id(app)}/two-factor/reset", data={"csrf_token": token})
     assert own.status_code == 400
 
