@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from app.models import RecoveryCode, TotpCredential
+from app.models import RecoveryCode, TotpCredential, User
 from app.services import clock
 from app.services.access import mfa
 from tests import factories
@@ -246,6 +246,7 @@ def test_create_staff_prints_role_and_enrollment_instructions(app, runner):
 def test_racing_requests_with_one_code_let_exactly_one_in(app, enrolled):
     """Seeded: several threads submit the same valid code at once, in a shuffled order, each with
     its own session; the guarded update lets exactly one through whatever the interleaving."""
+    import contextvars
     import random
     import threading
 
@@ -257,11 +258,8 @@ def test_racing_requests_with_one_code_let_exactly_one_in(app, enrolled):
 
     def attempt(n: int):
         with app.app_context():
-            # A session of its own, as a request thread has (the registry is keyed by the
-            # context's id, which may be one a finished context of an earlier test had).
-            db.session.registry.set(db.session.session_factory())
             try:
-                user = db.session.get(type(staff), staff.id)
+                user = db.session.get(User, staff_id)
                 db.session.commit()  # hold no snapshot or lock while waiting for the others
                 barrier.wait()
                 results[n] = mfa.verify_second_factor(user, code)
@@ -273,8 +271,11 @@ def test_racing_requests_with_one_code_let_exactly_one_in(app, enrolled):
             finally:
                 db.session.remove()
 
+    staff_id = staff.id  # read here: touching the test's objects in threads would share its session
     db.session.commit()
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in order]
+    # Each in a context of its own (as the live portal's requests): its own app context and
+    # DB session, never the test's.
+    threads = [threading.Thread(target=contextvars.Context().run, args=(attempt, n)) for n in order]
     for thread in threads:
         thread.start()
     for thread in threads:
