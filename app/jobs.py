@@ -20,6 +20,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import JobRun
+from app.services.access import password_reset
 from app.services.authorization import (
     grants,  # noqa: F401  (importing it registers its push handlers)
     reconcile,
@@ -62,6 +63,7 @@ register_job("authorizer_reconcile", reconcile.reconcile_job, 3600)
 register_job("authorization_session_expiry", sessions.expire_sessions, 300)
 register_job("webhook_delivery", webhooks.deliver_due, 30)
 register_job("mail_outbox", mail.deliver_due, 15)  # issue #12: outgoing email
+register_job("password_reset_requests", password_reset.process_requests, 10)
 # Operations (issue #13): alert notifications to WeCom, email and the alert webhook.
 register_job("alert_notifications", alerts.notify_job, 15)
 

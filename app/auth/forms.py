@@ -62,4 +62,4 @@ class ForgotPasswordForm(FlaskForm):
 
 
 class ResetPasswordForm(NewPasswordMixin, FlaskForm):
-    pass
+    token = HiddenField()

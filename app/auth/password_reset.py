@@ -42,14 +42,18 @@ def forgot():
     ), status
 
 
-@bp.route("/reset-password/<token>", methods=["GET", "POST"])
-def reset(token: str):
+@bp.route("/reset-password", methods=["GET", "POST"])
+def reset():
     """Choose a new password from an emailed link (single use; other sessions end)."""
+    # The token rides in the query string (masked by the log filter like every `token`), and
+    # in the form body on POST, never in a path an access log would keep.
+    source = request.form if request.method == "POST" else request.args
+    token = source.get("token", "")[:200]
     try:
         password_reset.find_open_reset(token)
     except password_reset.ResetInvalid:
         return render_template("auth/reset_invalid.html"), 410
-    form = ResetPasswordForm()
+    form = ResetPasswordForm(token=token)
     if form.validate_on_submit():
         try:
             password_reset.reset_password(token, form.password.data)

@@ -1,6 +1,6 @@
 """The merchant's team: members and pending invitations; administrators invite and manage."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -43,14 +43,19 @@ def _links(merchant_id: int) -> dict:
     return {i.id: teams.copy_link(merchant_id, i.id) for i in pending}
 
 
-def _back():
-    return redirect(url_for("merchant.team.index"), code=303)
+def _back(sent=None):
+    sent_id = sent.invitation.id if sent is not None else None
+    return redirect(url_for("merchant.team.index", sent=sent_id), code=303)
 
 
 @bp.get("")
 def index():
-    """Members and pending invitations of my merchant."""
-    return render_team()
+    """Members and pending invitations of my merchant (after an invitation: its link)."""
+    sent_id = request.args.get("sent", type=int)
+    sent = None
+    if sent_id and current_user.is_merchant_admin:
+        sent = teams.sent_invitation(_merchant_id(), sent_id)
+    return render_team(sent=sent)
 
 
 @bp.post("/invitations")
@@ -65,7 +70,7 @@ def invite():
     except accounts.EmailTaken:
         form.email.errors.append(_("An account with this email already exists."))
         return render_team(invite_form=form, status=422)
-    return render_team(sent=sent)
+    return _back(sent)
 
 
 @bp.post("/invitations/<int:invitation_id>/resend")
@@ -76,7 +81,7 @@ def resend(invitation_id: int):
         sent = teams.resend(_merchant_id(), invitation_id, actor=current_user)
     except teams.NotFound:
         abort(404)
-    return render_team(sent=sent)
+    return _back(sent)
 
 
 @bp.post("/invitations/<int:invitation_id>/revoke")

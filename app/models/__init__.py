@@ -20,7 +20,7 @@ from app.models.inbox import DailyCounter, InboxEvent
 from app.models.mail import OutgoingMail
 from app.models.merchant import Merchant
 from app.models.notifications import AlertNotification
-from app.models.password_reset import PasswordReset
+from app.models.password_reset import PasswordReset, PasswordResetRequest
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "Merchant",
     "OutgoingMail",
     "PasswordReset",
+    "PasswordResetRequest",
     "PreAuthCode",
     "Role",
     "SessionStatus",

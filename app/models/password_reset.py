@@ -22,3 +22,19 @@ class PasswordReset(Base):
     used_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
+
+
+class PasswordResetRequest(Base):
+    """Someone asked for a reset link for this address; the worker decides what to send.
+
+    The page only records the request, the same work whether or not the address has an
+    account, so neither its answer nor its timing tells which addresses exist. Processed
+    requests are deleted.
+    """
+
+    __tablename__ = "password_reset_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)

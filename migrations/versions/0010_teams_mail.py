@@ -6,7 +6,8 @@ Create Date: 2026-12-01
 
 Issue #12. Merchant users may now be `merchant_viewer` too (the users check constraint widens);
 invitations carry the role they grant, can be withdrawn, and keep their link encrypted so an
-administrator can copy or resend it. Password-reset links are stored as hashes. Outgoing email
+administrator can copy or resend it. Password-reset requests wait for the worker (so the page
+does the same work for every address); reset links are stored as hashes. Outgoing email
 waits in mail_outbox (bodies encrypted) until the worker sends it.
 """
 
@@ -65,6 +66,15 @@ def upgrade():
     op.create_index("ix_password_resets_user_id", "password_resets", ["user_id"])
 
     op.create_table(
+        "password_reset_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_password_reset_requests")),
+    )
+
+    op.create_table(
         "mail_outbox",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("to_addresses", sa.JSON(), nullable=False),
@@ -86,6 +96,7 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_mail_outbox_status_next", table_name="mail_outbox")
     op.drop_table("mail_outbox")
+    op.drop_table("password_reset_requests")
     op.drop_index("ix_password_resets_user_id", table_name="password_resets")
     op.drop_table("password_resets")
     with op.batch_alter_table("invitations", schema=None) as batch_op:

@@ -12,6 +12,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from app.services import clock
+from app.services.access import password_reset
 from app.services.notify import mail
 from tests import factories
 
@@ -86,7 +87,8 @@ def moved_clock():
 
 
 def deliver() -> int:
-    """Run the worker's mail job once, as the scheduler would."""
+    """Run the worker's reset-request and mail jobs once, as the scheduler would."""
+    password_reset.process_requests()
     return mail.deliver_due()
 
 

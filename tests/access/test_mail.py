@@ -31,6 +31,7 @@ def test_send_records_and_the_worker_delivers_both_parts(app, smtp_server):
     assert message["From"] == "Grantdesk <noreply@grantdesk.example.com>"
     assert message["To"] == "ops@example.com, Lead@Example.com"
     assert message["Message-ID"] and message["Date"]
+    assert message["Auto-Submitted"] == "auto-generated"
     assert smtp_server.envelopes[0].rcpt_tos == ["ops@example.com", "Lead@Example.com"]
     assert smtp_server.logins == [(SMTP_USER, SMTP_PASSWORD)]
     text_part, html_part = parts(message)
@@ -167,3 +168,21 @@ class socket_closed:
 def test_smtplib_is_what_sends(app):
     # The standard library's client is the one the worker uses (no hand-written protocol).
     assert mail.smtplib is smtplib
+
+
+def test_templates_are_bilingual_and_escape_html(app):
+    context = {
+        "link": "https://portal.example.com/invitations/abc",
+        "merchant_name": "<b>Tea & Co</b>",
+        "provider": "Grantdesk",
+        "role_zh": "管理员",
+        "role_en": "administrator",
+        "inviter": "",
+        "inviter_en": "Your service provider",
+        "ttl_hours": 72,
+    }
+    text_body, html_body = mail.render("invitation", **context)
+    assert "<b>Tea & Co</b>" in text_body and "<b>Tea" not in html_body
+    assert "&lt;b&gt;Tea &amp; Co&lt;/b&gt;" in html_body
+    for body in (text_body, html_body):
+        assert body.index("您好") < body.index("Hello") and context["link"] in body

@@ -1,5 +1,9 @@
-"""Forgotten passwords: a single-use, expiring link by email (only its hash is stored);
-asking gives the same answer whether or not the address has an account."""
+"""Forgotten passwords: a single-use, expiring link by email (only its hash is stored).
+
+Asking only records the request (`request_reset`), the same work for every address, so the
+answer and its timing say nothing about which addresses have accounts; the worker's
+`password_reset_requests` job then mails a link to those that do.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.extensions import db
-from app.models import PasswordReset, User
+from app.models import PasswordReset, PasswordResetRequest, User
 from app.services import DomainError, accounts, audit, clock
 from app.services.access.links import public_url
 from app.services.notify import mail
@@ -21,10 +25,40 @@ class ResetInvalid(DomainError):
 
 
 def request_reset(email: str, *, ip: str | None = None) -> None:
-    """Email a reset link if an active account has this address; otherwise do nothing."""
-    user = accounts.find_user_by_email(email)
-    if user is None or not user.is_active:
-        return
+    """Record a request for a reset link (for any address: existence is decided later)."""
+    db.session.add(
+        PasswordResetRequest(
+            email=accounts.normalize_email(email)[:254], ip=ip, requested_at=clock.now()
+        )
+    )
+    db.session.commit()
+
+
+def process_requests(*, limit: int = 100) -> int:
+    """Worker job: mail a link for each recorded request whose address has an active account."""
+    sent = 0
+    ids = db.session.scalars(
+        select(PasswordResetRequest.id).order_by(PasswordResetRequest.id).limit(limit)
+    ).all()
+    for request_id in ids:
+        pending = db.session.get(PasswordResetRequest, request_id)
+        # Deleting is the claim: of several workers, only one gets rowcount 1.
+        claimed = db.session.execute(
+            delete(PasswordResetRequest).where(PasswordResetRequest.id == request_id)
+        ).rowcount
+        if claimed != 1 or pending is None:
+            db.session.rollback()
+            continue
+        user = accounts.find_user_by_email(pending.email)
+        if user is None or not user.is_active:
+            db.session.commit()
+            continue
+        _send_link(user, pending.ip)
+        sent += 1
+    return sent
+
+
+def _send_link(user: User, ip: str | None) -> None:
     token = secrets.token_urlsafe(32)
     ttl = current_app.config["PASSWORD_RESET_TTL_MINUTES"]
     now = clock.now()

@@ -132,6 +132,17 @@ def copy_link(merchant_id: int, invitation_id: int) -> str | None:
     return invitation_link(token) if token else None
 
 
+def sent_invitation(merchant_id: int, invitation_id: int) -> SentInvitation | None:
+    """A pending invitation as just sent (for the page after the redirect), or None."""
+    try:
+        link = copy_link(merchant_id, invitation_id)
+    except NotFound:
+        return None
+    if link is None:
+        return None
+    return SentInvitation(db.session.get(Invitation, invitation_id), link, mail.enabled())
+
+
 def resend(merchant_id: int, invitation_id: int, *, actor=None) -> SentInvitation:
     """Send a pending invitation again with a fresh expiry (a new link if the old is not kept)."""
     invitation = _pending(merchant_id, invitation_id)

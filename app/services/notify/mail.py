@@ -149,6 +149,7 @@ def _build(message: OutgoingMail) -> EmailMessage:
     email["From"] = config["MAIL_FROM"]
     email["To"] = ", ".join(message.to_addresses)
     email["Date"] = formatdate(localtime=False)
+    email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to us
     email["Message-ID"] = make_msgid(domain=config["MAIL_FROM"].rpartition("@")[2].strip(" >"))
     email.set_content(message.text_body or "")
     if message.html_body:
