@@ -1,6 +1,7 @@
 """Sign-in plumbing, CSRF, rate limits and the security headers of every response."""
 
 from flask import Flask, request
+from flask_babel import lazy_gettext as _l
 from jinja2 import StrictUndefined, Undefined
 from sqlalchemy import select
 
@@ -30,6 +31,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     login_manager.login_message_category = "info"
+    login_manager.login_message = _l("Please sign in to see this page.")
     login_manager.user_loader(load_user)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -45,6 +45,8 @@ class ConsentForm(SetsMixin, FlaskForm):
     """Step 3 (POST): the choices again (hidden) and the explicit consent."""
 
     type = HiddenField()
+    # One key per rendered form: a resubmission finds the session it already opened.
+    consent_key = HiddenField()
     agree = BooleanField(
         _l(
             "I agree that my service provider may access and store this information "

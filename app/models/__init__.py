@@ -18,6 +18,7 @@ from app.models.grants import (
 )
 from app.models.inbox import DailyCounter, InboxEvent
 from app.models.merchant import Merchant
+from app.models.provider import ProviderProfile
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "JobRun",
     "Merchant",
     "PreAuthCode",
+    "ProviderProfile",
     "Role",
     "SessionStatus",
     "User",

@@ -95,6 +95,7 @@ class AccountFilterForm(GetForm):
     per_page = SelectField(
         _l("Per page"),
         choices=[SelectChoice(str(n), str(n)) for n in queries.PER_PAGE_CHOICES],
+        default=str(queries.AccountFilter.per_page),  # the select shows what the list uses
         validate_choice=False,
     )
 
