@@ -18,7 +18,7 @@ from app.models.grants import (
 )
 from app.models.inbox import DailyCounter, InboxEvent
 from app.models.merchant import Merchant
-from app.models.provider import ProviderProfile
+from app.models.provider import ProviderProfile, StaffNote
 from app.models.user import Invitation, Role, User
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "ProviderProfile",
     "Role",
     "SessionStatus",
+    "StaffNote",
     "User",
     "UTCDateTime",
     "utcnow",

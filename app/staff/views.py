@@ -25,6 +25,7 @@ from app.services import accounts, clock
 from app.services.console import charts, stats
 from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
+from app.staff import notes as notes_views
 from app.staff import platform as platform_views
 from app.staff import provider as provider_views
 from app.staff.forms import ConfirmForm, InviteForm, MerchantForm
@@ -35,6 +36,7 @@ bp.before_request(require_staff)
 bp.register_blueprint(accounts_views.bp, url_prefix="/accounts")
 bp.register_blueprint(platform_views.bp)
 bp.register_blueprint(provider_views.bp)
+bp.register_blueprint(notes_views.bp)
 
 MERCHANTS_PER_PAGE = 50
 SECRET_HINTS = ("ticket", "code", "token", "secret", "password", "key")

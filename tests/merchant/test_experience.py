@@ -208,3 +208,24 @@ def test_provider_is_named_on_merchant_pages_and_the_phone_landing(logged_in, ad
 
     landing = html(client.get(sessions.connect_url(session).replace("http://localhost", "")))
     assert "云帆互动" in landing
+
+
+def test_dates_use_babel_medium_dates_with_24_hour_times(logged_in, admin, client):
+    account = make_account(admin.merchant)
+    page = html(logged_in.get(f"/merchant/accounts/{account.id}"))
+    assert re.search(r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{2}:\d{2}", page)
+    assert not re.search(r"\b\d{1,2}/\d{1,2}/\d{2}\b", page)
+    token = csrf_token(logged_in, "/settings")
+    logged_in.post("/locale", data={"locale": "zh_CN", "csrf_token": token})
+    page = html(logged_in.get(f"/merchant/accounts/{account.id}"))
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}", page)
+
+
+def test_one_voice_in_chinese_merchant_text():
+    from babel.messages.pofile import read_po
+
+    with open("app/translations/zh_Hans_CN/LC_MESSAGES/messages.po", "rb") as handle:
+        catalog = read_po(handle)
+    informal = [m.id for m in catalog if isinstance(m.string, str) and "你" in m.string]
+    assert informal == []
+    assert catalog["Next step"].string == "下一步"

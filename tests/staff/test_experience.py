@@ -8,6 +8,7 @@ from app.extensions import db
 from app.models import AttentionItem, AuditEntry, GrantChange, ProviderProfile, SessionStatus
 from app.models.grants import appid_ref
 from app.services import clock
+from app.services.authorization import purge
 from app.services.platform import provider
 from tests.merchant.conftest import make_session
 from tests.staff.conftest import factories, make_account, make_event, post
@@ -108,3 +109,92 @@ def test_seed_demo_names_the_provider(runner):
     assert row.display_name and row.logo.startswith(b"\x89PNG")
     runner.invoke(args=["seed-demo"])  # idempotent
     assert db.session.query(ProviderProfile).count() == 1
+
+
+def _ticks(svg: str, fill_free: bool = True) -> list[str]:
+    pattern = r'<text class="chart-tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]*)</text>'
+    return re.findall(pattern, svg)
+
+
+def test_small_counts_get_whole_number_ticks_without_repeats():
+    from app.services.console import charts
+
+    for top in range(0, 40):
+        svg = charts.bars_with_line(["2026-10", "2026-11"], [top, 0], [top, top + 2],
+                                    title="t", bar_label="new", line_label="total")  # fmt: skip
+        left = [t for t in _ticks(svg) if not t.startswith("26")]
+        assert len(left) == len(set(left)) >= 2, (top, left)
+        assert all(t.replace(",", "").isdigit() for t in left)
+        assert " max" not in svg  # no label drawn over the bars
+        right = re.findall(
+            r'<text class="chart-tick" x="[\d.]+" y="[\d.]+" fill="[^"]+">(\d+)<', svg
+        )
+        assert len(right) == len(set(right)) == len(left), (top, right)
+        assert 'transform="rotate(90' in svg and ">total</text>" in svg  # the right axis is named
+
+
+def test_notes_on_merchant_and_account_go_with_the_account(staff_client, staff):
+    from app.models import Authorizer, StaffNote
+
+    merchant = factories.make_merchant()
+    account = make_account(merchant)
+    r = post(staff_client, f"/staff/merchants/{merchant.id}/notes", data={"body": "Call Mr Li"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("#notes")
+    post(staff_client, f"/staff/accounts/{account.id}/notes", data={"body": "Asked for set 3"})
+    assert "Call Mr Li" in staff_client.get(f"/staff/merchants/{merchant.id}").get_data(True)
+    page = staff_client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    assert "Asked for set 3" in page and "Call Mr Li" not in page
+    empty = post(staff_client, f"/staff/accounts/{account.id}/notes", data={"body": "   "})
+    assert empty.status_code == 303 and db.session.query(StaffNote).count() == 2
+    entry = db.session.query(AuditEntry).filter_by(action="staff.note_added").first()
+    assert "Call Mr Li" not in str(entry.details)  # the log says who and when, not what
+    purge.purge_authorizer(account.appid, reason="unauthorized")
+    assert db.session.get(Authorizer, account.id) is None
+    assert [n.body for n in db.session.query(StaffNote)] == ["Call Mr Li"]
+
+
+def test_attention_categories_link_to_their_items(staff_client):
+    merchant = factories.make_merchant()
+    account = make_account(merchant)
+    for kind in ("session_mismatch", "exchange_failed"):
+        item = AttentionItem(kind=kind, dedupe_key=f"k:{kind}", details={"reason": "seeded"},
+                             authorizer_appid=account.appid, created_at=clock.now())  # fmt: skip
+        db.session.add(item)
+    db.session.commit()
+    overview = staff_client.get("/staff/").get_data(as_text=True)
+    assert 'href="/staff/attention?kind=session_mismatch"' in overview
+    listing = staff_client.get("/staff/attention?kind=session_mismatch").get_data(as_text=True)
+    assert listing.count("/staff/accounts/attention/") == 1 and "demo data" in listing
+
+
+def test_audit_log_is_in_time_order_across_pages(staff_client):
+    from datetime import timedelta
+
+    from app.services import audit
+
+    base = clock.now()
+    for minutes in (5, 1, 9, 3, 7, 2):  # written out of time order
+        audit.record("test.entry", actor="seed", at_minute=minutes).at = base - timedelta(
+            minutes=minutes
+        )
+    db.session.commit()
+    from app.services.console import queries
+
+    seen, before = [], None
+    while True:
+        rows, before = queries.list_audit(
+            queries.AuditFilter(action="test.entry", before_id=before, per_page=2)
+        )
+        seen += [r.details["at_minute"] for r in rows]
+        if before is None:
+            break
+    assert seen == [1, 2, 3, 5, 7, 9]
+
+
+def test_permission_filter_groups_sets_by_account_type(staff_client):
+    page = staff_client.get("/staff/accounts/").get_data(as_text=True)
+    select = page[
+        page.index('name="set_id"') : page.index("</select>", page.index('name="set_id"'))
+    ]
+    assert select.count("<optgroup") == 2
+    assert 'label="Official Account"' in select and 'label="Mini Program"' in select
