@@ -33,6 +33,7 @@ class SetsMixin:
         _l("Permissions"),
         coerce=int,
         validate_choice=True,
+        invalid_choice_message=_l("Choose only from the permissions listed."),
         validators=[DataRequired(message=_l("Choose at least one permission."))],
     )
 

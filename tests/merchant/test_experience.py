@@ -229,3 +229,8 @@ def test_one_voice_in_chinese_merchant_text():
     informal = [m.id for m in catalog if isinstance(m.string, str) and "你" in m.string]
     assert informal == []
     assert catalog["Next step"].string == "下一步"
+
+
+def test_a_set_we_do_not_offer_gets_our_own_message(logged_in):
+    page = html(logged_in.get("/merchant/connect/consent?type=official_account&sets=17"))
+    assert "Choose only from the permissions listed." in page and "not a valid choice" not in page
