@@ -142,3 +142,37 @@ def test_provider_named_on_the_phone_landing_and_revoke_steps(flows, sandbox, li
     assert "云帆互动" in steps and "您的服务商" not in steps
     assert flow.page.locator("header img.brand-logo").evaluate("img => img.naturalWidth") > 0
     flow.shot("revoke-named")
+
+
+PLAIN = {
+    "zh-CN": {"login": "请先登录", "original": "原始ID", "auto": "本页就会自动更新"},
+    "en-US": {"login": "Please sign in to see this page.", "original": "Original ID",
+              "auto": "This page updates by itself"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_plain_pages_without_javascript_say_only_true_things(browser, live_portal, locale):
+    from tests import factories
+    from tests.merchant.conftest import make_account, make_session
+    from tests.plugins.browser import DESKTOP
+
+    words = PLAIN[locale]
+    admin = factories.make_merchant_admin()
+    account = make_account(admin.merchant)
+    session = make_session(admin.merchant, admin)
+    context = browser.new_context(**DESKTOP, locale=locale, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_portal.url + "/merchant/")
+    assert words["login"] in page.inner_text(".flashes")  # Flask-Login's prompt, translated
+    page.fill("input[name=email]", admin.email)
+    page.fill("input[name=password]", factories.PASSWORD)
+    page.press("input[name=password]", "Enter")
+    page.wait_for_url(live_portal.url + "/merchant/")
+    page.goto(f"{live_portal.url}/merchant/accounts/{account.id}")
+    assert words["original"] in page.inner_text("dl.profile")
+    page.goto(f"{live_portal.url}/merchant/sessions/{session.public_id}")
+    assert not page.get_by_text(words["auto"]).is_visible()  # untrue without JavaScript
+    assert not page.locator("[data-copy]").is_visible()  # a copy button that cannot copy
+    assert page.locator("#status a").is_visible()  # reloading is the way to see news
+    context.close()
