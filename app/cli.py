@@ -7,8 +7,10 @@ from app import database
 from app.extensions import db
 from app.models import Merchant, StaffRole
 from app.services import accounts
+from app.services.platform import provider
 
 DEMO_PASSWORD = "grantdesk-demo"
+DEMO_PROVIDER_NAME = "云帆互动 Yunfan Digital"
 DEMO_USERS = {
     "staff": "staff@grantdesk.example.com",
     "merchants": [
@@ -117,6 +119,8 @@ def seed_demo() -> None:
             merchant = accounts.create_merchant(name, email)
             token = accounts.invite_admin(merchant, email)
             accounts.accept_invitation(token, DEMO_PASSWORD, name)
+    if provider.current_provider().version == 0:  # nothing stored yet: name the demo provider
+        provider.update_provider(DEMO_PROVIDER_NAME, logo_bytes=provider.monogram_png())
     click.echo(f"Demo users (password: {DEMO_PASSWORD}):")
     click.echo(f"  provider staff   {DEMO_USERS['staff']}")
     for _name, email in DEMO_USERS["merchants"]:

@@ -36,5 +36,15 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     app.jinja_env.globals["locale_code"] = locale_code
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": (
-        format_datetime(value, fmt) if value else "—"
+        format_datetime(value, _pattern(fmt)) if value else "—"
     )
+
+
+def _pattern(fmt: str) -> str:
+    """The "short" format: the medium date with a 24-hour time ("Dec 3, 2026, 14:05",
+    "2026年12月3日 14:05"); Babel's own short form ("12/3/26") reads ambiguously."""
+    if fmt != "short":
+        return fmt
+    locale = get_locale()
+    glue = str(locale.datetime_formats["medium"])
+    return glue.replace("{1}", locale.date_formats["medium"].pattern).replace("{0}", "HH:mm")

@@ -1,6 +1,7 @@
 """Sign-in plumbing, CSRF, rate limits and the security headers of every response."""
 
 from flask import Flask, request
+from flask_babel import lazy_gettext as _l
 from jinja2 import StrictUndefined, Undefined
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -32,6 +33,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     login_manager.login_message_category = "info"
+    login_manager.login_message = _l("Please sign in to see this page.")
     login_manager.user_loader(load_user)
     session_cookies.init_app(app)
     csrf.init_app(app)

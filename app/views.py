@@ -1,14 +1,19 @@
 """Blueprint registration and the few routes that belong to no area."""
 
-from flask import Blueprint, Flask, redirect, request, session, url_for
+from flask import Blueprint, Flask, abort, make_response, redirect, request, session, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import text
 
+from app import labels
 from app.extensions import db
 from app.forms import LocaleForm
+from app.i18n import locale_code
 from app.redirects import safe_next
 from app.services import accounts
-from app.services.platform import status
+from app.services.authorization import authorizers
+from app.services.platform import provider, status
+from app.wechat import permissions
 
 bp = Blueprint("main", __name__)
 
@@ -71,3 +76,35 @@ def readyz():
 @bp.app_context_processor
 def inject_locale_form():
     return {"locale_form": LocaleForm(formdata=None, next=request.full_path.rstrip("?"))}
+
+
+@bp.get("/provider/logo")
+def provider_logo():
+    """The provider's logo (public: the phone landing shows it before anyone signs in)."""
+    found = provider.logo()
+    if found is None:
+        abort(404)
+    response = make_response(found[0])
+    response.headers["Content-Type"] = found[1]
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.app_context_processor
+def inject_provider():
+    """The provider as merchants know it (the platform's name in WeChat) on every page."""
+    current = provider.current_provider()
+    return {"provider": current, "provider_label": current.name or _l("your service provider")}
+
+
+@bp.app_template_global("label")
+def label_of(vocabulary: str, value) -> str:
+    """A stored value's name in the current language (see app/labels.py)."""
+    return labels.label(vocabulary, value)
+
+
+@bp.app_template_global()
+def missing_set_names(account_type: str | None, set_ids) -> list[str]:
+    """Names of the required sets a grant lacks (a partial authorization), in this language."""
+    missing = authorizers.missing_required(account_type, set_ids)
+    return [permissions.name(i, locale_code()) for i in missing]

@@ -10,7 +10,7 @@ from flask_login import current_user
 
 from app.htmx import render
 from app.services import DomainError, clock
-from app.services.authorization import grants, sessions
+from app.services.authorization import consent, grants, sessions
 from app.wechat import permissions
 from app.wechat.errors import WeChatError
 
@@ -45,7 +45,7 @@ def link(token: str):
         "connect/link.html", session=session, links=links, unavailable=False,
         in_wechat="MicroMessenger" in request.user_agent.string,
         on_phone=bool(PHONE_USER_AGENT.search(request.user_agent.string)),
-        page_url=sessions.connect_url(session),
+        page_url=sessions.connect_url(session), plan=consent.wechat_page_plan(session),
     )  # fmt: skip
 
 

@@ -41,6 +41,7 @@ class SetsMixin:
         _l("Permissions"),
         coerce=int,
         validate_choice=True,
+        invalid_choice_message=_l("Choose only from the permissions listed."),
         validators=[DataRequired(message=_l("Choose at least one permission."))],
     )
 
@@ -53,6 +54,8 @@ class ConsentForm(SetsMixin, FlaskForm):
     """Step 3 (POST): the choices again (hidden) and the explicit consent."""
 
     type = HiddenField()
+    # One key per rendered form: a resubmission finds the session it already opened.
+    consent_key = HiddenField()
     agree = BooleanField(
         _l(
             "I agree that my service provider may access and store this information "

@@ -24,8 +24,7 @@ def _ids(values) -> list[int]:
 
 def required_set_ids(account_type: str | None) -> list[int]:
     """The sets the provider needs for this account type (config)."""
-    key = f"REQUIRED_PERMISSION_SETS_{(account_type or '').upper()}"
-    return _ids(current_app.config.get(key))
+    return authorizers.required_set_ids(account_type)
 
 
 def offered_sets(account_type: str) -> list[permissions.PermissionSet]:
@@ -206,3 +205,36 @@ def health(account: Authorizer) -> str:
     if token is not None and token.consecutive_failures:
         return "retrying"
     return "ok"
+
+
+@dataclass
+class PastAuthorization:
+    """A receipt of an ended authorization: no profile data, only what the tombstone keeps."""
+
+    account_type: str | None
+    authorized_at: datetime | None
+    ended_at: datetime
+    reason: str
+
+
+def past_authorizations(merchant_id: int, limit: int = 20) -> list[PastAuthorization]:
+    """The merchant's ended authorizations (newest first), from the purge tombstones."""
+    entries = db.session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.action == PURGED, AuditEntry.merchant_id == merchant_id)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+    )
+    return [
+        PastAuthorization(
+            account_type=e.details.get("account_type"),
+            authorized_at=_parse(e.details.get("authorized_at")),
+            ended_at=e.at,
+            reason=e.details.get("reason", ""),
+        )
+        for e in entries
+    ]
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,5 +1,7 @@
 """Merchant self-service pages: accounts, the connect wizard, update, revoke, delete."""
 
+import secrets
+
 from flask import Blueprint, abort, flash, make_response, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -60,6 +62,7 @@ def accounts():
         "merchant/accounts.html",
         accounts=authorizers.merchant_authorizers(_merchant_id()),
         open_sessions=queries.open_sessions(_merchant_id()),
+        past=queries.past_authorizations(_merchant_id()),
         form=forms.ConfirmForm(),
     )
 
@@ -67,9 +70,17 @@ def accounts():
 @bp.get("/accounts/<int:account_id>")
 def account(account_id: int):
     """One account: profile, permissions, history and connection health."""
-    item = queries.merchant_account(_merchant_id(), account_id)
+    item, tombstone = queries.account_or_tombstone(_merchant_id(), account_id)
+    if tombstone is not None:  # revoked or deleted since: say so instead of a 404
+        url = url_for("merchant.revoke", account_id=account_id)
+        if htmx:
+            response = make_response("", 200)
+            response.headers["HX-Redirect"] = url
+            return response
+        return redirect(url, code=303)
     return render(
         "merchant/account.html",
+        fragment="account_body",
         account=item,
         timeline=queries.timeline(item),
         health=queries.health(item),
@@ -140,16 +151,24 @@ def connect_consent():
     if not forms.with_choices(chosen, offered).validate():
         return _permissions_page(chosen, 422)
     formdata = source if request.method == "POST" else None
-    form = forms.ConsentForm(formdata, type=chosen.type.data, sets=chosen.sets.data)
+    key = secrets.token_urlsafe(24)
+    form = forms.ConsentForm(
+        formdata, type=chosen.type.data, sets=chosen.sets.data, consent_key=key
+    )
     forms.with_choices(form, offered)
     if request.method == "POST" and form.validate():
         session = consent.start_connection(
             current_user.merchant, current_user, account_type=chosen.type.data,
             set_ids=chosen.sets.data, version=forms.CONSENT_VERSION,
+            consent_key=(form.consent_key.data or "")[:43] or None,
         )  # fmt: skip
         return see_other(url_for("merchant.session", public_id=session.public_id))
     status = 422 if request.method == "POST" else 200
-    return render("merchant/connect_consent.html", form=form, chosen=chosen, step=3), status
+    required = queries.required_set_ids(chosen.type.data)
+    left_out = [i for i in required if i not in (chosen.sets.data or [])]
+    return render(
+        "merchant/connect_consent.html", form=form, chosen=chosen, step=3, left_out=left_out
+    ), status
 
 
 # --- a session: connect step, live status, result -----------------------------------------------
@@ -167,11 +186,17 @@ def session(public_id: str):
         "account_type": queries.account_type_of(item),
         "connect_url": sessions.connect_url(item),
         "form": forms.ConfirmForm(),
+        "plan": consent.wechat_page_plan(item),
+        "change": consent.session_change(item) if state == "completed" else None,
+        "swapped": False,
+        "swapped_status": is_partial_request(),
     }
     if state in ("waiting", "finishing") or not is_partial_request():
         context["qr"] = qr_svg(context["connect_url"]) if state in ("waiting", "finishing") else ""
         return render("merchant/session.html", fragment="status", **context)
-    # A final state while polling: swap the whole step area in place and stop polling.
+    # A final state while polling: swap the whole step area in place and stop polling
+    # (with a <title> so htmx retitles the tab).
+    context["swapped"] = True
     body = render("merchant/session.html", fragment="session", qr="", **context)
     response = make_response(body, 286)
     response.headers["HX-Retarget"] = "#session"
@@ -239,6 +264,9 @@ def delete(account_id: int):
             flash(_("The account's data has been deleted."), "success")
             return see_other(url_for("merchant.accounts"))
     status = {"still_authorized": 409, "cannot_verify": 503}.get(error, 200)
+    # Say up front whether deletion can happen now, instead of refusing after the click.
+    readiness = error or (purge.deletion_readiness(item) if item is not None else "ready")
     return render(
-        "merchant/delete.html", account=item, tombstone=tombstone, form=form, error=error
-    ), status
+        "merchant/delete.html", account=item, tombstone=tombstone, form=form, error=error,
+        readiness=readiness,
+    ), status  # fmt: skip

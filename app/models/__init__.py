@@ -22,6 +22,7 @@ from app.models.merchant import Merchant
 from app.models.mfa import RecoveryCode, TotpCredential
 from app.models.notifications import AlertNotification
 from app.models.password_reset import PasswordReset, PasswordResetRequest
+from app.models.provider import ProviderProfile, StaffNote
 from app.models.sessions import UserSession
 from app.models.user import Invitation, Role, StaffRole, User
 
@@ -51,8 +52,10 @@ __all__ = [
     "PasswordResetRequest",
     "PreAuthCode",
     "RecoveryCode",
+    "ProviderProfile",
     "Role",
     "SessionStatus",
+    "StaffNote",
     "StaffRole",
     "TotpCredential",
     "User",

@@ -88,6 +88,8 @@ class AuthorizationSession(Base):
     granted_set_ids: Mapped[list[int] | None] = mapped_column(JSON)
     completed_via: Mapped[str | None] = mapped_column(String(16))
     failure_reason: Mapped[str | None] = mapped_column(String(64))
+    # The wizard's one-time form key: a resubmitted consent finds its session instead of a new one.
+    consent_key: Mapped[str | None] = mapped_column(String(43), unique=True)
 
     pre_auth_codes: Mapped[list["PreAuthCode"]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="PreAuthCode.id"

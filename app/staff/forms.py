@@ -103,14 +103,18 @@ class AccountFilterForm(GetForm):
     per_page = SelectField(
         _l("Per page"),
         choices=[SelectChoice(str(n), str(n)) for n in queries.PER_PAGE_CHOICES],
+        default=str(queries.AccountFilter.per_page),  # the select shows what the list uses
         validate_choice=False,
     )
 
     def __init__(self, *args, locale=None, **kwargs):
         super().__init__(*args, **kwargs)
-        sets = sorted(permissions.catalog().values(), key=lambda s: s.id)
+        # Grouped by account type: some names exist for both types (with different ids).
+        groups = {"official_account": _l("Official Account"), "mini_program": _l("Mini Program")}
         self.set_id.choices = [SelectChoice("", _l("Any set"))] + [
-            (str(s.id), f"{s.id} · {s.name(locale)}") for s in sets
+            SelectChoice(str(s.id), f"{s.id} · {s.name(locale)}", optgroup=str(group))
+            for kind, group in groups.items()
+            for s in permissions.for_account_type(kind)
         ]
 
     def to_filter(self, page: int) -> queries.AccountFilter:

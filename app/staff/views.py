@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from app import labels
 from app.auth.access import can, require_staff, require_staff_role
 from app.extensions import db
 from app.htmx import is_partial_request, render
@@ -25,7 +26,9 @@ from app.services.access import teams
 from app.services.console import charts, stats
 from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
+from app.staff import notes as notes_views
 from app.staff import platform as platform_views
+from app.staff import provider as provider_views
 from app.staff import teams as teams_views
 from app.staff import users as users_views
 from app.staff.forms import ConfirmForm, InviteForm, MerchantForm
@@ -38,6 +41,8 @@ bp.register_blueprint(platform_views.bp)
 bp.register_blueprint(teams_views.bp, url_prefix="/merchants/<int:merchant_id>/team")
 bp.register_blueprint(users_views.bp, url_prefix="/users")
 bp.add_app_template_global(can, "can")
+bp.register_blueprint(provider_views.bp)
+bp.register_blueprint(notes_views.bp)
 
 MERCHANTS_PER_PAGE = 50
 SECRET_HINTS = ("ticket", "code", "token", "secret", "password", "key")
@@ -101,7 +106,10 @@ def _overview_charts() -> dict:
             [m for m, _n, _t in months], [n for _m, n, _t in months], [t for _m, _n, t in months],
             title=_("Grants over time"), bar_label=_("new"), line_label=_("total"),
         ),
-        "events": charts.stacked_bars(days, series, title=_("Events per day by type")),
+        "events": charts.stacked_bars(
+            days, {labels.label("info_type", k): v for k, v in series.items()},
+            title=_("Events per day by type"),
+        ),
         "coverage": charts.horizontal_bars(
             [(f"{i} · {name}", n, of) for i, name, n, of in coverage],
             title=_("Permission-set coverage"), of_label=_("of"),

@@ -226,7 +226,7 @@ def test_partial_grant_shows_gap_and_request_missing_fixes_it(flow_factory, sand
     tab.close()
     flow.wait_result()
     gap = flow.page.inner_text(".gap")
-    assert "Account services" in gap and "unticked" in gap
+    assert "Account services" in gap and "not ticked" in gap
     flow.page.click("#request-missing")
     flow.page.wait_for_selector("#status")
     flow.shot("request-missing-connect-step")

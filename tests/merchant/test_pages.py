@@ -28,7 +28,7 @@ def test_empty_state_explains_connecting(logged_in):
 def test_accounts_show_badge_gap_and_one_click_request(logged_in, admin):
     make_account(admin.merchant, set_ids=[1, 2], nick_name="Tea House")
     page = html(logged_in.get("/merchant/"))
-    assert "Tea House" in page and "Active" in page
+    assert "Tea House" in page and "Partially authorized" in page and ">Active<" not in page
     assert "Missing: Account services" in page
     assert "request-missing" in page
 
@@ -143,11 +143,13 @@ def test_polling_stops_with_286_and_swaps_in_the_result(logged_in, admin):
     assert response.status_code == 286
     assert response.headers["HX-Retarget"] == "#session"
     body = html(response)
-    assert body.lstrip().startswith('<div id="session"') and "Noodle Bar" in body
+    swapped = body.lstrip().split("</title>", 1)  # a <title> first: htmx retitles the tab
+    assert swapped[0].startswith("<title>") and swapped[1].lstrip().startswith('<div id="session"')
+    assert "Noodle Bar" in body
     page = html(logged_in.get(url))  # a reload shows the same result as a whole page
     assert "<html" in page and "Noodle Bar" in page
     assert "Some permissions were not granted" in page and 'id="request-missing"' in page
-    assert "it was unticked on WeChat" in page
+    assert "it was not ticked on WeChat" in page
 
 
 def test_exclusive_gap_is_explained(logged_in, admin):
@@ -199,7 +201,12 @@ def test_request_missing_opens_a_pinned_update_session(logged_in, admin):
     assert session.biz_appid == account.appid and session.requested_set_ids == [1, 2, 3]
     assert db.session.get(Authorizer, account.id).grant.pending_session_id == session.id
     page = html(logged_in.get(response.headers["Location"]))
-    assert "This link only works for" in page and "untick what you want to remove" in page
+    assert "This link only works for" in page
+    # WeChat pre-ticks only what is granted: the page names the set to tick (defect 1).
+    plan = page[page.index('id="wechat-plan"') :]
+    assert "Tick “Account services”." in plan
+    keep = plan[plan.index('id="plan-keep"') : plan.index("</p>", plan.index('id="plan-keep"'))]
+    assert "User management" in keep and "Account services" not in keep
 
 
 # --- detail, update ------------------------------------------------------------------------------
@@ -221,7 +228,7 @@ def test_update_diff_fragment_both_ways(logged_in, admin):
     body = html(fragment)
     assert fragment.status_code == 200 and body.lstrip().startswith('<section id="diff"')
     assert "Broadcasts and notifications" in body and "Account services" in body
-    assert "untick these permissions" in body
+    assert "WeChat's page will not list these permissions" in body  # what it really shows
     page = html(logged_in.post(url, data=data))
     assert "<html" in page and "You will remove:" in page
     assert db.session.scalar(select(AuthorizationSession)) is None  # preview changes nothing
@@ -258,9 +265,9 @@ def test_revoke_page_polls_until_purged(logged_in, admin):
 def test_delete_confirmation_then_purge(logged_in, admin, monkeypatch):
     account = make_account(admin.merchant)
     account_id, url = account.id, f"/merchant/accounts/{account.id}/delete"
+    monkeypatch.setattr(purge, "wechat_still_authorizes", lambda appid: False)
     page = html(logged_in.get(url))
     assert "This cannot be undone" in page and 'id="confirm-delete"' in page
-    monkeypatch.setattr(purge, "wechat_still_authorizes", lambda appid: False)
     response = logged_in.post(url, data={"csrf_token": csrf_token(logged_in, url)})
     assert response.status_code == 303 and response.headers["Location"].endswith("/merchant/")
     assert db.session.get(Authorizer, account_id) is None
@@ -273,7 +280,8 @@ def test_delete_refused_while_wechat_still_authorizes(logged_in, admin, monkeypa
     url = f"/merchant/accounts/{account.id}/delete"
     monkeypatch.setattr(purge, "wechat_still_authorizes", lambda appid: True)
     response = logged_in.post(url, data={"csrf_token": csrf_token(logged_in, url)})
-    assert response.status_code == 409 and "Withdraw access in WeChat first" in html(response)
+    assert response.status_code == 409 and 'id="delete-needs-revoke"' in html(response)
+    assert "confirm-delete" not in html(response)
     assert db.session.get(Authorizer, account.id) is not None
 
 

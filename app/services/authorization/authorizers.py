@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
@@ -31,11 +32,27 @@ def get_merchant_authorizer(merchant_id: int, authorizer_id: int) -> Authorizer:
     return authorizer
 
 
+def required_set_ids(account_type: str | None) -> list[int]:
+    """The sets the provider needs for this account type (REQUIRED_PERMISSION_SETS_<TYPE>)."""
+    key = f"REQUIRED_PERMISSION_SETS_{(account_type or '').upper()}"
+    return [int(v) for v in current_app.config.get(key) or [] if str(v).strip().isdigit()]
+
+
+def missing_required(account_type: str | None, set_ids) -> list[int]:
+    """Required sets that `set_ids` lacks: an active grant with any is only partial."""
+    granted = set(set_ids or [])
+    return [i for i in required_set_ids(account_type) if i not in granted]
+
+
 def grant_badge(authorizer: Authorizer) -> str:
-    """The merchant UI badge: active, update_pending, needs_reauthorization or revoked."""
+    """The UI badge: active, partial, update_pending, needs_reauthorization or revoked."""
     grant = authorizer.grant
     if grant is None:
         return GrantStatus.REVOKED.value
     if grant.status is GrantStatus.ACTIVE and grant.pending_session_id is not None:
         return "update_pending"
+    if grant.status is GrantStatus.ACTIVE and missing_required(
+        authorizer.account_type, grant.set_ids
+    ):
+        return "partial"
     return grant.status.value

@@ -4,10 +4,13 @@ Consent lives in the append-only audit log (`authorization_session.consented`), 
 the account's purge without holding any of the account's data.
 """
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import AuditEntry, AuthorizationSession, Authorizer, Merchant, User
+from app.models import AuditEntry, AuthorizationSession, Authorizer, GrantChange, Merchant, User
 from app.services import audit, clock
 from app.services.authorization import sessions
 from app.wechat.links import AuthType
@@ -17,14 +20,47 @@ AUTH_TYPES = {"official_account": AuthType.OFFICIAL_ACCOUNT, "mini_program": Aut
 
 
 def start_connection(
-    merchant: Merchant, user: User, *, account_type: str, set_ids, version: str
+    merchant: Merchant,
+    user: User,
+    *,
+    account_type: str,
+    set_ids,
+    version: str,
+    consent_key: str | None = None,
 ) -> AuthorizationSession:
-    """Open a session for a new account of `account_type` and record the consent to it."""
+    """Open a session for a new account of `account_type` and record the consent to it.
+
+    `consent_key` makes the submission idempotent: sending the same form again (back button,
+    double click) returns the session it already opened instead of a second one.
+    """
+    existing = _session_for_key(merchant, consent_key)
+    if existing is not None:
+        return existing
     session = sessions.start_session(
         merchant, set_ids, user=user, auth_type=AUTH_TYPES[account_type]
     )
+    if consent_key:
+        session.consent_key = consent_key
+        try:
+            db.session.commit()
+        except IntegrityError:  # a concurrent submission of the same form won
+            db.session.rollback()
+            db.session.delete(session)
+            db.session.commit()
+            return _session_for_key(merchant, consent_key)
     record_consent(session, user, version=version, method="wizard")
     return session
+
+
+def _session_for_key(merchant: Merchant, consent_key: str | None) -> AuthorizationSession | None:
+    if not consent_key:
+        return None
+    return db.session.scalar(
+        select(AuthorizationSession).where(
+            AuthorizationSession.consent_key == consent_key,
+            AuthorizationSession.merchant_id == merchant.id,
+        )
+    )
 
 
 def start_update(
@@ -63,4 +99,42 @@ def consent_for(session: AuthorizationSession) -> AuditEntry | None:
             AuditEntry.target_type == "authorization_session",
             AuditEntry.target_id == str(session.id),
         )
+    )
+
+
+@dataclass(frozen=True)
+class WeChatPagePlan:
+    """What the merchant will see on WeChat's page for a session, and what to do there."""
+
+    to_tick: list[int]  # listed but not ticked: WeChat pre-ticks only sets already granted
+    kept: list[int]  # listed and already ticked
+    dropped: list[int]  # granted now but not listed at all: confirming removes them
+
+
+def wechat_page_plan(session: AuthorizationSession) -> WeChatPagePlan:
+    """Compare the session's list with the account's current grant (WeChat's page behaviour)."""
+    requested = sorted(set(session.requested_set_ids or []))
+    granted = _current_grant(session)
+    if granted is None:  # a new account: WeChat lists and ticks every requested set
+        return WeChatPagePlan(to_tick=[], kept=requested, dropped=[])
+    return WeChatPagePlan(
+        to_tick=[i for i in requested if i not in granted],
+        kept=[i for i in requested if i in granted],
+        dropped=sorted(granted - set(requested)),
+    )
+
+
+def _current_grant(session: AuthorizationSession) -> set[int] | None:
+    if not session.biz_appid:
+        return None
+    account = db.session.scalar(select(Authorizer).where(Authorizer.appid == session.biz_appid))
+    if account is None or account.grant is None:
+        return None
+    return set(account.grant.set_ids or [])
+
+
+def session_change(session: AuthorizationSession) -> GrantChange | None:
+    """The grant change a completed session made (None once the account was purged)."""
+    return db.session.scalar(
+        select(GrantChange).where(GrantChange.session_id == session.id).order_by(GrantChange.id)
     )

@@ -139,6 +139,16 @@ def _record_refusal(actor: User, authorizer_id: int, merchant_id: int | None, re
     db.session.commit()
 
 
+def deletion_readiness(authorizer: Authorizer) -> str:
+    """Before showing a delete button: "ready", "still_authorized" or "cannot_verify"."""
+    if authorizer.grant is None or authorizer.grant.status is GrantStatus.REVOKED:
+        return "ready"
+    try:
+        return "still_authorized" if wechat_still_authorizes(authorizer.appid) else "ready"
+    except CannotVerifyRevocation:
+        return "cannot_verify"
+
+
 def wechat_still_authorizes(appid: str) -> bool:
     """Ask WeChat; only its explicit "not authorized" (61003) is a no. An outage never purges."""
     client = wechat_client()
@@ -170,6 +180,7 @@ def purge_authorizer(
             tombstone["authorized_at"] = authorizer.grant.authorized_at.isoformat()
             tombstone["set_ids"] = list(authorizer.grant.set_ids)
         tombstone["authorizer_id"] = authorizer.id
+        tombstone["account_type"] = authorizer.account_type  # the merchant's receipt (no profile)
         db.session.delete(authorizer)  # cascades: grant, history, token custody
     _scrub_sessions(appid)
     _scrub_inbox(appid, up_to_event_time)

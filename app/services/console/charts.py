@@ -40,17 +40,42 @@ def _open(title: str, width: int, height: int, chart_id: str) -> list[str]:
     ]
 
 
-def _axis(parts: list[str], left: int, top: int, width: int, height: int, top_value: int) -> None:
-    for i in range(5):
-        y = top + height - height * i / 4
-        value = round(top_value * i / 4)
+def _intervals(top_value: int) -> int:
+    """How many grid intervals make whole-number ticks without repeats (0, 1, 2 … not 0, 0, 1)."""
+    for n in (4, 5, 2, 1):
+        if n <= top_value and top_value % n == 0:
+            return n
+    return 1
+
+
+def _axis(
+    parts: list[str], left: int, top: int, width: int, height: int, top_value: int, n: int = 0
+) -> None:
+    n = n or _intervals(top_value)
+    for i in range(n + 1):
+        y = top + height - height * i / n
         parts.append(
             f'<line class="chart-grid" x1="{left}" x2="{left + width}" y1="{y:.1f}" y2="{y:.1f}"/>'
         )
         parts.append(
             f'<text class="chart-tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{value:,}</text>"
+            f"{top_value * i // n:,}</text>"
         )
+
+
+def _right_axis(parts, x: int, top: int, height: int, top_value: int, n: int, label: str):
+    """The line's own scale on the right, with its name, so it is never read on the bar scale."""
+    for i in range(n + 1):
+        y = top + height - height * i / n
+        parts.append(
+            f'<text class="chart-tick" x="{x + 6}" y="{y + 4:.1f}" fill="{color(1)}">'
+            f"{top_value * i // n:,}</text>"
+        )
+    middle = top + height / 2
+    parts.append(
+        f'<text class="chart-tick" x="{x + 44}" y="{middle:.1f}" text-anchor="middle" '
+        f'fill="{color(1)}" transform="rotate(90 {x + 44} {middle:.1f})">{escape(label)}</text>'
+    )
 
 
 def bars_with_line(
@@ -64,11 +89,15 @@ def bars_with_line(
     chart_id: str = "grants-chart",
 ) -> Markup:
     """Bars (e.g. new per month) on the left axis and a line (e.g. cumulative) on its own scale."""
-    width, height, left, top, right, bottom = 640, 260, 56, 16, 16, 56
+    width, height, left, top, right, bottom = 640, 260, 56, 16, 64, 56
     plot_w, plot_h = width - left - right, height - top - bottom
     parts = _open(title, width, height, chart_id)
-    top_bar, top_line = _nice_max(max(bars, default=0)), _nice_max(max(line, default=0))
-    _axis(parts, left, top, plot_w, plot_h, top_bar)
+    top_bar = _nice_max(max(bars, default=0))
+    n = _intervals(top_bar)
+    # The line's scale shares the grid: a whole multiple of the interval count, at least n.
+    top_line = max(n, -(-_nice_max(max(line, default=0)) // n) * n)
+    _axis(parts, left, top, plot_w, plot_h, top_bar, n)
+    _right_axis(parts, left + plot_w, top, plot_h, top_line, n, line_label)
     slot = plot_w / max(1, len(labels))
     points = []
     for i, (label, bar, total) in enumerate(zip(labels, bars, line, strict=True)):
@@ -88,10 +117,6 @@ def bars_with_line(
     parts.append(
         f'<polyline class="chart-line" fill="none" stroke="{color(1)}" stroke-width="2.5" '
         f'points="{" ".join(points)}"/>'
-    )
-    parts.append(
-        f'<text class="chart-tick" x="{left + plot_w}" y="{top + 10}" text-anchor="end" '
-        f'fill="{color(1)}">{escape(line_label)}: {top_line:,} max</text>'
     )
     _legend(parts, [(bar_label, color(0)), (line_label, color(1))], left, height - 14)
     parts.append("</svg>")

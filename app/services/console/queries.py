@@ -403,13 +403,27 @@ def list_audit(f: AuditFilter) -> tuple[list[AuditEntry], int | None]:
         _action_condition(f.action),
         AuditEntry.at >= f.date_from if f.date_from else true(),
         AuditEntry.at < f.date_to if f.date_to else true(),
-        AuditEntry.id < f.before_id if f.before_id else true(),
+        _before(f.before_id),
     ]
-    query = select(AuditEntry).where(and_(*conditions)).order_by(AuditEntry.id.desc())
+    # Time order (entries can be written with an earlier `at` than rows inserted before them).
+    query = select(AuditEntry).where(and_(*conditions))
+    query = query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     rows = list(db.session.scalars(query.limit(f.per_page + 1)))
     more = len(rows) > f.per_page
     rows = rows[: f.per_page]
     return rows, (rows[-1].id if more and rows else None)
+
+
+def _before(before_id: int | None):
+    """Keyset condition: entries after the cursor entry in (at, id) descending order."""
+    if not before_id:
+        return true()
+    cursor_at = db.session.scalar(select(AuditEntry.at).where(AuditEntry.id == before_id))
+    if cursor_at is None:
+        return AuditEntry.id < before_id
+    return or_(
+        AuditEntry.at < cursor_at, and_(AuditEntry.at == cursor_at, AuditEntry.id < before_id)
+    )
 
 
 def _action_condition(action: str):

@@ -3,6 +3,9 @@
   "use strict";
   var buttons = document.querySelectorAll("[data-copy]");
   for (var i = 0; i < buttons.length; i++) buttons[i].hidden = false;
+  // Sentences that are only true with JavaScript (e.g. "this page updates by itself").
+  var scripted = document.querySelectorAll("[data-js-only]");
+  for (var j = 0; j < scripted.length; j++) scripted[j].hidden = false;
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-copy]");
     if (!button) return;

@@ -1,0 +1,83 @@
+"""Words for values that code stores and pages show (enum values, kinds, outcomes), per language.
+
+Pages never print a stored value itself: `label(vocabulary, value)` gives its translated name, so a
+Chinese page cannot show "authorized" or "push". tests/unit/test_labels.py checks every value the
+code can store has a label with a Chinese translation.
+"""
+
+from flask_babel import lazy_gettext as _l
+
+from app.models import GrantStatus, SessionStatus
+from app.wechat import events
+
+VOCABULARIES = {
+    "change_kind": {
+        "authorized": _l("Connected"),
+        "reauthorized": _l("Authorized again"),
+        "updated": _l("Permissions changed"),
+        "confirmed": _l("Confirmed, no change"),
+        "needs_reauthorization": _l("Needs re-authorization"),
+        "recovered": _l("Access restored"),
+    },
+    "change_source": {
+        "redirect": _l("WeChat redirect"),
+        "push": _l("WeChat push"),
+        "sweep": _l("Token refresh"),
+        "reconcile": _l("Reconciliation"),
+        "staff": _l("Staff"),
+    },
+    "session_status": {
+        SessionStatus.OPEN.value: _l("Open"),
+        SessionStatus.COMPLETED.value: _l("Completed"),
+        SessionStatus.EXPIRED.value: _l("Expired"),
+        SessionStatus.FAILED.value: _l("Failed"),
+        SessionStatus.MISMATCH.value: _l("Mismatch"),
+    },
+    "grant_status": {
+        GrantStatus.ACTIVE.value: _l("Active"),
+        GrantStatus.NEEDS_REAUTHORIZATION.value: _l("Needs re-authorization"),
+        GrantStatus.REVOKED.value: _l("Revoked"),
+        "partial": _l("Partially authorized"),
+    },
+    "failure_reason": {
+        "wrong_account": _l("a different account was authorized"),
+        "bound_to_other_merchant": _l("account belongs to another merchant"),
+        "code_invalid": _l("WeChat refused the code"),
+    },
+    "event_outcome": {
+        "pending": _l("Waiting"),
+        "processing": _l("Processing"),
+        "processed": _l("Processed"),
+        "failed": _l("Failed"),
+        "ignored": _l("Ignored"),
+        "duplicate": _l("Duplicate"),
+    },
+    "delivery_status": {
+        "pending": _l("Waiting"),
+        "delivered": _l("Delivered"),
+        "failed": _l("Failed"),
+    },
+    "info_type": {
+        events.INFO_COMPONENT_VERIFY_TICKET: _l("Ticket"),
+        events.INFO_AUTHORIZED: _l("New authorization"),
+        events.INFO_UPDATE_AUTHORIZED: _l("Permissions updated"),
+        events.INFO_UNAUTHORIZED: _l("Revoked"),
+    },
+    "attention_reason": {
+        "seeded": _l("demo data"),
+        "not_authorized": _l("WeChat says the account is not authorized"),
+        "refresh_token_invalid": _l("WeChat no longer accepts the refresh token"),
+        "unauthorized": _l("revoked in WeChat"),
+        "wrong_account": _l("a different account was authorized"),
+        "bound_to_other_merchant": _l("account belongs to another merchant"),
+    },
+}
+
+
+def label(vocabulary: str, value) -> str:
+    """The translated name of a stored value; an unknown value is shown as is (never hidden)."""
+    raw = getattr(value, "value", value)
+    if raw is None:
+        return "—"
+    found = VOCABULARIES[vocabulary].get(str(raw))
+    return str(found) if found is not None else str(raw)

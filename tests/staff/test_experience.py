@@ -1,0 +1,200 @@
+"""Staff pages say stored values in the page's language, show partial grants, and keep the
+per-page select honest; the provider profile (name, logo) is set here and used everywhere."""
+
+import io
+import re
+
+from app.extensions import db
+from app.models import AttentionItem, AuditEntry, GrantChange, ProviderProfile, SessionStatus
+from app.models.grants import appid_ref
+from app.services import clock
+from app.services.authorization import purge
+from app.services.platform import provider
+from tests.merchant.conftest import make_session
+from tests.staff.conftest import factories, make_account, make_event, post
+
+RAW_VALUES = ["authorized", "push", "redirect", "completed", "expired", "processed", "failed",
+              "seeded", "updateauthorized", "component_verify_ticket", "wrong_account"]  # fmt: skip
+
+
+def visible_text(html: str) -> str:
+    html = re.sub(r"<(script|style|title)\b.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(r"<details>.*?</details>", " ", html, flags=re.S)  # raw event fields, on purpose
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_account_page_in_chinese_shows_no_raw_values(staff_client, staff):
+    merchant = factories.make_merchant()
+    account = make_account(merchant)
+    db.session.add(GrantChange(grant=account.grant, at=clock.now(), kind="updated", set_ids=[1],
+                               added=[], removed=[2], source="push"))  # fmt: skip
+    for status in (SessionStatus.COMPLETED, SessionStatus.EXPIRED, SessionStatus.MISMATCH):
+        reason = "wrong_account" if status is SessionStatus.MISMATCH else None
+        make_session(merchant, biz_appid=account.appid, status=status, failure_reason=reason)
+    make_event(account.appid, outcome="processed", info_type="updateauthorized")
+    make_event(account.appid, outcome="failed", info_type="authorized")
+    db.session.add(AttentionItem(
+        kind="needs_reauthorization", dedupe_key="x:seed", authorizer_appid=account.appid,
+        appid_hash=appid_ref(account.appid), details={"reason": "seeded"}, created_at=clock.now(),
+    ))  # fmt: skip
+    db.session.commit()
+    staff.locale = "zh_CN"
+    db.session.commit()
+    page = staff_client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    text = visible_text(page)
+    found = [word for word in RAW_VALUES if re.search(rf"(?<![\w/-]){word}(?![\w/-])", text)]
+    assert found == []
+    assert "微信推送" in text and "已完成" in text and "已处理" in text and "演示数据" in text
+
+
+def test_partial_grant_is_amber_with_missing_sets_in_staff_lists(staff_client, app):
+    app.config["REQUIRED_PERMISSION_SETS_OFFICIAL_ACCOUNT"] = [1, 2, 3]
+    merchant = factories.make_merchant()
+    partial = make_account(merchant, set_ids=[1, 2], nick_name="Partial Tea")
+    full = make_account(merchant, set_ids=[1, 2, 3], nick_name="Full Tea")
+    listing = staff_client.get("/staff/accounts/?q=Tea").get_data(as_text=True)
+    rows = {name: listing[listing.index(name) :].split("</tr>")[0] for name in ("Partial", "Full")}
+    assert "Partially authorized" in rows["Partial"] and "Account services" in rows["Partial"]
+    assert "Partially authorized" not in rows["Full"] and "Active" in rows["Full"]
+    detail = staff_client.get(f"/staff/accounts/{partial.id}").get_data(as_text=True)
+    assert 'data-status="partial"' in detail
+    detail = staff_client.get(f"/staff/accounts/{full.id}").get_data(as_text=True)
+    assert 'data-status="partial"' not in detail
+    merchant_page = staff_client.get(f"/staff/merchants/{merchant.id}").get_data(as_text=True)
+    assert merchant_page.count('data-status="partial"') == 1
+
+
+def test_per_page_select_shows_what_the_list_uses(staff_client):
+    page = staff_client.get("/staff/accounts/").get_data(as_text=True)
+    assert re.search(r'<option selected value="50">|<option value="50" selected>', page), page
+    page = staff_client.get("/staff/accounts/?per_page=25").get_data(as_text=True)
+    assert re.search(r'<option selected value="25">|<option value="25" selected>', page)
+
+
+def test_staff_set_provider_name_and_logo(staff_client, client, staff):
+    logo = provider.monogram_png()
+    response = post(staff_client, "/staff/settings/provider", data={
+        "display_name": "  云帆互动   Yunfan ", "logo": (io.BytesIO(logo), "logo.png"),
+    }, content_type="multipart/form-data")  # fmt: skip
+    assert response.status_code == 303
+    row = db.session.query(ProviderProfile).one()
+    assert row.display_name == "云帆互动 Yunfan" and row.logo == logo
+    assert row.logo_content_type == "image/png" and row.updated_by_id == staff.id
+    served = staff_client.get("/provider/logo")
+    assert served.data == logo and served.headers["Content-Type"] == "image/png"
+    assert db.session.query(AuditEntry).filter_by(action="provider.updated").count() == 1
+
+
+def test_bad_logo_is_refused_and_changes_nothing(staff_client):
+    provider.update_provider("Before")
+    response = post(staff_client, "/staff/settings/provider", data={
+        "display_name": "After", "logo": (io.BytesIO(b"<svg onload=alert(1)>"), "x.svg"),
+    }, content_type="multipart/form-data")  # fmt: skip
+    assert response.status_code == 422 and "PNG or JPEG" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.query(ProviderProfile).one().display_name == "Before"
+    empty = post(staff_client, "/staff/settings/provider", data={"display_name": "  "})
+    assert empty.status_code == 422
+
+
+def test_provider_settings_are_staff_only(client, auth, merchant_admin):
+    auth.login(merchant_admin.email)
+    assert client.get("/staff/settings/provider").status_code in (403, 404)
+
+
+def test_seed_demo_names_the_provider(runner):
+    result = runner.invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    row = db.session.query(ProviderProfile).one()
+    assert row.display_name and row.logo.startswith(b"\x89PNG")
+    runner.invoke(args=["seed-demo"])  # idempotent
+    assert db.session.query(ProviderProfile).count() == 1
+
+
+def _ticks(svg: str, fill_free: bool = True) -> list[str]:
+    pattern = r'<text class="chart-tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]*)</text>'
+    return re.findall(pattern, svg)
+
+
+def test_small_counts_get_whole_number_ticks_without_repeats():
+    from app.services.console import charts
+
+    for top in range(0, 40):
+        svg = charts.bars_with_line(["2026-10", "2026-11"], [top, 0], [top, top + 2],
+                                    title="t", bar_label="new", line_label="total")  # fmt: skip
+        left = [t for t in _ticks(svg) if not t.startswith("26")]
+        assert len(left) == len(set(left)) >= 2, (top, left)
+        assert all(t.replace(",", "").isdigit() for t in left)
+        assert " max" not in svg  # no label drawn over the bars
+        right = re.findall(
+            r'<text class="chart-tick" x="[\d.]+" y="[\d.]+" fill="[^"]+">(\d+)<', svg
+        )
+        assert len(right) == len(set(right)) == len(left), (top, right)
+        assert 'transform="rotate(90' in svg and ">total</text>" in svg  # the right axis is named
+
+
+def test_notes_on_merchant_and_account_go_with_the_account(staff_client, staff):
+    from app.models import Authorizer, StaffNote
+
+    merchant = factories.make_merchant()
+    account = make_account(merchant)
+    r = post(staff_client, f"/staff/merchants/{merchant.id}/notes", data={"body": "Call Mr Li"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("#notes")
+    post(staff_client, f"/staff/accounts/{account.id}/notes", data={"body": "Asked for set 3"})
+    assert "Call Mr Li" in staff_client.get(f"/staff/merchants/{merchant.id}").get_data(True)
+    page = staff_client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    assert "Asked for set 3" in page and "Call Mr Li" not in page
+    empty = post(staff_client, f"/staff/accounts/{account.id}/notes", data={"body": "   "})
+    assert empty.status_code == 303 and db.session.query(StaffNote).count() == 2
+    entry = db.session.query(AuditEntry).filter_by(action="staff.note_added").first()
+    assert "Call Mr Li" not in str(entry.details)  # the log says who and when, not what
+    purge.purge_authorizer(account.appid, reason="unauthorized")
+    assert db.session.get(Authorizer, account.id) is None
+    assert [n.body for n in db.session.query(StaffNote)] == ["Call Mr Li"]
+
+
+def test_attention_categories_link_to_their_items(staff_client):
+    merchant = factories.make_merchant()
+    account = make_account(merchant)
+    for kind in ("session_mismatch", "exchange_failed"):
+        item = AttentionItem(kind=kind, dedupe_key=f"k:{kind}", details={"reason": "seeded"},
+                             authorizer_appid=account.appid, created_at=clock.now())  # fmt: skip
+        db.session.add(item)
+    db.session.commit()
+    overview = staff_client.get("/staff/").get_data(as_text=True)
+    assert 'href="/staff/attention?kind=session_mismatch"' in overview
+    listing = staff_client.get("/staff/attention?kind=session_mismatch").get_data(as_text=True)
+    assert listing.count("/staff/accounts/attention/") == 1 and "demo data" in listing
+
+
+def test_audit_log_is_in_time_order_across_pages(staff_client):
+    from datetime import timedelta
+
+    from app.services import audit
+
+    base = clock.now()
+    for minutes in (5, 1, 9, 3, 7, 2):  # written out of time order
+        audit.record("test.entry", actor="seed", at_minute=minutes).at = base - timedelta(
+            minutes=minutes
+        )
+    db.session.commit()
+    from app.services.console import queries
+
+    seen, before = [], None
+    while True:
+        rows, before = queries.list_audit(
+            queries.AuditFilter(action="test.entry", before_id=before, per_page=2)
+        )
+        seen += [r.details["at_minute"] for r in rows]
+        if before is None:
+            break
+    assert seen == [1, 2, 3, 5, 7, 9]
+
+
+def test_permission_filter_groups_sets_by_account_type(staff_client):
+    page = staff_client.get("/staff/accounts/").get_data(as_text=True)
+    select = page[
+        page.index('name="set_id"') : page.index("</select>", page.index('name="set_id"'))
+    ]
+    assert select.count("<optgroup") == 2
+    assert 'label="Official Account"' in select and 'label="Mini Program"' in select
