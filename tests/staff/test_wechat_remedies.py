@@ -18,18 +18,18 @@ def test_staff_see_the_remedy_when_the_token_refresh_is_refused(sandbox, live_po
     sandbox.configure(ip_whitelist=["10.20.30.40"])
     with pytest.raises(CredentialsUnavailable):
         live_portal.call(credentials.component_access_token)
-    details = live_portal.call(_active_alert, health.TOKEN_REFRESH_FAILED)
+    details = live_portal.call(_active_alert, health.IP_NOT_WHITELISTED)
     assert details["errcode"] == 61004 and details["client_ip"] == "127.0.0.1"
 
     page = staff_client.get("/staff/health").get_data(as_text=True)
-    assert 'data-errcode="61004"' in page
-    assert "outbound IP address is not on the platform's IP whitelist" in page
-    assert "127.0.0.1" in page
+    assert "outbound IP is not in the platform" in page
+    assert "client_ip=127.0.0.1" in page
 
     sandbox.configure(ip_whitelist=["127.0.0.1"])
     assert live_portal.call(credentials.component_access_token)
+    assert live_portal.call(_active_alert, health.IP_NOT_WHITELISTED) is None
     page = staff_client.get("/staff/health").get_data(as_text=True)
-    assert 'data-errcode="61004"' not in page
+    assert "outbound IP is not in the platform" not in page
 
 
 def test_the_account_page_shows_the_remedy_for_a_refresh_refused_by_the_whitelist(

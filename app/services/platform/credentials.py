@@ -30,7 +30,6 @@ from app.services.platform import health
 from app.wechat.errors import (
     ApiError,
     InvalidCredential,
-    IpNotWhitelisted,
     QuotaExceeded,
     TicketInvalid,
     TransportError,
@@ -307,12 +306,6 @@ def _fetch_and_store(owner: str) -> str:
     except QuotaExceeded as exc:
         raise_errcode_alert(exc, api="api_component_token")
         raise CredentialsUnavailable("api_component_token quota exhausted") from None
-    except IpNotWhitelisted as exc:
-        # The staff health page shows the remedy for this errcode (add our IP to the whitelist).
-        health.raise_alert(
-            health.TOKEN_REFRESH_FAILED, errcode=exc.errcode, client_ip=exc.client_ip or "?"
-        )
-        raise CredentialsUnavailable("outbound IP not whitelisted", errcode=exc.errcode) from None
     except (ApiError, TransportError) as exc:
         if raise_errcode_alert(exc, api="api_component_token") is None:
             health.raise_alert(health.TOKEN_REFRESH_FAILED, error=str(exc)[:200])
@@ -410,7 +403,7 @@ def raise_errcode_alert(exc: Exception, *, api: str) -> str | None:
     details = {"api": api, "errcode": exc.errcode, "rid": getattr(exc, "rid", None)}
     if kind == health.IP_NOT_WHITELISTED:
         found = _CLIENT_IP.search(getattr(exc, "errmsg", "") or "")
-        details["client_ip"] = found.group(1) if found else None
+        details["client_ip"] = getattr(exc, "client_ip", None) or (found and found.group(1))
     if kind == health.QUOTA_EXCEEDED:
         details.update(clear_quota_usage())
     health.raise_alert(kind, **details)
