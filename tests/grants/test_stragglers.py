@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Authorizer, InboxEvent, SessionStatus
-from tests.convergence.world import tables_mentioning
+from tests.convergence.world import PushRelay, tables_mentioning
 
 
 def _account(flow):
@@ -52,4 +52,35 @@ def test_an_authorization_overtaken_by_its_revocation_leaves_no_trace(flow):
     flow.sandbox.revoke(account["appid"])  # ... and arrives after the `unauthorized`
     flow.sandbox.flush()
     assert flow.session(session["id"]).status is SessionStatus.FAILED
+    _nothing_left(flow, account["appid"])
+
+
+def test_a_late_push_of_an_authorization_the_redirect_exchanged_is_not_exchanged_again(flow):
+    """Revoke, re-authorize (the browser comes back), revoke again, while the network holds
+    the pushes: the first `unauthorized` purges (WeChat confirms: revoked by then), and the
+    re-authorization's push that follows must not spend a second api_query_auth on its code."""
+    account = _account(flow)
+    relay = PushRelay(flow.portal.url)
+    try:
+        flow.sandbox.configure(event_url=relay.url + "/wechat/events")
+        session = flow.start([1, 2])
+        flow.follow(flow.consent(flow.link(session), account, [1, 2])["redirect_url"])
+        flow.sandbox.flush()
+        relay.pause()
+        flow.sandbox.clock(advance_seconds=1)
+        flow.sandbox.revoke(account["appid"])
+        flow.sandbox.clock(advance_seconds=1)
+        again = flow.start([1, 2])
+        flow.follow(flow.consent(flow.link(again), account, [1, 2])["redirect_url"])
+        assert flow.session(again["id"]).status is SessionStatus.COMPLETED
+        flow.sandbox.clock(advance_seconds=1)
+        flow.sandbox.revoke(account["appid"])
+        relay.resume()
+        flow.sandbox.flush()
+    finally:
+        relay.close()
+    assert [d["info_type"] for d in flow.sandbox.deliveries()][-4:] == [
+        "authorized", "unauthorized", "authorized", "unauthorized",
+    ]  # fmt: skip
+    assert flow.calls("api_query_auth") == 2  # one per authorization
     _nothing_left(flow, account["appid"])

@@ -1,8 +1,9 @@
 """Revocation and purge: end a grant and delete everything about the account, in one transaction.
 
-What goes: the authorizer row with its grant, history and token custody; pre_auth_codes and the
-appid in sessions; the inbox payloads of pushes about the account; its attention items and
-webhook log. What stays: a tombstone in the audit log (appid hash, dates, who, why).
+What goes: the authorizer row with its grant, history and token custody; pre_auth_codes (their
+hashes stay) and the appid in sessions; the inbox payloads of pushes about the account; its
+attention items and webhook log. What stays: a tombstone in the audit log (appid hash, dates, who,
+why).
 """
 
 from __future__ import annotations
@@ -229,7 +230,14 @@ def _scrub_sessions(appid: str) -> None:
     ids = list(db.session.scalars(sessions))
     if not ids:
         return
-    db.session.execute(delete(PreAuthCode).where(PreAuthCode.session_id.in_(ids)))
+    # The codes go, their hashes stay (as for expired ones): a late push naming one still finds
+    # its settled session instead of spending api_query_auth on a code the redirect exchanged.
+    db.session.execute(
+        update(PreAuthCode)
+        .where(PreAuthCode.session_id.in_(ids))
+        .values(code=None)
+        .execution_options(synchronize_session=False)
+    )
     db.session.execute(
         update(AuthorizationSession)
         .where(AuthorizationSession.id.in_(ids))
