@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import RecoveryCode, TotpCredential, User
 from app.models.user import new_session_nonce
 from app.services import DomainError, audit, clock
+from app.services.access import sessions
 
 ISSUER = "Grantdesk"
 MODES = ("required", "optional")
@@ -118,6 +119,7 @@ def reset(user: User, actor: User) -> None:
     db.session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id))
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     user.session_nonce = new_session_nonce()
+    sessions.revoke_all(user, actor=actor, commit=False)  # the server-side sessions too
     audit.record("user.mfa_reset", actor=actor, target_type="user", target_id=user.id)
     db.session.commit()
 
