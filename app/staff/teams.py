@@ -1,4 +1,6 @@
-"""Staff view of any merchant's team: resend or withdraw invitations, change roles, remove."""
+"""Staff view of any merchant's team: resend or withdraw invitations, change roles, remove.
+
+Every staff member reads the team on the merchant page; only administrators manage it."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
