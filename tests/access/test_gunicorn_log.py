@@ -33,6 +33,9 @@ def test_gunicorn_access_log_masks_codes_and_tokens(tmp_path):
         *(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"),
         *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2", "wsgi:app"),
     ]
+    # Every page reads the database (the provider's name, the signed-in user): migrate it first.
+    flask = (sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade")
+    subprocess.run(flask, cwd=ROOT, env=env, check=True, capture_output=True)
     server = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 
 import requests
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.logging import configured_secrets, mask_secrets
 from app.models import AlertNotification, HealthAlert
 from app.services import clock
-from app.services.notify import catalog, channels
+from app.services.notify import catalog, channels, outbox
 
 log = logging.getLogger(__name__)
 
@@ -173,26 +173,10 @@ def queue_test() -> list[int]:
 
 def deliver_due(*, limit: int = 50, only: list[int] | None = None) -> int:
     """Send due notifications (each under a short lease); returns how many were accepted."""
-    now = clock.now()
-    free = or_(AlertNotification.lease_until.is_(None), AlertNotification.lease_until < now)
-    due = select(AlertNotification.id).where(
-        AlertNotification.status == "pending", AlertNotification.next_attempt_at <= now, free
-    )
-    if only is not None:
-        due = due.where(AlertNotification.id.in_(only))
+    where = () if only is None else (AlertNotification.id.in_(only),)
     http = requests.Session()
-    sent = 0
-    for row_id in list(db.session.scalars(due.order_by(AlertNotification.id).limit(limit))):
-        claimed = db.session.execute(
-            update(AlertNotification)
-            .where(AlertNotification.id == row_id, AlertNotification.status == "pending", free)
-            .values(lease_until=now + DELIVERY_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
-        if claimed == 1:
-            sent += _attempt(db.session.get(AlertNotification, row_id), http)
-    return sent
+    rows = outbox.claim_due(AlertNotification, DELIVERY_LEASE, limit=limit, where=where)
+    return sum(_attempt(row, http) for row in rows)
 
 
 def _attempt(row: AlertNotification, http: requests.Session) -> int:

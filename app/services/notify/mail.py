@@ -16,11 +16,11 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from flask import current_app
-from sqlalchemy import or_, select, update
 
 from app.extensions import db
 from app.models import OutgoingMail
 from app.services import DomainError, clock
+from app.services.notify import outbox
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +89,7 @@ def deliver_due(*, limit: int = 50) -> int:
     """Send due messages, each under a short lease; returns how many were sent."""
     if not enabled():
         return 0
-    now = clock.now()
-    free = or_(OutgoingMail.lease_until.is_(None), OutgoingMail.lease_until < now)
-    due = select(OutgoingMail.id).where(
-        OutgoingMail.status == "pending", OutgoingMail.next_attempt_at <= now, free
-    )
-    sent = 0
-    for message_id in list(db.session.scalars(due.order_by(OutgoingMail.id).limit(limit))):
-        claimed = db.session.execute(
-            update(OutgoingMail)
-            .where(OutgoingMail.id == message_id, OutgoingMail.status == "pending", free)
-            .values(lease_until=now + SEND_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
-        if claimed == 1:
-            sent += _attempt(db.session.get(OutgoingMail, message_id))
-    return sent
+    return sum(_attempt(row) for row in outbox.claim_due(OutgoingMail, SEND_LEASE, limit=limit))
 
 
 def _attempt(message: OutgoingMail) -> int:

@@ -16,13 +16,12 @@ from datetime import timedelta
 
 import requests
 from flask import current_app
-from sqlalchemy import or_, select, update
 
 from app.extensions import db
 from app.models import WebhookDelivery
 from app.models.grants import appid_ref
 from app.services import clock
-from app.services.notify import notices
+from app.services.notify import notices, outbox
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +99,9 @@ def deliver_due(*, limit: int = 50, session: requests.Session | None = None) -> 
     """Send due deliveries (each under a short lease); returns how many were delivered."""
     if not _configured():
         return 0
-    now = clock.now()
-    due = select(WebhookDelivery.id).where(
-        WebhookDelivery.status == "pending",
-        WebhookDelivery.next_attempt_at <= now,
-        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-    )
-    delivered = 0
     http = session or requests.Session()
-    for delivery_id in list(db.session.scalars(due.order_by(WebhookDelivery.id).limit(limit))):
-        claimed = db.session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == delivery_id,
-                or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            )
-            .values(lease_until=now + DELIVERY_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
-        if claimed == 1:
-            delivered += _attempt(db.session.get(WebhookDelivery, delivery_id), http)
-    return delivered
+    rows = outbox.claim_due(WebhookDelivery, DELIVERY_LEASE, limit=limit)
+    return sum(_attempt(row, http) for row in rows)
 
 
 def _attempt(delivery: WebhookDelivery, http: requests.Session) -> int:
