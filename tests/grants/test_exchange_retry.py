@@ -11,7 +11,8 @@ import time
 from sqlalchemy import func, select, text
 
 from app.extensions import db
-from app.models import Authorizer, InboxEvent, SessionStatus
+from app.merchant import queries
+from app.models import AuthorizationSession, Authorizer, InboxEvent, SessionStatus
 from app.services.authorization import sessions
 from app.services.platform import intake
 
@@ -34,9 +35,7 @@ def _update_session(flow, appid, sets):
 
 
 def _wechat_grant(flow, appid) -> dict:
-    return next(
-        g for g in flow.sandbox.state()["authorizations"] if g["authorizer_appid"] == appid
-    )
+    return next(g for g in flow.sandbox.state()["authorizations"] if g["authorizer_appid"] == appid)
 
 
 def _unsettled_events():
@@ -103,6 +102,11 @@ def test_an_unpushed_update_whose_redirect_exchange_fails_completes_on_retry(flo
     assert 'data-state="pending"' in page.text and 'data-state="received"' not in page.text
     assert flow.session(session["id"]).status is SessionStatus.OPEN
 
+    def merchant_state():
+        return queries.session_state(db.session.get(AuthorizationSession, session["id"]))
+
+    assert flow.portal.call(merchant_state) == "finishing"  # not "waiting", not "completed"
+
     def stored_code():
         return db.session.execute(
             text("SELECT retry_auth_code FROM authorization_sessions WHERE id = :id"),
@@ -118,8 +122,6 @@ def test_an_unpushed_update_whose_redirect_exchange_fails_completes_on_retry(flo
     assert flow.portal.call(stored_code) is None
     assert [c.kind for c in flow.changes(appid)] == ["authorized", "confirmed"]
     assert flow.calls("api_query_auth") == exchanges + 1 + 1  # one failed call, one success
-    assert flow.authorizer(appid).token.refresh_token == _wechat_grant(flow, appid)[
-        "refresh_token"
-    ]
+    assert flow.authorizer(appid).token.refresh_token == _wechat_grant(flow, appid)["refresh_token"]
     flow.portal.call(intake.retry_failed_events)  # nothing left to do: no second exchange
     assert flow.calls("api_query_auth") == exchanges + 1 + 1
