@@ -64,7 +64,7 @@ def test_a_delayed_push_result_is_not_written_over_a_newer_redirect(flow):
     link = flow.link(session)
     info_calls = flow.calls("api_get_authorizer_info")
     flow.sandbox.set_faults(
-        endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1, "latency": 1.0}}
+        endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1, "latency": 2.0}}
     )
     flow.sandbox.update(appid, [1, 3])
     pushes = threading.Thread(target=flow.sandbox.flush)

@@ -175,6 +175,7 @@ def _complete(
     source: str,
     appid: str | None = None,
     event_time: int | None = None,
+    kept_code: bool = False,
 ) -> AuthorizationSession:
     if session.status is not SessionStatus.OPEN or not _claim(session):
         return session  # done already, or another caller is exchanging right now
@@ -184,6 +185,12 @@ def _complete(
         info = _exchange(auth_code, appid)
     except CodeInvalid as error:
         _release(session)
+        if kept_code:
+            # The failed try may itself have spent it: the push, if WeChat sends one, completes
+            # the session; a wrong guess here must not fail it first.
+            session.retry_auth_code = session.retry_code_expires_at = None
+            db.session.commit()
+            return session
         _fail(session, "code_invalid", errcode=error.errcode)
         return session
     except Exception:
@@ -214,6 +221,8 @@ def retry_redirect_exchanges(limit: int = 100) -> str:
             .limit(limit)
         )
     )
+    if not ids:
+        return ""
     completed = 0
     for session_id in ids:
         db.session.rollback()
@@ -228,6 +237,7 @@ def retry_redirect_exchanges(limit: int = 100) -> str:
                 session.retry_auth_code,
                 source="redirect",
                 appid=session.biz_appid or session.authorizer_appid,
+                kept_code=True,
             )
         except (WeChatError, DomainError) as error:
             log.warning("kept redirect code: exchange failed again: %s", type(error).__name__)

@@ -357,7 +357,8 @@ def retry_failed_events(limit: int = 100) -> str:
     )
     for retry in _RETRIES:
         try:
-            summary += f"; {retry()}"
+            done = retry()
+            summary += f"; {done}" if done else ""
         except Exception as error:  # one failing retry must not stop the inbox's
             db.session.rollback()
             log.warning("retry %s failed: %s", retry.__name__, type(error).__name__)
@@ -369,6 +370,7 @@ _RETRIES: list[Callable[[], str]] = []
 
 def register_retry(fn: Callable[[], str]) -> Callable[[], str]:
     """Run fn() with every inbox retry run: signals that arrived outside the inbox (a failed
-    redirect exchange) are retried on the same beat as the pushes. fn returns a summary."""
+    redirect exchange) are retried on the same beat as the pushes. fn returns a summary, or ""
+    when it had nothing to do."""
     _RETRIES.append(fn)
     return fn
