@@ -125,3 +125,39 @@ def test_an_unpushed_update_whose_redirect_exchange_fails_completes_on_retry(flo
     assert flow.authorizer(appid).token.refresh_token == _wechat_grant(flow, appid)["refresh_token"]
     flow.portal.call(intake.retry_failed_events)  # nothing left to do: no second exchange
     assert flow.calls("api_query_auth") == exchanges + 1 + 1
+
+
+def test_a_delayed_push_result_waits_for_wechat_when_the_reread_fails(flow, portal_clock):
+    """D7 with WeChat unreachable for the re-read: the push's possibly older result is not
+    applied on a guess; the push stays due and the retry job settles on WeChat's grant."""
+    account = flow.sandbox.account(scenario="fresh", type="official_account")
+    appid = account["appid"]
+    _connect(flow, account, [1, 2])
+    session = _update_session(flow, appid, [1, 2, 4])
+    link = flow.link(session)
+    info_calls = flow.calls("api_get_authorizer_info")
+    flow.sandbox.set_faults(
+        endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1, "latency": 2.0}}
+    )
+    flow.sandbox.update(appid, [1, 3])
+    pushes = threading.Thread(target=flow.sandbox.flush)
+    pushes.start()
+    _wait_for_calls(flow, "api_get_authorizer_info", info_calls + 1)
+    result = flow.consent(link, account, [1, 2, 4])
+    flow.follow(result["redirect_url"])
+    assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
+    # WeChat stops answering before the push's exchange result reaches the database.
+    flow.sandbox.set_faults(endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 100}})
+    pushes.join(60)
+    assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
+    assert flow.portal.call(_unsettled_events) == 1  # the security assistant's push stays due
+
+    flow.sandbox.set_faults(clear=True)
+    flow.sandbox.flush()
+    portal_clock.advance(3700)
+    flow.portal.call(intake.retry_failed_events)
+    wechat = _wechat_grant(flow, appid)
+    authorizer = flow.authorizer(appid)
+    assert authorizer.grant.set_ids == sorted(wechat["permission_set_ids"]) == [1, 2, 4]
+    assert authorizer.token.refresh_token == wechat["refresh_token"]
+    assert flow.portal.call(_unsettled_events) == 0
