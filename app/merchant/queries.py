@@ -67,7 +67,8 @@ def merchant_session(merchant_id: int, public_id: str) -> AuthorizationSession:
 def session_state(session: AuthorizationSession) -> str:
     """waiting, finishing, completed, mismatch, failed or expired (read-only view of expiry)."""
     if session.status is SessionStatus.OPEN:
-        if session.exchanging_at is not None:
+        # WeChat confirmed: the code is being exchanged, or kept for a retry after a failure.
+        if session.exchanging_at is not None or session.retry_auth_code is not None:
             return "finishing"
         return "expired" if session.expires_at <= clock.now() else "waiting"
     return session.status.value

@@ -90,6 +90,10 @@ class AuthorizationSession(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(64))
     # The wizard's one-time form key: a resubmitted consent finds its session instead of a new one.
     consent_key: Mapped[str | None] = mapped_column(String(43), unique=True)
+    # A redirect's auth_code whose exchange failed on a transient error, kept (encrypted) until the
+    # retry job exchanges it or it lapses: an update consented without changes gets no push.
+    retry_auth_code: Mapped[str | None] = mapped_column(Encrypted)
+    retry_code_expires_at: Mapped[datetime | None]
 
     pre_auth_codes: Mapped[list["PreAuthCode"]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="PreAuthCode.id"

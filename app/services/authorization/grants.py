@@ -13,7 +13,7 @@ import logging
 import time
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from app.extensions import db, wechat_client
 from app.models import (
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 CLAIM_STALE_AFTER = timedelta(minutes=2)
 # How long a push waits for a redirect's exchange (WeChat gives a push 5 s to be answered).
 PUSH_WAIT_SECONDS = 2.0
+# WeChat's auth_code is valid for an hour after consent; a kept redirect code is retried until then.
+AUTH_CODE_TTL = timedelta(hours=1)
 
 
 # --- completion from either signal ------------------------------------------------------------
@@ -66,6 +68,13 @@ class ClaimedElsewhere(DomainError):
 
     code = "claimed_elsewhere"
     retry_at_once = True  # the retry job's next run may find the work handed back
+
+
+class GrantContended(DomainError):
+    """Other signals kept writing this grant while WeChat's current grant was being re-read;
+    the push stays due and the retry job applies WeChat's grant on a quieter run."""
+
+    code = "grant_contended"
 
 
 def handle_grant_event(event: Authorized) -> None:
@@ -138,7 +147,11 @@ def _claim(session: AuthorizationSession) -> bool:
     return claimed == 1
 
 
-def _release(session: AuthorizationSession) -> None:
+def _release(
+    session: AuthorizationSession, *, keep_code: str | None = None, appid: str | None = None
+) -> None:
+    """Hand the claim back. `keep_code`: the redirect's auth_code, kept (encrypted) for the retry
+    job, because no push may ever carry it (an update consented without changes)."""
     db.session.rollback()
     db.session.execute(
         update(AuthorizationSession)
@@ -146,6 +159,12 @@ def _release(session: AuthorizationSession) -> None:
         .values(exchanging_at=None)
         .execution_options(synchronize_session=False)
     )
+    if keep_code is not None and session.status is SessionStatus.OPEN:
+        if session.retry_auth_code != keep_code:
+            session.retry_auth_code = keep_code
+            session.retry_code_expires_at = clock.now() + AUTH_CODE_TTL
+        if appid and not session.authorizer_appid:
+            session.authorizer_appid = appid  # the code is spent: a retry re-reads by appid
     db.session.commit()
 
 
@@ -156,29 +175,132 @@ def _complete(
     source: str,
     appid: str | None = None,
     event_time: int | None = None,
+    kept_code: bool = False,
 ) -> AuthorizationSession:
     if session.status is not SessionStatus.OPEN or not _claim(session):
         return session  # done already, or another caller is exchanging right now
+    keep = auth_code if source == "redirect" else None
+    seen = _grant_high_water()
     try:
         info = _exchange(auth_code, appid)
     except CodeInvalid as error:
         _release(session)
+        if kept_code:
+            # The failed try may itself have spent it: the push, if WeChat sends one, completes
+            # the session; a wrong guess here must not fail it first.
+            session.retry_auth_code = session.retry_code_expires_at = None
+            db.session.commit()
+            return session
         _fail(session, "code_invalid", errcode=error.errcode)
         return session
     except Exception:
-        _release(session)
+        _release(session, keep_code=keep)
         raise
     try:
-        _apply(info, session=session, source=source, event_time=event_time)
+        _apply(info, session=session, source=source, event_time=event_time, seen=seen)
     except Exception:
         # The code is spent: retry once (e.g. a concurrent insert of the same authorizer).
         db.session.rollback()
         try:
-            _apply(info, session=session, source=source, event_time=event_time)
+            _apply(info, session=session, source=source, event_time=event_time, seen=seen)
         except Exception:
-            _release(session)
+            _release(session, keep_code=keep, appid=info.authorizer_appid)
             raise
     return session
+
+
+def retry_redirect_exchanges(limit: int = 100) -> str:
+    """Retry job: exchange the auth_codes that redirects kept after a transient failure, while
+    they are valid. A session settled meanwhile (e.g. by the push) just forgets its code."""
+    now = clock.now()
+    ids = list(
+        db.session.scalars(
+            select(AuthorizationSession.id)
+            .where(AuthorizationSession.retry_auth_code.is_not(None))
+            .order_by(AuthorizationSession.id)
+            .limit(limit)
+        )
+    )
+    if not ids:
+        return ""
+    completed = 0
+    for session_id in ids:
+        db.session.rollback()
+        session = db.session.get(AuthorizationSession, session_id)
+        if session.status is not SessionStatus.OPEN or session.retry_code_expires_at <= now:
+            session.retry_auth_code = session.retry_code_expires_at = None
+            db.session.commit()
+            continue
+        try:
+            session = _complete(
+                session,
+                session.retry_auth_code,
+                source="redirect",
+                appid=session.biz_appid or session.authorizer_appid,
+                kept_code=True,
+            )
+        except (WeChatError, DomainError) as error:
+            log.warning("kept redirect code: exchange failed again: %s", type(error).__name__)
+            continue
+        completed += session.status is not SessionStatus.OPEN
+    db.session.commit()
+    return f"{len(ids)} kept redirect codes, {completed} settled"
+
+
+def _grant_high_water() -> int:
+    """The newest grant change so far: a change with a higher id was written after this point."""
+    return db.session.scalar(select(func.max(GrantChange.id))) or 0
+
+
+def _written_since(appid: str, seen: int) -> bool:
+    """Lock the account's grant row (FOR UPDATE on PostgreSQL; SQLite serialises writers) and
+    tell whether another signal wrote it after `seen` (see `_grant_high_water`)."""
+    grant = db.session.scalar(
+        select(Grant)
+        .join(Authorizer, Grant.authorizer_id == Authorizer.id)
+        .where(Authorizer.appid == appid)
+        .with_for_update(of=Grant)
+        .execution_options(populate_existing=True)
+    )
+    if grant is None:
+        return False
+    newest = db.session.scalar(
+        select(func.max(GrantChange.id)).where(GrantChange.grant_id == grant.id)
+    )
+    return (newest or 0) > seen
+
+
+def _apply_current(
+    appid: str, *, session: AuthorizationSession | None, source: str, event_time: int | None
+) -> Authorizer | None:
+    """Another signal wrote this grant while our exchange ran, so our result may be older than
+    what it wrote: apply WeChat's current grant instead (api_get_authorizer_info). WeChat
+    unreachable: the error propagates, so a push stays due for the retry job."""
+    client = wechat_client()
+    for _ in range(3):
+        db.session.rollback()
+        seen = _grant_high_water()
+        try:
+            details = call_with_component_token(
+                lambda token: client.get_authorizer_info(token, appid)
+            )
+        except NotAuthorized:
+            # Revoked meanwhile: nothing to apply; the `unauthorized` push purges the account.
+            db.session.rollback()
+            if session is not None and session.status is SessionStatus.OPEN:
+                _fail(session, "not_authorized")
+            return None
+        if _written_since(appid, seen):
+            continue
+        authorizer = _apply(
+            details.authorization_info, session=session, source=source, details=details
+        )
+        if event_time is not None:
+            _note_event_time(appid, event_time)
+            db.session.commit()
+        return authorizer
+    db.session.rollback()
+    raise GrantContended()
 
 
 def _exchange(auth_code: str, appid: str | None) -> AuthorizationInfo:
@@ -226,6 +348,7 @@ def _wait_until_settled(session: AuthorizationSession, wait_seconds: float) -> A
 def _fail(session: AuthorizationSession, reason: str, **details) -> None:
     session.status, session.failure_reason = SessionStatus.FAILED, reason
     session.completed_at = clock.now()
+    session.retry_auth_code = session.retry_code_expires_at = None
     audit.record(
         "authorization_session.failed",
         merchant_id=session.merchant_id,
@@ -252,12 +375,17 @@ def _apply(
     source: str,
     details: AuthorizerDetails | None = None,
     event_time: int | None = None,
-) -> Authorizer:
+    seen: int | None = None,
+) -> Authorizer | None:
     """Store authorizer, grant, history and tokens; settle the session. One transaction.
 
-    `event_time` is the CreateTime of the push that carried the code (None for other sources)."""
+    `event_time` is the CreateTime of the push that carried the code (None for other sources).
+    `seen` is the grant high-water mark taken before the exchange: if another signal wrote the
+    grant since, this result is not written over it (see `_apply_current`)."""
     appid = info.authorizer_appid
     details = details or _fetch_details(appid)
+    if seen is not None and _written_since(appid, seen):
+        return _apply_current(appid, session=session, source=source, event_time=event_time)
     authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
     reason = _mismatch_reason(session, authorizer, appid) if session else None
     if authorizer is None:
@@ -286,6 +414,7 @@ def _settle(session, authorizer, info, source, reason) -> None:
     session.granted_set_ids = list(info.permission_set_ids)
     session.completed_at, session.completed_via = clock.now(), source
     session.exchanging_at = None  # settled: nobody holds the claim any more
+    session.retry_auth_code = session.retry_code_expires_at = None
     session.status = SessionStatus.MISMATCH if reason else SessionStatus.COMPLETED
     session.failure_reason = reason
     if reason:
@@ -320,12 +449,13 @@ def _complete_without_session(event: Authorized) -> None:
     if authorizer is None and purge.revoked_after(event.authorizer_appid, event.create_time):
         log.info("push older than the revocation that purged its account; nothing to do")
         return
+    seen = _grant_high_water()
     try:
         info = _exchange(event.authorization_code, event.authorizer_appid)
     except CodeInvalid:
         log.info("push for a grant that is gone or already exchanged; nothing to do")
         return
-    _apply(info, session=None, source="push", event_time=event.create_time)
+    _apply(info, session=None, source="push", event_time=event.create_time, seen=seen)
 
 
 def _record_stale(authorizer: Authorizer, info_type: str, event_time: int) -> None:
@@ -493,3 +623,4 @@ intake.register_handler("updateauthorized", handle_grant_event)
 intake.register_handler(
     "unauthorized", handle_unauthorized, on_give_up=purge.revocation_unconfirmed
 )
+intake.register_retry(retry_redirect_exchanges)

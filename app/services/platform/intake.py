@@ -352,6 +352,25 @@ def retry_failed_events(limit: int = 100) -> str:
     ids = list(db.session.scalars(select(InboxEvent.id).where(due).order_by("id").limit(limit)))
     db.session.commit()
     outcomes = [_process_isolated(inbox_id) for inbox_id in ids]
-    return f"{len(ids)} due: " + ", ".join(
+    summary = f"{len(ids)} due: " + ", ".join(
         f"{name}={outcomes.count(name)}" for name in sorted({o for o in outcomes if o})
     )
+    for retry in _RETRIES:
+        try:
+            done = retry()
+            summary += f"; {done}" if done else ""
+        except Exception as error:  # one failing retry must not stop the inbox's
+            db.session.rollback()
+            log.warning("retry %s failed: %s", retry.__name__, type(error).__name__)
+    return summary
+
+
+_RETRIES: list[Callable[[], str]] = []
+
+
+def register_retry(fn: Callable[[], str]) -> Callable[[], str]:
+    """Run fn() with every inbox retry run: signals that arrived outside the inbox (a failed
+    redirect exchange) are retried on the same beat as the pushes. fn returns a summary, or ""
+    when it had nothing to do."""
+    _RETRIES.append(fn)
+    return fn
