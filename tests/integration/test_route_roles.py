@@ -207,6 +207,19 @@ EXPECTED = {
     "staff.users.change_role": {"POST": admin_action(303)},
     "staff.users.confirm_reset_two_factor": {"GET": admin_action(200)},
     "staff.users.reset_two_factor": {"POST": admin_action(303)},
+    # Operations (#13): readiness fails while the test database has no migration stamp; the
+    # metrics endpoint does not exist while GRANTDESK_METRICS_TOKEN is unset.
+    "main.readyz": {"GET": everyone(503)},
+    "metrics": {"GET": everyone(404)},
+    "auth.save_notices": {"POST": signed_in(303)},
+    # No alert channel is configured here: the page says so (303 back to it).
+    "staff.platform.send_test_notification": {"POST": operator_action(303)},
+    # Experience (#14): the provider's logo is public (no logo stored here: 404).
+    "main.provider_logo": {"GET": everyone(404)},
+    "staff.provider.settings": {"GET": admin_action(200), "POST": admin_action(303)},
+    "staff.notes.add_merchant_note": {"POST": operator_action(303)},
+    "staff.notes.add_account_note": {"POST": operator_action(303)},
+    "staff.notes.attention_items": {"GET": viewer_page()},
 }
 
 
@@ -352,6 +365,10 @@ def post_data(endpoint: str, world: World) -> dict:
         "merchant.team.change_role": {"role": "merchant_admin"},
         "staff.teams.change_role": {"role": "merchant_admin"},
         "staff.accounts.adopt": {"merchant_id": world.merchant.id},
+        "auth.save_notices": {"notices-account_notices": "y"},
+        "staff.provider.settings": {"display_name": f"Roles provider {n}"},
+        "staff.notes.add_merchant_note": {"body": "A note from the role walk."},
+        "staff.notes.add_account_note": {"body": "A note from the role walk."},
     }.get(endpoint, {})
 
 
