@@ -130,6 +130,10 @@ EXPECTED = {
     "staff.accounts.resolve_form": {"GET": operator_action(200)},
     "staff.accounts.assign": {"POST": operator_action(303)},
     "staff.accounts.dismiss": {"POST": operator_action(303)},
+    # Bulk actions read their selection from the query string: none here, so back to the list.
+    "staff.accounts.bulk_confirm": {"GET": operator_action(303)},
+    "staff.accounts.bulk_apply": {"POST": operator_action(303)},
+    "staff.sessions": {"GET": viewer_page()},
     "staff.platform.health_page": {"GET": viewer_page()},
     "staff.platform.audit_log": {"GET": viewer_page()},
     "staff.platform.api_keys": {"GET": admin_action(200)},
