@@ -55,6 +55,7 @@ def health_page():
 
 
 @bp.post("/health/test-notification")
+@require_staff_role("operator")
 def send_test_notification():
     """Send a test notification to every configured alert channel now (retried if refused)."""
     if not ConfirmForm().validate_on_submit():

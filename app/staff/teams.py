@@ -4,6 +4,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from app.auth.access import require_staff_role
 from app.extensions import db
 from app.merchant.forms import MemberRoleForm
 from app.models import Merchant, User
@@ -28,12 +29,14 @@ def _confirmed() -> None:
 
 
 @bp.get("")
+@require_staff_role("viewer")
 def index(merchant_id: int):
     """The team lives on the merchant page."""
     return _back(merchant_id)
 
 
 @bp.post("/invitations/<int:invitation_id>/resend")
+@require_staff_role("admin")
 def resend(merchant_id: int, invitation_id: int):
     """Send a merchant's pending invitation again, valid for another full period."""
     db.get_or_404(Merchant, merchant_id)
@@ -51,6 +54,7 @@ def resend(merchant_id: int, invitation_id: int):
 
 
 @bp.post("/invitations/<int:invitation_id>/revoke")
+@require_staff_role("admin")
 def revoke(merchant_id: int, invitation_id: int):
     """Withdraw a merchant's pending invitation."""
     db.get_or_404(Merchant, merchant_id)
@@ -64,6 +68,7 @@ def revoke(merchant_id: int, invitation_id: int):
 
 
 @bp.post("/members/<int:user_id>/role")
+@require_staff_role("admin")
 def change_role(merchant_id: int, user_id: int):
     """Make a merchant's member administrator or viewer (the last administrator stays)."""
     form = MemberRoleForm()
@@ -81,6 +86,7 @@ def change_role(merchant_id: int, user_id: int):
 
 
 @bp.get("/members/<int:user_id>/remove")
+@require_staff_role("admin")
 def confirm_remove(merchant_id: int, user_id: int):
     """Confirmation page before removing a member."""
     member = db.get_or_404(User, user_id)
@@ -92,6 +98,7 @@ def confirm_remove(merchant_id: int, user_id: int):
 
 
 @bp.post("/members/<int:user_id>/remove")
+@require_staff_role("admin")
 def remove(merchant_id: int, user_id: int):
     """Remove a member from a merchant (never the last administrator)."""
     _confirmed()
