@@ -22,7 +22,7 @@ import pytest
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant, StaffRole, User
 from app.models.grants import appid_ref
-from app.services import clock
+from app.services import accounts, clock
 from app.services.custody import apikeys
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
@@ -134,6 +134,40 @@ EXPECTED = {
     "staff.accounts.bulk_confirm": {"GET": operator_action(303)},
     "staff.accounts.bulk_apply": {"POST": operator_action(303)},
     "staff.sessions": {"GET": viewer_page()},
+    # Routes merged without a row (classified by helper J from their observed, checked answers).
+    # Not ready: no component ticket and WeChat unreachable in this test.
+    "main.readyz": {"GET": everyone(503)},
+    "main.provider_logo": {"GET": everyone(404)},  # no logo uploaded
+    "metrics": {"GET": everyone(404)},  # metrics are off unless configured
+    "auth.save_notices": {"POST": by_role(LOGIN, 303, 303, 303, 303, 303)},
+    # Someone else's sign-in session is not found; signing out everywhere is one's own.
+    "auth.revoke_session": {"POST": by_role(LOGIN, 404, 404, 404, 404, 404)},
+    "auth.revoke_all_sessions": {"POST": by_role(LOGIN, 303, 303, 303, 303, 303)},
+    "password_reset.forgot": {"GET": everyone(200), "POST": everyone(422)},
+    # No (valid) reset token in the URL: the link is gone.
+    "password_reset.reset": {"GET": everyone(410), "POST": everyone(410)},
+    "merchant.team.index": {"GET": merchant_route(200, 200)},
+    "merchant.team.invite": {"POST": merchant_route(422, 422)},
+    "merchant.team.resend": {"POST": merchant_route(303)},
+    "merchant.team.revoke": {"POST": merchant_route(303)},
+    # The URL's member is the merchant's only administrator: the change is refused (409).
+    "merchant.team.change_role": {"POST": merchant_route(409)},
+    "merchant.team.confirm_remove": {"GET": merchant_route(200)},
+    "merchant.team.remove": {"POST": merchant_route(409)},
+    # WeChat is unreachable: nothing is purged, back to the account.
+    "staff.accounts.purge": {"POST": operator_action(303)},
+    "staff.accounts.adopt": {"POST": operator_action(422)},
+    "staff.platform.send_test_notification": {"POST": operator_action(303)},
+    "staff.provider.settings": {"GET": admin_action(200), "POST": admin_action(422)},
+    "staff.notes.add_account_note": {"POST": operator_action(303)},
+    "staff.notes.add_merchant_note": {"POST": operator_action(303)},
+    "staff.notes.attention_items": {"GET": viewer_page()},
+    "staff.teams.index": {"GET": viewer_page(303)},  # the team lives on the merchant page
+    "staff.teams.resend": {"POST": admin_action(303)},
+    "staff.teams.revoke": {"POST": admin_action(303)},
+    "staff.teams.change_role": {"POST": admin_action(303)},
+    "staff.teams.confirm_remove": {"GET": admin_action(200)},
+    "staff.teams.remove": {"POST": admin_action(303)},
     "staff.platform.health_page": {"GET": viewer_page()},
     "staff.platform.audit_log": {"GET": viewer_page()},
     "staff.platform.api_keys": {"GET": admin_action(200)},
@@ -162,6 +196,7 @@ class World:
     session_public_id: str
     link_token: str
     invitation_token: str
+    invitation_id: int
     staff_target: User
     staff: dict
 
@@ -188,6 +223,7 @@ def make_world() -> World:
     db.session.commit()
     key, _secret = apikeys.create_api_key(f"key {n}", ["tokens:read"])
     session = make_session(merchant, admin)
+    invitation_token = factories.make_invitation(merchant, expires_in=timedelta(hours=1))
     return World(
         merchant=merchant,
         admin=admin,
@@ -198,7 +234,8 @@ def make_world() -> World:
         key_id=key.id,
         session_public_id=session.public_id,
         link_token=session.link_token,
-        invitation_token=factories.make_invitation(merchant, expires_in=timedelta(hours=1)),
+        invitation_token=invitation_token,
+        invitation_id=accounts.find_open_invitation(invitation_token).id,
         staff_target=factories.make_staff(staff_role=StaffRole.VIEWER),
         staff={role: factories.make_staff(staff_role=StaffRole(role)) for role in StaffRole},
     )
@@ -217,6 +254,8 @@ def url_args(endpoint: str, rule, world: World) -> dict:
         "token": world.link_token if endpoint == "connect.link" else world.invitation_token,
         "appid": world.account.appid,
         "action": "resync",
+        "invitation_id": world.invitation_id,
+        "session_id": 2_147_483_647,  # nobody's sign-in session: not found for everyone
         "filename": "css/app.css",
     }
     return {name: values[name] for name in rule.arguments}
@@ -238,6 +277,8 @@ def post_data(endpoint: str, world: World) -> dict:
         },
         "staff.users.create": {"email": f"staff-roles{n}@example.com", "role": "viewer"},
         "staff.users.change_role": {"role": "operator"},
+        "merchant.team.change_role": {"role": "merchant_viewer"},
+        "staff.teams.change_role": {"role": "merchant_viewer"},
         "auth.save_preferences": {"pref-locale": "en", "pref-timezone": "UTC"},
     }.get(endpoint, {})
 
@@ -299,6 +340,8 @@ def test_every_staff_route_names_its_role(app):
 def test_route_answers_each_role_as_expected(app, endpoint, method):
     # Sign-ins of six roles per route must not trip the sign-in limit; WeChat is unreachable.
     app.config["LOGIN_RATE_LIMIT"] = app.config["MFA_RATE_LIMIT"] = "1000 per minute"
+    app.config["PASSWORD_RESET_RATE_LIMIT"] = "1000 per minute"
+    app.config["PASSWORD_RESET_CLIENT_RATE_LIMIT"] = "1000 per minute"
     app.config["WECHAT_API_BASE"] = "http://127.0.0.1:9"
     rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
     got = {}
