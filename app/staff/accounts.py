@@ -20,7 +20,7 @@ from app.htmx import render
 from app.i18n import locale_code
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
 from app.services import DomainError, clock
-from app.services.console import actions
+from app.services.console import actions, bulk
 from app.services.console import queries as queries
 from app.services.custody import serve
 from app.staff.forms import AccountFilterForm, AssignForm, ConfirmForm, DismissForm
@@ -69,17 +69,107 @@ def index():
     )
 
 
+def _selected_filter() -> queries.AccountFilter:
+    """The list's filter narrowed to the ticked accounts, unless "all matching" was chosen."""
+    f = _filter_form().to_filter(1)
+    if request.args.get("scope") == "all":
+        return f
+    ids = tuple(i for i in request.args.getlist("ids", type=int) if i > 0)
+    return f.with_(ids=ids or (0,))  # nothing ticked: nothing selected (there is no id 0)
+
+
+def _has_selection() -> bool:
+    return request.args.get("scope") == "all" or bool(request.args.getlist("ids", type=int))
+
+
 @bp.get("/export.csv")
 @require_staff_role("viewer")
 def export():
-    """Every account matching the filters as CSV, streamed in chunks (constant memory)."""
-    f = _filter_form().to_filter(1)
+    """Every account matching the filters as CSV, streamed in chunks (constant memory).
+    From the bulk bar: only the ticked accounts, or all matching with scope=all."""
+    if request.args.get("bulk"):
+        if not _has_selection():
+            flash(_bulk_refusal(bulk.EmptySelection()), "error")
+            return redirect(
+                url_for("staff.accounts.index", **_query_args(_filter_form().to_filter(1))),
+                code=303,
+            )
+        f = _selected_filter()
+    else:
+        f = _filter_form().to_filter(1)
     stamp = clock.now().strftime("%Y%m%d-%H%M")
     return Response(
         stream_with_context(queries.export_rows(f)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="authorizations-{stamp}.csv"'},
     )
+
+
+@bp.get("/bulk/<any(resync, notify):action>")
+@require_staff_role("operator")
+def bulk_confirm(action: str):
+    """Confirmation page for a bulk action on the ticked (or all matching) accounts."""
+    f = _selected_filter()
+    try:
+        if not _has_selection():
+            raise bulk.EmptySelection()
+        ids = bulk.selection(f)
+    except DomainError as error:
+        flash(_bulk_refusal(error), "error")
+        return redirect(url_for("staff.accounts.index", **_query_args(f)), code=303)
+    accounts = queries.list_accounts(f.with_(page=1, per_page=max(queries.PER_PAGE_CHOICES)))
+    return render_template(
+        "staff/bulk_confirm.html",
+        action=action,
+        count=len(ids),
+        accounts=accounts.rows,
+        form=ConfirmForm(),
+        action_url=url_for(
+            "staff.accounts.bulk_apply", action=action, **request.args.to_dict(flat=False)
+        ),
+        back_url=url_for("staff.accounts.index", **_query_args(f)),
+    )
+
+
+@bp.post("/bulk/<any(resync, notify):action>")
+@require_staff_role("operator")
+def bulk_apply(action: str):
+    """Run a confirmed bulk action (each account audited, the run too) and say how it went."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    f = _selected_filter()
+    back = url_for("staff.accounts.index", **_query_args(f))
+    try:
+        if not _has_selection():
+            raise bulk.EmptySelection()
+        ids = bulk.selection(f)
+    except DomainError as error:
+        flash(_bulk_refusal(error), "error")
+        return redirect(back, code=303)
+    outcome = bulk.run(action, ids, actor=current_user)
+    ok, failed = len(outcome.succeeded), len(outcome.failed)
+    if action == "resync":
+        message = _(
+            "Re-sync from WeChat: %(ok)d succeeded, %(failed)d failed.", ok=ok, failed=failed
+        )
+    else:
+        message = _(
+            "Re-authorization request emailed for %(ok)d accounts; %(failed)d could not be sent "
+            "(no merchant, or no administrator to email).",
+            ok=ok,
+            failed=failed,
+        )
+    flash(message, "success" if not failed else "warning")
+    return redirect(back, code=303)
+
+
+def _bulk_refusal(error: DomainError) -> str:
+    if isinstance(error, bulk.SelectionTooLarge):
+        return _(
+            "At most %(limit)d accounts at once; narrow the filter or tick fewer accounts.",
+            limit=bulk.BULK_LIMIT,
+        )
+    return _("Tick at least one account, or choose all accounts matching the filter.")
 
 
 @bp.get("/<int:authorizer_id>")
@@ -219,6 +309,9 @@ def assign(item_id: int):
         return _render_resolve(item, assign_form=form), 422
     try:
         authorizer = actions.assign_authorizer(item, merchant, actor=current_user)
+    except actions.NotAssignable:
+        flash(_("This item is not resolved by assigning the account to a merchant."), "error")
+        return redirect(url_for("staff.accounts.resolve_form", item_id=item.id), code=303)
     except DomainError:
         flash(_("This account no longer exists."), "error")
         return redirect(url_for("staff.overview"), code=303)
@@ -281,10 +374,12 @@ def _open_item(item_id: int) -> AttentionItem:
 
 def _render_resolve(item, assign_form=None, dismiss_form=None, adopt_form=None):
     q = request.args.get("q", "")
+    authorizer = actions.authorizer_for_item(item)
     return render_template(
         "staff/resolve.html",
         item=item,
-        authorizer=actions.authorizer_for_item(item),
+        authorizer=authorizer,
+        offered=actions.resolutions(item, authorizer),
         assign_form=assign_form or AssignForm(formdata=None, merchant_id=item.merchant_id),
         adopt_form=adopt_form or AssignForm(formdata=None, merchant_id=item.merchant_id),
         dismiss_form=dismiss_form or DismissForm(formdata=None),

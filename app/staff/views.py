@@ -96,6 +96,15 @@ def overview():
     )
 
 
+@bp.get("/sessions")
+@require_staff_role("viewer")
+def sessions():
+    """Open authorization sessions (read-only): the list behind the "pending sessions" card."""
+    return render_template(
+        "staff/sessions.html", sessions=stats.pending_sessions(), total=stats.counts()["pending"]
+    )
+
+
 def _overview_charts() -> dict:
     months = stats.grants_over_time()
     days, series = stats.events_per_day()

@@ -154,6 +154,14 @@ def staff_world():
 def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     staff = factories.make_staff(locale=LOCALES[lang][1])
     merchant, account, item = staff_world()
+    make_session(merchant, None)  # the pending-sessions list has a row
+    reauth_item = AttentionItem(
+        kind="needs_reauthorization", dedupe_key="audit:reauth", authorizer_appid=account.appid,
+        appid_hash=appid_ref(account.appid), details={"reason": "invalid_refresh_token"},
+        created_at=clock.now(),
+    )  # fmt: skip
+    db.session.add(reauth_item)
+    db.session.commit()
     auditor, url = Auditor(browser, artifacts, size, lang), live_portal.url
     page = auditor.context().new_page()
     sign_in(page, url, staff.email)
@@ -171,6 +179,10 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
         "staff-audit": s + "/audit",
         "staff-provider": s + "/settings/provider",
         "staff-settings": url + "/settings",
+        "staff-sessions": s + "/sessions",
+        "staff-bulk-resync": f"{s}/accounts/bulk/resync?ids={account.id}",
+        "staff-bulk-notify": f"{s}/accounts/bulk/notify?scope=all&merchant={merchant.id}",
+        "staff-resolve-reauthorization": f"{s}/accounts/attention/{reauth_item.id}",
     }
     for name, address in pages.items():
         auditor.audit(page, name, address)

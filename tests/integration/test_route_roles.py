@@ -196,6 +196,10 @@ EXPECTED = {
     # Adopting asks WeChat for the account (unreachable here): refused on the form, 422.
     "staff.accounts.adopt": {"POST": operator_action(422)},
     "staff.accounts.dismiss": {"POST": operator_action(303)},
+    # Bulk actions read their selection from the query string: none here, so back to the list.
+    "staff.accounts.bulk_confirm": {"GET": operator_action(303)},
+    "staff.accounts.bulk_apply": {"POST": operator_action(303)},
+    "staff.sessions": {"GET": viewer_page()},
     "staff.platform.health_page": {"GET": viewer_page()},
     "staff.platform.audit_log": {"GET": viewer_page()},
     "staff.platform.api_keys": {"GET": admin_action(200)},
@@ -319,7 +323,7 @@ def url_args(endpoint: str, rule, world: World, user: User | None) -> dict:
         "public_id": world.session_public_id,
         "token": world.link_token if endpoint == "connect.link" else world.invitation_token,
         "appid": world.account.appid,
-        "action": "purge",
+        "action": "resync" if endpoint.startswith("staff.accounts.bulk_") else "purge",
         "filename": "css/app.css",
     }
     args = {name: values[name] for name in rule.arguments}

@@ -92,8 +92,32 @@ def replay_event(event: InboxEvent, *, actor: User) -> str:
     return outcome
 
 
+# Only an ownership question is settled by choosing a merchant: a session that ended on another
+# merchant's (or the wrong) account, or an authorization that arrived outside any session.
+# A lost refresh token, a gap at WeChat or an unconfirmed revocation is not fixed by moving it.
+ASSIGNABLE_KINDS = frozenset({"session_mismatch", "unsolicited_authorization"})
+# An account WeChat lists but Grantdesk does not hold is adopted (tokens fetched), not assigned.
+ADOPTABLE_KINDS = frozenset({"unknown_authorizer"})
+
+
+class NotAssignable(ActionFailed):
+    code = "not_assignable"
+
+
+def resolutions(item: AttentionItem, authorizer: Authorizer | None) -> set[str]:
+    """How staff may resolve this item: a subset of {"assign", "adopt", "dismiss"}."""
+    offered = {"dismiss"}
+    if item.kind in ASSIGNABLE_KINDS and authorizer is not None:
+        offered.add("assign")
+    if item.kind in ADOPTABLE_KINDS and authorizer is None:
+        offered.add("adopt")
+    return offered
+
+
 def assign_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -> Authorizer:
     """Resolve a mismatch or conflict by giving the account to `merchant`."""
+    if item.kind not in ASSIGNABLE_KINDS:
+        raise NotAssignable(outcome="not_assignable", kind=item.kind)
     authorizer = db.session.scalar(
         select(Authorizer).where(Authorizer.appid == item.authorizer_appid)
     )

@@ -61,6 +61,8 @@ class AccountFilter:
     sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = 50
+    # A selection ticked on the list (bulk actions, export): only these, and still the filters.
+    ids: tuple[int, ...] = ()
 
     def with_(self, **changes) -> AccountFilter:
         return replace(self, **changes)
@@ -143,6 +145,8 @@ def _conditions(f: AccountFilter) -> list:
         conditions.append(~in_set if f.set_mode == "missing" else in_set)
     if f.attention:
         conditions.append(needs_attention())
+    if f.ids:
+        conditions.append(Authorizer.id.in_(f.ids))
     q = f.q.strip()[:MAX_SEARCH]
     if q:
         conditions.append(_search(q))
@@ -208,6 +212,11 @@ def _ids_query(f: AccountFilter):
     if f.status in ("active", "needs_reauthorization") or f.sort_key in ("status", "authorized"):
         query = query.outerjoin(Grant, Grant.authorizer_id == Authorizer.id)
     return _ordered(query.where(*_conditions(f)), f)
+
+
+def matching_ids(f: AccountFilter, limit: int) -> list[int]:
+    """The ids of the matching accounts in list order, at most `limit` of them."""
+    return list(db.session.scalars(_ids_query(f).limit(limit)))
 
 
 def count_accounts(f: AccountFilter, cap: int | None = None) -> int:

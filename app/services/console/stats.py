@@ -43,9 +43,7 @@ def counts() -> dict[str, int]:
         status: db.session.scalar(select(func.count()).where(Grant.status == status))
         for status in (GrantStatus.ACTIVE, GrantStatus.NEEDS_REAUTHORIZATION)
     }
-    pending = select(func.count()).where(
-        AuthorizationSession.status == SessionStatus.OPEN, AuthorizationSession.expires_at > now
-    )
+    pending = select(func.count()).where(*_pending_sessions(now))
     revoked = select(func.count()).where(
         AuditEntry.action == "authorizer.purged", AuditEntry.at >= now - timedelta(days=30)
     )
@@ -55,6 +53,21 @@ def counts() -> dict[str, int]:
         "revoked_30d": db.session.scalar(revoked),
         "needs_reauthorization": by_status.get(GrantStatus.NEEDS_REAUTHORIZATION, 0),
     }
+
+
+def _pending_sessions(now) -> tuple:
+    """Open authorization sessions a merchant can still complete (the "pending" card)."""
+    return (
+        AuthorizationSession.status == SessionStatus.OPEN,
+        AuthorizationSession.expires_at > now,
+    )
+
+
+def pending_sessions(limit: int = 200) -> list[AuthorizationSession]:
+    """The sessions the "pending sessions" card counts, soonest to expire first."""
+    query = select(AuthorizationSession).where(*_pending_sessions(clock.now()))
+    query = query.order_by(AuthorizationSession.expires_at, AuthorizationSession.id)
+    return list(db.session.scalars(query.limit(limit)))
 
 
 @dataclass
@@ -86,10 +99,19 @@ def attention() -> AttentionSummary:
     by_kind = select(AttentionItem.kind, func.count()).where(AttentionItem.resolved_at.is_(None))
     failing = select(func.count()).where(AuthorizerToken.consecutive_failures > 0)
     failed = select(func.count()).where(InboxEvent.outcome == "failed")
+    open_by_kind = dict(db.session.execute(by_kind.group_by(AttentionItem.kind)).all())
+    # The entry links to the accounts list filtered by grant status, so it counts what that list
+    # shows (as the headline card does), not items that outlive a re-authorization or a dismissal.
+    open_by_kind.pop("needs_reauthorization", None)
+    needing = db.session.scalar(
+        select(func.count()).where(Grant.status == GrantStatus.NEEDS_REAUTHORIZATION)
+    )
+    if needing:
+        open_by_kind["needs_reauthorization"] = needing
     return AttentionSummary(
         alerts=health.active_alerts(),
         failing_tokens=db.session.scalar(failing),
-        open_by_kind=dict(db.session.execute(by_kind.group_by(AttentionItem.kind)).all()),
+        open_by_kind=open_by_kind,
         recent_items=list(
             db.session.scalars(open_items.order_by(AttentionItem.id.desc()).limit(10))
         ),
