@@ -295,17 +295,24 @@ def resolve_form(item_id: int):
     return _render_resolve(_open_item(item_id))
 
 
+def _chosen_merchant(form: AssignForm) -> Merchant | None:
+    """The merchant a valid resolve form names; None with the form's error set otherwise."""
+    if not form.validate_on_submit():
+        return None
+    merchant = db.session.get(Merchant, form.merchant_id.data)
+    if merchant is None:
+        form.merchant_id.errors.append(_("No merchant with this ID."))
+    return merchant
+
+
 @bp.post("/attention/<int:item_id>/assign")
 @require_staff_role("operator")
 def assign(item_id: int):
     """Give the account to a merchant and close the item (audited)."""
     item = _open_item(item_id)
     form = AssignForm()
-    if not form.validate_on_submit():
-        return _render_resolve(item, assign_form=form), 422
-    merchant = db.session.get(Merchant, form.merchant_id.data)
+    merchant = _chosen_merchant(form)
     if merchant is None:
-        form.merchant_id.errors.append(_("No merchant with this ID."))
         return _render_resolve(item, assign_form=form), 422
     try:
         authorizer = actions.assign_authorizer(item, merchant, actor=current_user)
@@ -325,11 +332,8 @@ def adopt(item_id: int):
     """Adopt an unknown authorizer into a merchant and close the item (audited)."""
     item = _open_item(item_id)
     form = AssignForm()
-    if not form.validate_on_submit():
-        return _render_resolve(item, adopt_form=form), 422
-    merchant = db.session.get(Merchant, form.merchant_id.data)
+    merchant = _chosen_merchant(form)
     if merchant is None:
-        form.merchant_id.errors.append(_("No merchant with this ID."))
         return _render_resolve(item, adopt_form=form), 422
     try:
         authorizer = actions.adopt_authorizer(item, merchant, actor=current_user)
