@@ -104,6 +104,11 @@ class Config:
     GRANTDESK_ALERT_REMIND_MINUTES = _env_int("GRANTDESK_ALERT_REMIND_MINUTES", 60)
     GRANTDESK_METRICS_TOKEN = _env("GRANTDESK_METRICS_TOKEN")
     GRANTDESK_LOG_FORMAT = _env("GRANTDESK_LOG_FORMAT", "text")
+    # Message relay (issue #15): WeChat waits 5 s for a passive reply; keep a margin for crypto.
+    RELAY_REPLY_TIMEOUT = float(_env("RELAY_REPLY_TIMEOUT", "4.0"))
+    RELAY_RETENTION_HOURS = _env_int("RELAY_RETENTION_HOURS", 72)
+    RELAY_MAX_ATTEMPTS = _env_int("RELAY_MAX_ATTEMPTS", 8)  # async: about an hour, then dead
+    RELAY_DELIVERY_TIMEOUT = float(_env("RELAY_DELIVERY_TIMEOUT", "10.0"))  # async, per attempt
     # Per-job schedule overrides, "name=seconds,..." (the worker and `rq cron` both read it).
     JOB_INTERVALS = {
         name.strip(): int(seconds)

@@ -23,6 +23,7 @@ from app.models.mfa import RecoveryCode, TotpCredential
 from app.models.notifications import AlertNotification
 from app.models.password_reset import PasswordReset, PasswordResetRequest
 from app.models.provider import ProviderProfile, StaffNote
+from app.models.relay import RelayDelivery, RelayMessage, RelayRoute
 from app.models.sessions import UserSession
 from app.models.user import Invitation, Role, StaffRole, User
 
@@ -52,6 +53,9 @@ __all__ = [
     "PasswordResetRequest",
     "PreAuthCode",
     "RecoveryCode",
+    "RelayDelivery",
+    "RelayMessage",
+    "RelayRoute",
     "ProviderProfile",
     "Role",
     "SessionStatus",

@@ -19,7 +19,7 @@ _TAG_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 # Characters XML 1.0 cannot carry at all (not even as character references).
 _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
-XmlValue = str | int | Mapping[str, "XmlValue"]
+XmlValue = str | int | Mapping[str, "XmlValue"] | list["XmlValue"]
 
 
 def parse_root(data: bytes | str, *, max_bytes: int = MAX_XML_BYTES) -> Element:
@@ -98,7 +98,7 @@ def cdata(value: str) -> str:
 
 
 def build_xml(fields: Mapping[str, XmlValue]) -> str:
-    """Serialise fields like WeChat does: ints bare, strings in CDATA, dicts nested. Ref §2."""
+    """Serialise like WeChat: ints bare, strings in CDATA, dicts nested, lists repeated. Ref §2."""
     return f"<xml>{_build_body(fields)}</xml>"
 
 
@@ -107,15 +107,21 @@ def _build_body(fields: Mapping[str, XmlValue]) -> str:
     for tag, value in fields.items():
         if not _TAG_RE.match(tag):
             raise ValueError(f"invalid XML tag name: {tag!r}")
-        if isinstance(value, bool):
-            raise TypeError(f"{tag}: booleans have no WeChat XML form")
-        if isinstance(value, int):
-            inner = str(value)
-        elif isinstance(value, str):
-            inner = cdata(value)
-        elif isinstance(value, Mapping):
-            inner = _build_body(value)
-        else:
-            raise TypeError(f"{tag}: unsupported value type {type(value).__name__}")
-        parts.append(f"<{tag}>{inner}</{tag}>")
+        # A list repeats its element (news replies: <Articles><item/><item/></Articles>).
+        for item in value if isinstance(value, list) else [value]:
+            parts.append(_build_element(tag, item))
     return "".join(parts)
+
+
+def _build_element(tag: str, value: XmlValue) -> str:
+    if isinstance(value, bool):
+        raise TypeError(f"{tag}: booleans have no WeChat XML form")
+    if isinstance(value, int):
+        inner = str(value)
+    elif isinstance(value, str):
+        inner = cdata(value)
+    elif isinstance(value, Mapping):
+        inner = _build_body(value)
+    else:
+        raise TypeError(f"{tag}: unsupported value type {type(value).__name__}")
+    return f"<{tag}>{inner}</{tag}>"
