@@ -32,12 +32,6 @@ def crypto_for(sandbox) -> MessageCrypto:
     )
 
 
-def send(sandbox, expect: int = 200, **body) -> dict:
-    response = requests.post(f"{sandbox.url}/sandbox/api/user-message", json=body, timeout=60)
-    assert response.status_code == expect, response.text
-    return response.json()
-
-
 def text_reply(sandbox, content: str):
     """A receiver reply: the encrypted passive text reply a WeChat SDK would produce."""
     box = crypto_for(sandbox)
@@ -51,7 +45,7 @@ def text_reply(sandbox, content: str):
 
 def test_a_text_message_gets_the_decrypted_passive_reply(wired, receiver, account):
     receiver.replies.append(text_reply(wired, "您好，已收到"))
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="在吗？")
+    result = wired.user_message(account["appid"], "text", content="在吗？")
     (request,) = receiver.requests
     assert request.path == f"/wechat/messages/{account['appid']}"
     assert set(request.query) == {
@@ -80,16 +74,14 @@ def test_a_text_message_gets_the_decrypted_passive_reply(wired, receiver, accoun
     assert isinstance(reply, TextMessage) and reply.content == "您好，已收到"
     assert reply.to_user_name == message.from_user_name
     # The same user writes again: a stable openid, a new MsgId.
-    again = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    again = wired.user_message(account["appid"], "text", content="hi")
     second = parse_message(receiver.requests[1].open(box))
     assert second.from_user_name == message.from_user_name
     assert again["msg_id"] != result["msg_id"] and again["reply_xml"] is None
 
 
 def test_success_ends_it_at_once(wired, receiver, account):
-    result = send(
-        wired, authorizer_appid=account["appid"], msg_type="text", content="hi", openid="oUser1"
-    )
+    result = wired.user_message(account["appid"], "text", content="hi", openid="oUser1")
     assert result["attempts"] == 1 and result["http_status"] == 200
     assert result["reply_xml"] is None and result["error"] is None
     assert receiver.requests[0].query["openid"] == "oUser1"
@@ -100,7 +92,7 @@ def test_success_ends_it_at_once(wired, receiver, account):
 
 def test_an_empty_reply_ends_it_too(wired, receiver, account):
     receiver.replies.append("")
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert (result["attempts"], result["reply_xml"], result["error"]) == (1, None, None)
 
 
@@ -113,7 +105,7 @@ def test_a_slow_platform_gets_three_attempts_of_the_same_message(wired, receiver
 
     receiver.default_reply = slow
     started = time.monotonic()
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert time.monotonic() - started < 3
     assert result["attempts"] == 3 and result["http_status"] is None
     assert result["error"] == "ReadTimeout" and result["reply_ms"] is None
@@ -130,19 +122,19 @@ def test_a_slow_platform_gets_three_attempts_of_the_same_message(wired, receiver
 
 def test_errors_are_retried(wired, receiver, account):
     receiver.default_reply = (500, "oops")
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert (result["attempts"], result["http_status"], result["error"]) == (3, 500, "HTTP 500")
     assert len(receiver.requests) == 3
     receiver.default_reply = "success"
     receiver.replies.extend([(502, "bad gateway"), text_reply(wired, "second time lucky")])
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert (result["attempts"], result["http_status"]) == (2, 200)
     assert parse_message(result["reply_xml"]).content == "second time lucky"
 
 
 def test_an_invalid_reply_is_answered_and_reported_not_retried(wired, receiver, account):
     receiver.replies.append("<xml><ToUserName>x</ToUserName></xml>")  # plaintext in safe mode
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert result["attempts"] == 1 and result["reply_xml"] is None
     assert result["error"].startswith("invalid reply")
     box = crypto_for(wired)
@@ -150,35 +142,27 @@ def test_an_invalid_reply_is_answered_and_reported_not_retried(wired, receiver, 
         "<MsgSignature><![CDATA[", "<MsgSignature><![CDATA[0"
     )
     receiver.replies.append(forged)
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert result["error"].startswith("invalid reply") and "-40001" in result["error"]
 
 
 def test_an_event_has_no_msg_id(wired, receiver, account):
-    result = send(
-        wired,
-        authorizer_appid=account["appid"],
-        msg_type="event",
-        event="subscribe",
-        event_key="qrscene_42",
+    result = wired.user_message(
+        account["appid"], "event", event="subscribe", event_key="qrscene_42"
     )
     assert result["msg_id"] is None and result["attempts"] == 1
     event = parse_message(receiver.requests[0].open(crypto_for(wired)))
     assert isinstance(event, EventMessage)
     assert (event.event, event.event_key) == ("subscribe", "qrscene_42")
     assert "MsgId" not in event.fields
-    plain = send(wired, authorizer_appid=account["appid"], msg_type="event", event="CLICK")
+    plain = wired.user_message(account["appid"], "event", event="CLICK")
     assert plain["msg_id"] is None
     assert "EventKey" not in parse_message(receiver.requests[1].open(crypto_for(wired))).fields
 
 
 def test_an_image_carries_its_media(wired, receiver, account):
-    result = send(
-        wired,
-        authorizer_appid=account["appid"],
-        msg_type="image",
-        media_id="MEDIA1",
-        pic_url="http://example.invalid/p.jpg",
+    result = wired.user_message(
+        account["appid"], "image", media_id="MEDIA1", pic_url="http://example.invalid/p.jpg"
     )
     fields = parse_message(receiver.requests[0].open(crypto_for(wired))).fields
     assert (fields["MediaId"], fields["PicUrl"]) == ("MEDIA1", "http://example.invalid/p.jpg")
@@ -186,20 +170,20 @@ def test_an_image_carries_its_media(wired, receiver, account):
 
 
 def test_only_authorized_accounts_and_good_messages_are_sent(wired, receiver, account):
-    unknown = send(wired, 400, authorizer_appid="wx0000000000000000", msg_type="text", content="x")
+    unknown = wired.user_message("wx0000000000000000", "text", content="x", expect=400)
     assert (unknown["error"], unknown["errcode"]) == ("unknown_account", 40013)
     assert "rid:" in unknown["errmsg"]
     other = wired.account(scenario="shared")
-    refused = send(wired, 400, authorizer_appid=other["appid"], msg_type="text", content="x")
+    refused = wired.user_message(other["appid"], "text", content="x", expect=400)
     assert (refused["error"], refused["errcode"]) == ("not_authorized", 61003)
-    bad = send(wired, 400, authorizer_appid=account["appid"], msg_type="sticker")
+    bad = wired.user_message(account["appid"], "sticker", expect=400)
     assert bad["error"] == "bad_msg_type" and "text" in bad["message"]
-    empty = send(wired, 400, authorizer_appid=account["appid"], msg_type="text")
+    empty = wired.user_message(account["appid"], "text", expect=400)
     assert empty["error"] == "content_required"
-    no_event = send(wired, 400, authorizer_appid=account["appid"], msg_type="event")
+    no_event = wired.user_message(account["appid"], "event", expect=400)
     assert no_event["error"] == "event_required"
     wired.revoke(account["appid"])
-    revoked = send(wired, 400, authorizer_appid=account["appid"], msg_type="text", content="x")
+    revoked = wired.user_message(account["appid"], "text", content="x", expect=400)
     assert revoked["error"] == "not_authorized"
     wired.flush()
     assert not [r for r in receiver.requests if r.path.startswith("/wechat/messages/")]
@@ -209,7 +193,7 @@ def test_only_authorized_accounts_and_good_messages_are_sent(wired, receiver, ac
 def test_push_faults_apply(wired, receiver, account):
     wired.set_faults(pushes={"duplicate": True, "delay": 0.3})
     started = time.monotonic()
-    result = send(wired, authorizer_appid=account["appid"], msg_type="text", content="hi")
+    result = wired.user_message(account["appid"], "text", content="hi")
     assert time.monotonic() - started >= 0.3
     assert len(receiver.requests) == 2
     box = crypto_for(wired)
@@ -222,12 +206,12 @@ def test_push_faults_apply(wired, receiver, account):
 
 def test_the_dashboard_shows_the_conversation(wired, receiver, account):
     receiver.replies.append(text_reply(wired, "欢迎光临 <悦享>"))
-    send(wired, authorizer_appid=account["appid"], msg_type="text", content="营业时间？")
-    send(wired, authorizer_appid=account["appid"], msg_type="event", event="subscribe")
+    wired.user_message(account["appid"], "text", content="营业时间？")
+    wired.user_message(account["appid"], "event", event="subscribe")
     receiver.replies.append("")
-    send(wired, authorizer_appid=account["appid"], msg_type="text", content="谢谢")
+    wired.user_message(account["appid"], "text", content="谢谢")
     receiver.default_reply = (500, "down")
-    send(wired, authorizer_appid=account["appid"], msg_type="text", content="还在吗")
+    wired.user_message(account["appid"], "text", content="还在吗")
     page = requests.get(f"{wired.url}/sandbox/?lang=en", timeout=30).text
     section = page[page.index('id="conversations"') :]
     rows = [html.unescape(row) for row in section.split('<tr class="message"')[1:]]
