@@ -82,7 +82,7 @@ TEXTS = {
     "done": ("操作成功", "Done"),
     "principal": ("主体", "Principal"),
     "none": ("无", "none"),
-    "conversations": ("用户消息（模拟用户发给已授权账号）", "User messages (to authorized accounts)"),
+    "conversations": ("用户消息（发给已授权账号）", "User messages (to authorized accounts)"),
     "conversations_sub": (
         "POST /sandbox/api/user-message 发送；微信每次等待 5 秒，最多尝试 3 次",
         "Sent with POST /sandbox/api/user-message; WeChat waits 5 s per attempt, 3 attempts",
