@@ -62,6 +62,8 @@ def load_config() -> dict:
         "SANDBOX_PUSH_TIMEOUT": float(_env("SANDBOX_PUSH_TIMEOUT", "5")),
         "SANDBOX_PUSH_ATTEMPTS": int(_env("SANDBOX_PUSH_ATTEMPTS", "3")),
         "SANDBOX_PUSH_RETRY_DELAY": float(_env("SANDBOX_PUSH_RETRY_DELAY", "1")),
+        # Seconds WeChat waits for each attempt of a user message (3 attempts, reference §2.4).
+        "SANDBOX_MESSAGE_TIMEOUT": float(_env("SANDBOX_MESSAGE_TIMEOUT", "5")),
         "SANDBOX_RELEASE_WAIT": float(_env("SANDBOX_RELEASE_WAIT", "10")),
         "SANDBOX_SEED": int(_env("SANDBOX_SEED", "20240601")),
         "SANDBOX_USERS": int(_env("SANDBOX_USERS", "6")),

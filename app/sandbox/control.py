@@ -5,9 +5,9 @@ from functools import wraps
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from app.sandbox import clock, faults, grants, pushes, runtime, snapshot, world
+from app.sandbox import clock, faults, grants, messages, pushes, runtime, snapshot, world
 from app.sandbox.config import parse_ip_list
-from app.sandbox.errors import ConsentError
+from app.sandbox.errors import ConsentError, WechatError
 from app.sandbox.models import db
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/sandbox")
@@ -181,6 +181,33 @@ def release_check():
     )
     runtime.get().last_release_check = report
     return jsonify(report)
+
+
+@bp.post("/api/user-message")
+def user_message():
+    """A user writes to an authorized account: WeChat sends the message or event to the
+    platform's message URL (3 attempts, 5 s each) and shows the passive reply; see messages.py."""
+    body = request.get_json(silent=True)
+    with runtime.get().lock:
+        try:
+            if not isinstance(body, dict):
+                raise ConsentError("bad_value", "the body is a JSON object")
+            outgoing, duplicate = messages.prepare(body)
+            db.session.commit()
+        except ConsentError as error:
+            db.session.rollback()
+            return jsonify({"error": error.code, "message": error.message}), 400
+        except WechatError as error:  # unknown (40013) or unauthorized (61003) account
+            db.session.rollback()
+            code, message = ACCOUNT_REFUSALS[error.errcode]
+            return jsonify({"error": code, "message": message, **error.payload()}), 400
+    return jsonify(messages.send(outgoing, duplicate))
+
+
+ACCOUNT_REFUSALS = {
+    40013: ("unknown_account", "no such account"),
+    61003: ("not_authorized", "account is not authorized to this platform"),
+}
 
 
 @bp.get("/")

@@ -82,6 +82,23 @@ TEXTS = {
     "done": ("操作成功", "Done"),
     "principal": ("主体", "Principal"),
     "none": ("无", "none"),
+    "conversations": ("用户消息（发给已授权账号）", "User messages (to authorized accounts)"),
+    "conversations_sub": (
+        "POST /sandbox/api/user-message 发送；微信每次等待 5 秒，最多尝试 3 次",
+        "Sent with POST /sandbox/api/user-message; WeChat waits 5 s per attempt, 3 attempts",
+    ),
+    "no_messages": ("还没有用户消息", "No user messages yet"),
+    "msg_at": ("时间", "Time"),
+    "msg_user": ("用户 openid", "User openid"),
+    "msg_sent": ("用户发送", "User sent"),
+    "msg_reply": ("回复", "Reply"),
+    "msg_attempts": ("尝试次数", "Attempts"),
+    "msg_time": ("回复耗时", "Reply time"),
+    "msg_event": ("事件", "event"),
+    "msg_duplicate": ("重复推送", "duplicate"),
+    "no_reply": ("无回复", "no reply"),
+    "msg_failed": ("失败", "failed"),
+    "msg_pending": ("发送中", "sending"),
 }
 
 

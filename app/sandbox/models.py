@@ -1,7 +1,7 @@
 """The sandbox's own tables: WeChat's side of the world (never the portal's database)."""
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -136,6 +136,11 @@ class Delivery(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
     created_at: Mapped[float] = mapped_column(Float)
     duplicate_of: Mapped[int | None] = mapped_column(Integer)
+    # User messages (info_type "message:<MsgType>"): the sender, WeChat's MsgId (text and media
+    # only) and the decrypted passive reply, if there was one.
+    openid: Mapped[str | None] = mapped_column(String(64))
+    msg_id: Mapped[int | None] = mapped_column(BigInteger)
+    reply_xml: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[list["DeliveryAttempt"]] = relationship(order_by="DeliveryAttempt.number")
 
 
@@ -149,6 +154,7 @@ class DeliveryAttempt(db.Model):
     http_status: Mapped[int | None] = mapped_column(Integer)
     reply: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    elapsed_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class ApiCall(db.Model):

@@ -33,6 +33,18 @@ def signed_post(
     timeout: float | None = None,
 ):
     """POST an encrypted, signed push like WeChat; return (http_status, reply, error)."""
+    request_url, body = seal(url, inner_xml, to_user_name=to_user_name, extra_query=extra_query)
+    return post(request_url, body, timeout or current_app.config["SANDBOX_PUSH_TIMEOUT"])
+
+
+def seal(
+    url: str,
+    inner_xml: str,
+    *,
+    to_user_name: str | None = None,
+    extra_query: dict | None = None,
+) -> tuple[str, bytes]:
+    """Encrypt and sign a push like WeChat: (URL with the signed query, body bytes)."""
     timestamp, nonce = str(int(clock.now())), str(secrets.randbelow(10**10))
     box = crypto()
     body, msg_signature = box.encrypt_message(
@@ -47,12 +59,17 @@ def signed_post(
         "msg_signature": msg_signature,
     }
     separator = "&" if "?" in url else "?"
+    return url + separator + urlencode(query), body.encode("utf-8")
+
+
+def post(request_url: str, body: bytes, timeout: float):
+    """One HTTP attempt of a sealed push: (http_status, reply text, error name)."""
     try:
         response = requests.post(
-            url + separator + urlencode(query),
-            data=body.encode("utf-8"),
+            request_url,
+            data=body,
             headers={"Content-Type": "text/xml; charset=utf-8", "User-Agent": "Mozilla/4.0"},
-            timeout=timeout or current_app.config["SANDBOX_PUSH_TIMEOUT"],
+            timeout=timeout,
         )
     except requests.RequestException as exc:
         return None, None, type(exc).__name__

@@ -3,7 +3,7 @@
 from flask import current_app
 from sqlalchemy import select
 
-from app.sandbox import catalog, clock, faults, grants, runtime, tokens, world
+from app.sandbox import catalog, clock, faults, grants, messages, runtime, tokens, world
 from app.sandbox.models import (
     Account,
     ApiCall,
@@ -14,6 +14,7 @@ from app.sandbox.models import (
     WechatUser,
     db,
 )
+from app.wechat.events import parse_message
 
 
 def _all(model, *order):
@@ -64,6 +65,9 @@ def delivery_json(delivery: Delivery) -> dict:
         "created_at": clock.iso(delivery.created_at),
         "duplicate_of": delivery.duplicate_of,
         "inner_xml": delivery.inner_xml,
+        "openid": delivery.openid,
+        "msg_id": delivery.msg_id,
+        "reply_xml": delivery.reply_xml,
         "attempts": [
             {
                 "number": a.number,
@@ -71,10 +75,54 @@ def delivery_json(delivery: Delivery) -> dict:
                 "http_status": a.http_status,
                 "reply": a.reply,
                 "error": a.error,
+                "elapsed_ms": a.elapsed_ms,
             }
             for a in delivery.attempts
         ],
     }
+
+
+def user_message_json(delivery: Delivery) -> dict:
+    """One user message with what the platform answered (the dashboard's conversation)."""
+    sent = parse_message(delivery.inner_xml)
+    last = delivery.attempts[-1] if delivery.attempts else None
+    reply = parse_message(delivery.reply_xml) if delivery.reply_xml else None
+    if reply is not None:
+        answer = "reply"
+    elif delivery.status == "delivered":
+        answer = "success" if last.reply == "success" else "empty"
+    else:
+        answer = delivery.status  # pending | failed
+    return {
+        "id": delivery.id,
+        "authorizer_appid": delivery.authorizer_appid,
+        "openid": delivery.openid,
+        "msg_id": delivery.msg_id,
+        "msg_type": sent.msg_type,
+        "content": sent.fields.get("Content"),
+        "event": sent.fields.get("Event"),
+        "event_key": sent.fields.get("EventKey"),
+        "duplicate_of": delivery.duplicate_of,
+        "at": clock.iso(delivery.created_at),
+        "attempts": len(delivery.attempts),
+        "answer": answer,  # reply | success | empty | failed | pending
+        "reply_type": reply.msg_type if reply else None,
+        "reply_content": reply.fields.get("Content") if reply else None,
+        # The answered attempt's time (an HTTP 200), as the user-message API reports it.
+        "reply_ms": last.elapsed_ms if last and last.http_status == 200 else None,
+        "error": last.error if last else None,
+    }
+
+
+def user_messages(limit: int) -> list[Delivery]:
+    """The most recent user messages, oldest first."""
+    query = (
+        select(Delivery)
+        .filter(Delivery.info_type.startswith(messages.INFO_PREFIX))
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.execute(query).scalars())[::-1]
 
 
 def credential_json(credential: Credential) -> dict:
@@ -154,6 +202,7 @@ def state(delivery_limit: int = 200) -> dict:
         "authorizations": [grant_json(g) for g in _all(Authorization)],
         "credentials": [credential_json(c) for c in credentials],
         "deliveries": [delivery_json(d) for d in _all(Delivery)[-delivery_limit:]],
+        "user_messages": [user_message_json(d) for d in user_messages(delivery_limit)],
         "custom_messages": [
             {
                 "authorizer_appid": m.authorizer_appid,

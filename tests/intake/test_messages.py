@@ -36,3 +36,18 @@ def test_bad_messages_are_refused(client):
     bad = query.replace("msg_signature=", "msg_signature=f")
     assert client.post(f"/wechat/messages/wx1?{bad}", data=body).status_code == 403
     assert health.counters()["rejected:messages:bad_signature"] == 1
+
+
+def test_the_portal_answers_a_users_message_with_success(sandbox, live_portal):
+    sandbox.push_ticket()
+    sandbox.flush()
+    account = sandbox.authorize(sandbox.component_token())["account"]
+    sandbox.flush()
+    result = sandbox.user_message(account["appid"], "text", content="在吗？")
+    assert (result["attempts"], result["http_status"]) == (1, 200)
+    assert (result["reply_xml"], result["error"]) == (None, None)
+    (delivery,) = [d for d in sandbox.deliveries() if d["info_type"] == "message:text"]
+    assert delivery["attempts"][0]["reply"] == "success"
+    event = sandbox.user_message(account["appid"], "event", event="subscribe")
+    assert (event["msg_id"], event["attempts"], event["reply_xml"]) == (None, 1, None)
+    assert live_portal.call(health.counters)["messages:other"] == 2

@@ -153,6 +153,16 @@ class SandboxServer:
         """Wait until every queued push was delivered (or failed all attempts)."""
         assert self.control("flush", {"timeout": timeout})["flushed"], "pushes did not drain"
 
+    def user_message(self, authorizer_appid: str, msg_type: str = "text", *, expect=200, **body):
+        """A user writes to an authorized account (``content=``, ``event=``, ``event_key=``,
+        ``openid=``, …); returns {msg_id, attempts, http_status, reply_xml, reply_ms, error,
+        duplicate}."""
+        return self.control(
+            "user-message",
+            {"authorizer_appid": authorizer_appid, "msg_type": msg_type, **body},
+            expect=expect,
+        )
+
     def release_check(self, **body) -> dict:
         """Run the release checks against the message URL."""
         return self.control("release-check", body)

@@ -195,3 +195,19 @@ def test_dashboard(browser, sandbox, sandbox_artifacts):
     assert sandbox.component_appid in page.inner_text("#platform")
     page.screenshot(path=sandbox_artifacts / "dashboard.png", full_page=True)
     page.close()
+
+
+def test_dashboard_conversation(browser, sandbox, receiver, sandbox_artifacts):
+    sandbox.configure(message_url=receiver.message_url)
+    account = sandbox.authorize(sandbox.component_token())["account"]
+    receiver.replies.append("")
+    sandbox.user_message(account["appid"], "text", content="营业时间？")
+    sandbox.user_message(account["appid"], "event", event="subscribe")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{sandbox.url}/sandbox/?lang=en")
+    rows = page.locator(f'.conversation[data-appid="{account["appid"]}"] tr.message')
+    assert rows.count() == 2
+    assert "营业时间？" in rows.nth(0).inner_text() and "no reply" in rows.nth(0).inner_text()
+    assert "event subscribe" in rows.nth(1).inner_text() and "success" in rows.nth(1).inner_text()
+    page.locator("#conversations").screenshot(path=sandbox_artifacts / "conversation.png")
+    page.close()
