@@ -20,6 +20,7 @@ from tests.relay.conftest import (
     json_body,
     json_signature_ok,
     make_account,
+    settled,
     text_xml,
     wechatpy_text_handler,
 )
@@ -288,6 +289,7 @@ def test_reply_deliveries_are_marked_abandoned_when_their_request_died(
     # A first request that crashed mid-forward left its delivery in flight.
     live_portal.app.config["RELAY_REPLY_TIMEOUT"] = 0.0  # stored, never forwarded
     assert wechat.send(account.appid, inner).text == "success"
+    settled()
     db.session.execute(
         RelayDelivery.__table__.update().values(status="in_flight")
     )  # as if the process died before settling
