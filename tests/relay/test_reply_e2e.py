@@ -304,6 +304,26 @@ def test_reply_deliveries_are_marked_abandoned_when_their_request_died(
     assert delivery.status == "late" and service.calls() == 0
 
 
+def test_the_inbox_retry_run_marks_forgotten_in_flight_deliveries_late(
+    live_portal, wechat, services, merchant, portal_clock
+):
+    from app.services.platform import intake
+
+    behave, _ = wechatpy_text_handler(TOKEN)
+    account = make_account(merchant)
+    reply_route(services(behave))
+    assert wechat.send(account.appid, text_xml(account)).status_code == 200
+    settled()
+    db.session.execute(RelayDelivery.__table__.update().values(status="in_flight"))
+    db.session.commit()
+    assert live_portal.call(inbound.mark_abandoned) == ""  # not old enough yet
+    portal_clock.travel(120)
+    summary = live_portal.call(intake.retry_failed_events)
+    assert "relay: 1 abandoned reply deliveries marked late" in summary
+    (delivery,) = deliveries()
+    assert (delivery.status, delivery.last_error) == ("late", "abandoned in flight")
+
+
 def test_a_message_sealed_with_the_previous_key_is_answered_with_it(
     live_portal, wechat, services, merchant
 ):

@@ -41,7 +41,7 @@ from app.extensions import db, message_crypto
 from app.models import Authorizer, Grant, RelayDelivery, RelayMessage, RelayRoute
 from app.models.grants import GrantStatus
 from app.services import clock
-from app.services.platform import health
+from app.services.platform import health, intake
 from app.services.relay import transport
 from app.services.relay.formats import Outgoing, build_request, read_reply
 from app.services.relay.routes import pick_reply_route, scope_includes, type_key, types_match
@@ -58,6 +58,7 @@ MIN_FORWARD_SECONDS = 0.05
 POLL_SECONDS = (0.005, 0.01, 0.02, 0.05)
 # An in_flight reply delivery this much older than the budget lost its request (a crash).
 ABANDON_GRACE = 0.5
+ABANDONED_AFTER = timedelta(minutes=1)  # the periodic sweep's (mark_abandoned) margin
 # Forwards run on these threads so the budget is a hard deadline (requests' timeouts are per
 # phase, not total); a late forward finishes here, its answer dropped.
 _forwarders = ThreadPoolExecutor(max_workers=32, thread_name_prefix="relay-reply")
@@ -186,7 +187,7 @@ def dedupe_key(appid: str, message: Message) -> str:
 
 
 def message_type(message: Message) -> str:
-    """ "text", "image", ..., "event.subscribe" (events lower-cased)."""
+    """The message's type as routes name it: text, image, ..., event.subscribe (lower case)."""
     event = message.event if isinstance(message, EventMessage) else message.fields.get("Event")
     return type_key(message.msg_type, event)
 
@@ -503,5 +504,26 @@ def _reply_state(digest: str):
 
 
 def _abandoned(created_at: datetime) -> bool:
+    return created_at < _abandon_cutoff()
+
+
+def _abandon_cutoff() -> datetime:
     budget = timedelta(seconds=current_app.config["RELAY_REPLY_TIMEOUT"] + ABANDON_GRACE)
-    return created_at < clock.now() - budget
+    return clock.now() - budget
+
+
+def mark_abandoned() -> str:
+    """Reply deliveries left in flight past the budget (their process died mid-forward, and no
+    retry of the message came to notice): late. Runs with every inbox retry run; returns a
+    summary, "" when there were none."""
+    cutoff = clock.now() - ABANDONED_AFTER  # well past any settle still queued in a process
+    done = db.session.execute(
+        update(RelayDelivery.__table__)
+        .where(_deliveries.status == "in_flight", _deliveries.created_at < cutoff)
+        .values(status="late", last_error="abandoned in flight")
+    ).rowcount
+    db.session.commit()
+    return f"relay: {done} abandoned reply deliveries marked late" if done else ""
+
+
+intake.register_retry(mark_abandoned)
