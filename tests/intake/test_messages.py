@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import InboxEvent
+from app.models import InboxEvent, RelayMessage
 from app.services.platform import health
 from app.wechat.events import build_message_xml
 from tests.intake.conftest import sealed
@@ -38,7 +38,7 @@ def test_bad_messages_are_refused(client):
     assert health.counters()["rejected:messages:bad_signature"] == 1
 
 
-def test_the_portal_answers_a_users_message_with_success(sandbox, live_portal):
+def test_with_no_relay_route_a_users_message_gets_success_and_is_not_stored(sandbox, live_portal):
     sandbox.push_ticket()
     sandbox.flush()
     account = sandbox.authorize(sandbox.component_token())["account"]
@@ -50,4 +50,7 @@ def test_the_portal_answers_a_users_message_with_success(sandbox, live_portal):
     assert delivery["attempts"][0]["reply"] == "success"
     event = sandbox.user_message(account["appid"], "event", event="subscribe")
     assert (event["msg_id"], event["attempts"], event["reply_xml"]) == (None, 1, None)
-    assert live_portal.call(health.counters)["messages:other"] == 2
+    stored = live_portal.call(
+        lambda: db.session.scalar(select(func.count()).select_from(RelayMessage))
+    )
+    assert stored == 0
