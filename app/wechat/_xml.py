@@ -71,56 +71,52 @@ def _parse(
 
     fields: dict[str, str] = {}
     text: list[str] = []  # character data since the last tag
-    # Open elements, root first: [path, {child tag: count} or None while it has no child].
+    top: dict[str, None] = {}  # the root's children so far
+    # Open elements below the root: [path, {child tag: count}, or None while it has no child].
     stack: list[list] = []
+    depth = 0  # of the element being parsed: 1 inside the root
 
-    def start(tag: str, attrs: dict[str, str]) -> None:
+    # Every push runs these for each tag, so the common case (a root child) goes first.
+    def start(tag: str, _attrs: object) -> str:
+        nonlocal depth
         if text:
-            parent = stack[-1]
-            _layout_only(text, "mixed content in" if parent[1] is None else "stray text in", parent)
-            if tree is not None:
-                tree.data("".join(text))
-            text.clear()
+            _layout_only(text, stack[-1] if stack else ["xml", top or None])
         if "}" in tag:  # namespaced, spelt like ElementTree: {uri}local
             tag = "{" + tag
-        depth = len(stack)
-        if depth == 0:
-            if tag != "xml":
-                raise MalformedMessage("root element is not <xml>")
-            path = ""
-        else:
-            if depth >= max_depth:
-                raise MalformedMessage("XML nested too deeply")
+        if depth >= max_depth:
+            raise MalformedMessage("XML nested too deeply")
+        if depth == 1:
+            if tag in top:  # top-level duplicates are always an error
+                raise MalformedMessage(f"duplicate <{tag}>")
+            top[tag] = None
+            stack.append([tag, None])
+        elif depth:
             parent = stack[-1]
             seen = parent[1]
             if seen is None:
                 seen = parent[1] = {}
             count = seen.get(tag, 0)
             seen[tag] = count + 1
-            if depth == 1:
-                if count:  # top-level duplicates are always an error
-                    raise MalformedMessage(f"duplicate <{tag}>")
-                path = tag
-            elif count:  # nested repeats are numbered: a.b, a.b[1], ...
-                path = f"{parent[0]}.{tag}[{count}]"
-            else:
-                path = f"{parent[0]}.{tag}"
-        stack.append([path, None])
-        if tree is not None:
-            tree.start(tag, {("{" + k if "}" in k else k): v for k, v in attrs.items()})
+            # Nested repeats are numbered: a.b, a.b[1], ...
+            path = f"{parent[0]}.{tag}[{count}]" if count else f"{parent[0]}.{tag}"
+            stack.append([path, None])
+        elif tag != "xml":
+            raise MalformedMessage("root element is not <xml>")
+        depth += 1
+        return tag
 
-    def end(tag: str) -> None:
-        frame = stack.pop()
-        if text:
-            if frame[1] is not None:  # text after the last child
-                _layout_only(text, "stray text in", frame)
-            if tree is not None:
-                tree.data("".join(text))
-        if frame[1] is None and stack:  # a leaf below the root: its text is the value
-            fields[frame[0]] = "".join(text)
-        text.clear()
-        if tree is not None:
-            tree.end(tag)
+    def end(_tag: str) -> None:
+        nonlocal depth
+        depth -= 1
+        if depth:
+            path, seen = stack.pop()
+            if seen is None:  # a leaf: its text is the value
+                fields[path] = "".join(text)
+            elif text:  # text after the last child
+                _layout_only(text, [path, seen])
+            text.clear()
+        elif text and top:  # the root's own text counts only beside children
+            _layout_only(text, ["xml", top])
 
     parser = ParserCreate(None, "}")  # the namespace separator ElementTree uses
     parser.SetParamEntityParsing(XML_PARAM_ENTITY_PARSING_NEVER)
@@ -128,10 +124,17 @@ def _parse(
     parser.EntityDeclHandler = _forbid_entity
     parser.UnparsedEntityDeclHandler = _forbid_entity
     parser.ExternalEntityRefHandler = _forbid_external
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text.append
     parser.buffer_text = True
+    if tree is None:
+        parser.StartElementHandler = start
+        parser.EndElementHandler = end
+        parser.CharacterDataHandler = text.append
+    else:  # the same checks, each event also fed to the tree builder
+        parser.StartElementHandler = lambda tag, attrs: tree.start(
+            start(tag, attrs), {("{" + k if "}" in k else k): v for k, v in attrs.items()}
+        )
+        parser.EndElementHandler = lambda tag: (end(tag), tree.end(tag))
+        parser.CharacterDataHandler = lambda chunk: (text.append(chunk), tree.data(chunk))
     try:
         parser.Parse(data, True)
     except (ExpatError, ValueError, TypeError) as exc:
@@ -139,10 +142,12 @@ def _parse(
     return fields
 
 
-def _layout_only(text: list[str], what: str, frame: list) -> None:
+def _layout_only(text: list[str], frame: list) -> None:
     # Whitespace between elements is layout; any other text beside an element is refused.
     if "".join(text).strip():
-        raise MalformedMessage(f"{what} <{frame[0] or 'xml'}>")
+        what = "mixed content in" if frame[1] is None else "stray text in"
+        raise MalformedMessage(f"{what} <{frame[0]}>")
+    text.clear()
 
 
 def unique_children(root: Element) -> dict[str, Element]:
