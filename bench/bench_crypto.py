@@ -20,6 +20,7 @@ import base64
 import hashlib
 import platform
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +61,15 @@ def ops_per_second(func: Callable[[], object], seconds: float) -> float:
 def paired_ops_per_second(
     ours: Callable[[], object], theirs: Callable[[], object], seconds: float, rounds: int = 5
 ) -> tuple[float, float]:
-    """Best-of-`rounds` throughput of both, rounds alternating so a load burst hits both."""
-    timers = [timeit.Timer(ours), timeit.Timer(theirs)]
+    """Best-of-`rounds` throughput of both, rounds alternating so a load burst hits both.
+
+    Timed in CPU seconds of this process: on a shared machine, time the scheduler gives to other
+    processes is not charged to either side (on an idle machine this equals wall time).
+    """
+    timers = [
+        timeit.Timer(ours, timer=time.process_time),
+        timeit.Timer(theirs, timer=time.process_time),
+    ]
     numbers = [max(1, int(t.autorange()[0] * seconds / 0.2)) for t in timers]
     best = [float("inf"), float("inf")]
     for _ in range(rounds):
