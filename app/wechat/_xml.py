@@ -74,7 +74,7 @@ def _parse(
     top: dict[str, None] = {}  # the root's children so far
     # Open elements below the root: [path, {child tag: count}, or None while it has no child].
     stack: list[list] = []
-    depth = 0  # of the element being parsed: 1 inside the root
+    depth = 0  # elements open: 1 inside the root
 
     # Every push runs these for each tag, so the common case (a root child) goes first.
     def start(tag: str, _attrs: object) -> str:
