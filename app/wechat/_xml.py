@@ -1,13 +1,18 @@
-"""Hardened XML reading (defusedxml) and WeChat-style XML writing. Reference §1.6, §1.8, §2."""
+"""Hardened XML reading (one bounded pyexpat pass) and WeChat-style XML writing. Ref §1.6, §1.8, §2.
+
+Reading takes one pass of expat with everything a WeChat document never needs switched off: a DTD
+is refused when it starts (so no entity, internal or external, and no parameter entity can ever be
+declared), external references are refused, and the shape is checked while parsing: root <xml>,
+depth cap, no text mixed with elements, no duplicate top-level tags. The flat {path: text} view that
+every caller wants is built in the same pass (parse_fields); parse_root builds an Element instead.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from pyexpat import XML_PARAM_ENTITY_PARSING_NEVER, ExpatError, ParserCreate
+from xml.etree.ElementTree import Element, TreeBuilder
 
 from app.wechat.errors import MalformedMessage
 
@@ -22,8 +27,39 @@ _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\
 XmlValue = str | int | Mapping[str, "XmlValue"] | list["XmlValue"]
 
 
+def parse_fields(
+    data: bytes | str, *, max_bytes: int = MAX_XML_BYTES, max_depth: int = MAX_DEPTH
+) -> dict[str, str]:
+    """Parse a WeChat <xml> document safely into flatten()'s {path: text}, in one pass.
+
+    Same result as flatten(parse_root(data)), or MalformedMessage. Reference §1.8 step 2, §2.
+    """
+    return _parse(data, max_bytes, max_depth, None)
+
+
 def parse_root(data: bytes | str, *, max_bytes: int = MAX_XML_BYTES) -> Element:
     """Parse a WeChat <xml> document safely or raise MalformedMessage. Reference §1.8 step 2."""
+    tree = TreeBuilder()
+    _parse(data, max_bytes, MAX_DEPTH, tree)
+    return tree.close()
+
+
+def _forbid_dtd(*_args: object) -> None:
+    # No DTD at all: WeChat never sends one, and it is the door to entity bombs and XXE.
+    raise MalformedMessage("forbidden XML construct: DTD")
+
+
+def _forbid_entity(*_args: object) -> None:  # unreachable without a DTD; kept as a second lock
+    raise MalformedMessage("forbidden XML construct: entity declaration")
+
+
+def _forbid_external(*_args: object) -> None:  # likewise
+    raise MalformedMessage("forbidden XML construct: external reference")
+
+
+def _parse(
+    data: bytes | str, max_bytes: int, max_depth: int, tree: TreeBuilder | None
+) -> dict[str, str]:
     try:
         size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
     except UnicodeEncodeError:
@@ -32,29 +68,86 @@ def parse_root(data: bytes | str, *, max_bytes: int = MAX_XML_BYTES) -> Element:
         raise MalformedMessage(f"XML body larger than {max_bytes} bytes")
     if not data or not data.strip():
         raise MalformedMessage("empty XML body")
+
+    fields: dict[str, str] = {}
+    text: list[str] = []  # character data since the last tag
+    top: dict[str, None] = {}  # the root's children so far
+    # Open elements below the root: [path, {child tag: count}, or None while it has no child].
+    stack: list[list] = []
+    depth = 0  # elements open: 1 inside the root
+
+    # Every push runs these for each tag, so the common case (a root child) goes first.
+    def start(tag: str, _attrs: object) -> str:
+        nonlocal depth
+        if text:
+            _layout_only(text, stack[-1] if stack else ["xml", top or None])
+        if "}" in tag:  # namespaced, spelt like ElementTree: {uri}local
+            tag = "{" + tag
+        if depth >= max_depth:
+            raise MalformedMessage("XML nested too deeply")
+        if depth == 1:
+            if tag in top:  # top-level duplicates are always an error
+                raise MalformedMessage(f"duplicate <{tag}>")
+            top[tag] = None
+            stack.append([tag, None])
+        elif depth:
+            parent = stack[-1]
+            seen = parent[1]
+            if seen is None:
+                seen = parent[1] = {}
+            count = seen.get(tag, 0)
+            seen[tag] = count + 1
+            # Nested repeats are numbered: a.b, a.b[1], ...
+            path = f"{parent[0]}.{tag}[{count}]" if count else f"{parent[0]}.{tag}"
+            stack.append([path, None])
+        elif tag != "xml":
+            raise MalformedMessage("root element is not <xml>")
+        depth += 1
+        return tag
+
+    def end(_tag: str) -> None:
+        nonlocal depth
+        depth -= 1
+        if depth:
+            path, seen = stack.pop()
+            if seen is None:  # a leaf: its text is the value
+                fields[path] = "".join(text)
+            elif text:  # text after the last child
+                _layout_only(text, [path, seen])
+            text.clear()
+        elif text and top:  # the root's own text counts only beside children
+            _layout_only(text, ["xml", top])
+
+    parser = ParserCreate(None, "}")  # the namespace separator ElementTree uses
+    parser.SetParamEntityParsing(XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _forbid_dtd
+    parser.EntityDeclHandler = _forbid_entity
+    parser.UnparsedEntityDeclHandler = _forbid_entity
+    parser.ExternalEntityRefHandler = _forbid_external
+    parser.buffer_text = True
+    if tree is None:
+        parser.StartElementHandler = start
+        parser.EndElementHandler = end
+        parser.CharacterDataHandler = text.append
+    else:  # the same checks, each event also fed to the tree builder
+        parser.StartElementHandler = lambda tag, attrs: tree.start(
+            start(tag, attrs), {("{" + k if "}" in k else k): v for k, v in attrs.items()}
+        )
+        parser.EndElementHandler = lambda tag: (end(tag), tree.end(tag))
+        parser.CharacterDataHandler = lambda chunk: (text.append(chunk), tree.data(chunk))
     try:
-        # No DTD at all: WeChat never sends one, and it is the door to entity bombs and XXE.
-        root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise MalformedMessage(f"forbidden XML construct: {type(exc).__name__}") from None
-    except (ParseError, ValueError, TypeError) as exc:
+        parser.Parse(data, True)
+    except (ExpatError, ValueError, TypeError) as exc:
         raise MalformedMessage(f"unparsable XML: {exc}") from None
-    if root.tag != "xml":
-        raise MalformedMessage("root element is not <xml>")
-    _check_shape(root, 1)
-    return root
+    return fields
 
 
-def _check_shape(element: Element, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise MalformedMessage("XML nested too deeply")
-    children = list(element)
-    if children and (element.text or "").strip():
-        raise MalformedMessage(f"mixed content in <{element.tag}>")
-    for child in children:
-        if (child.tail or "").strip():
-            raise MalformedMessage(f"stray text after <{child.tag}>")
-        _check_shape(child, depth + 1)
+def _layout_only(text: list[str], frame: list) -> None:
+    # Whitespace between elements is layout; any other text beside an element is refused.
+    if "".join(text).strip():
+        what = "mixed content in" if frame[1] is None else "stray text in"
+        raise MalformedMessage(f"{what} <{frame[0]}>")
+    text.clear()
 
 
 def unique_children(root: Element) -> dict[str, Element]:

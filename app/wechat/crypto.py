@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from app.wechat._xml import MAX_XML_BYTES, build_xml, parse_root, unique_children
+from app.wechat._xml import MAX_XML_BYTES, build_xml, parse_fields
 from app.wechat.errors import (
     AppIdMismatch,
     CryptoError,
@@ -30,6 +30,10 @@ __all__ = ["MessageCrypto", "OpenedMessage", "sha1_signature", "BLOCK_SIZE"]
 BLOCK_SIZE = 32  # WeChat pads to the key length, not the 16-byte AES block (§1.4)
 _PREFIX_LEN = 16
 _LEN_FIELD = struct.Struct(">I")
+_HEADER_LEN = _PREFIX_LEN + _LEN_FIELD.size
+_PADDINGS = [bytes([n]) * n for n in range(BLOCK_SIZE + 1)]  # _PADDINGS[n]: n bytes of value n
+# Envelopes (<xml><Encrypt/><ToUserName/>…</xml>) are flat: nothing below the root's children.
+_ENVELOPE_DEPTH = 2
 _AES_KEY_RE = re.compile(r"[A-Za-z0-9]{43}\Z")
 
 
@@ -57,12 +61,18 @@ def _pad(data: bytes) -> bytes:
     return data + bytes([n]) * n
 
 
-def _unpad(data: bytes) -> bytes:
+def _padding_length(data: bytes) -> int:
     # Strict: the official PHP sample tolerates a bad pad; we treat it as a failed decryption.
     n = data[-1]
-    if not 1 <= n <= BLOCK_SIZE or data[-n:] != bytes([n]) * n:
+    if not 1 <= n <= BLOCK_SIZE or not data.endswith(_PADDINGS[n]):
         raise DecryptError("invalid PKCS#7 padding")
-    return data[:-n]
+    return n
+
+
+def _cipher(key: bytes) -> Cipher:
+    # WeChat's IV is the key's first 16 bytes (§1.4), so one Cipher per key serves every message;
+    # each message still gets its own fresh encryptor/decryptor context.
+    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
 
 
 @dataclass(frozen=True)
@@ -92,9 +102,9 @@ class MessageCrypto:
         self._token = token
         self._appid = appid
         self._appid_bytes = appid.encode("utf-8")
-        self._key = _derive_key(encoding_aes_key)
-        self._previous_key = (
-            _derive_key(previous_encoding_aes_key) if previous_encoding_aes_key else None
+        self._cipher = _cipher(_derive_key(encoding_aes_key))
+        self._previous_cipher = (
+            _cipher(_derive_key(previous_encoding_aes_key)) if previous_encoding_aes_key else None
         )
         self._max_body_bytes = max_body_bytes
 
@@ -145,48 +155,48 @@ class MessageCrypto:
             raise ValueError("random_prefix must be exactly 16 bytes")
         msg = plaintext.encode("utf-8")
         full = random_prefix + _LEN_FIELD.pack(len(msg)) + msg + self._appid_bytes
-        key = self._pick_key(use_previous_key)
-        encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+        encryptor = self._pick_cipher(use_previous_key).encryptor()
         return base64.b64encode(encryptor.update(_pad(full)) + encryptor.finalize()).decode()
 
     def decrypt(self, encrypt: str) -> str:
         """Decrypt `Encrypt` (current key, then previous) and check appid. Ref §1.2-1.4."""
         return self._decrypt(encrypt)[0]
 
-    def _pick_key(self, use_previous_key: bool) -> bytes:
+    def _pick_cipher(self, use_previous_key: bool) -> Cipher:
         if not use_previous_key:
-            return self._key
-        if self._previous_key is None:
+            return self._cipher
+        if self._previous_cipher is None:
             raise ValueError("no previous EncodingAESKey configured")
-        return self._previous_key
+        return self._previous_cipher
 
     def _decrypt(self, encrypt: str) -> tuple[str, bool]:
         ciphertext = _b64decode(encrypt)
         try:
-            return self._decrypt_with(self._key, ciphertext), False
+            return self._decrypt_with(self._cipher, ciphertext), False
         except (DecryptError, AppIdMismatch) as first:
-            if self._previous_key is None:
+            if self._previous_cipher is None:
                 raise
             # Rotation (§1.2): a push may still be sealed with the key we just replaced.
             try:
-                return self._decrypt_with(self._previous_key, ciphertext), True
+                return self._decrypt_with(self._previous_cipher, ciphertext), True
             except CryptoError:
                 raise first from None
 
-    def _decrypt_with(self, key: bytes, ciphertext: bytes) -> str:
-        decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
-        full = _unpad(decryptor.update(ciphertext) + decryptor.finalize())
-        if len(full) < _PREFIX_LEN + _LEN_FIELD.size:
+    def _decrypt_with(self, cipher: Cipher, ciphertext: bytes) -> str:
+        decryptor = cipher.decryptor()
+        full = decryptor.update(ciphertext) + decryptor.finalize()
+        # random(16) | length(4) | message | receive-id | padding, read in place without copies.
+        end = len(full) - _padding_length(full)
+        if end < _HEADER_LEN:
             raise IllegalBuffer("decrypted buffer shorter than its header")
         (msg_len,) = _LEN_FIELD.unpack_from(full, _PREFIX_LEN)
-        start = _PREFIX_LEN + _LEN_FIELD.size
-        if msg_len > len(full) - start:
+        if msg_len > end - _HEADER_LEN:
             raise IllegalBuffer("length field exceeds the decrypted buffer")
-        receive_id = full[start + msg_len :]
-        if receive_id != self._appid_bytes:
+        stop = _HEADER_LEN + msg_len
+        if full[stop:end] != self._appid_bytes:
             raise AppIdMismatch("receive-id does not match our appid")
         try:
-            return full[start : start + msg_len].decode("utf-8")
+            return full[_HEADER_LEN:stop].decode("utf-8")
         except UnicodeDecodeError:
             raise IllegalBuffer("message is not valid UTF-8") from None
 
@@ -196,18 +206,16 @@ class MessageCrypto:
         self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str
     ) -> OpenedMessage:
         """Parse the outer XML, verify msg_signature, decrypt; keeps key/form details. Ref §1.8."""
-        root = parse_root(body, max_bytes=self._max_body_bytes)
-        children = unique_children(root)
-        encrypt_el = children.get("Encrypt")
-        if encrypt_el is None or len(encrypt_el) or not encrypt_el.text:
+        fields = parse_fields(body, max_bytes=self._max_body_bytes, max_depth=_ENVELOPE_DEPTH)
+        encrypt = fields.get("Encrypt")
+        if not encrypt:
             raise MalformedMessage("outer XML needs exactly one non-empty <Encrypt>")
-        forms = [tag for tag in ("AppId", "ToUserName") if tag in children]
-        if len(forms) != 1:
+        form = "AppId" if "AppId" in fields else "ToUserName"
+        if (form == "AppId") == ("ToUserName" in fields):  # neither, or both
             raise MalformedMessage("outer XML needs exactly one of <AppId> or <ToUserName>")
-        encrypt = encrypt_el.text
         self.verify_signature(msg_signature, timestamp, nonce, encrypt)
         xml, used_previous = self._decrypt(encrypt)
-        return OpenedMessage(xml, forms[0], children[forms[0]].text or "", used_previous)
+        return OpenedMessage(xml, form, fields[form], used_previous)
 
     def decrypt_message(
         self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str
@@ -254,14 +262,10 @@ class MessageCrypto:
 
     def open_reply(self, body: bytes | str) -> str:
         """Verify and decrypt an encrypted passive reply (used by the sandbox). Reference §1.7."""
-        root = parse_root(body, max_bytes=self._max_body_bytes)
-        children = unique_children(root)
-        values = {}
+        values = parse_fields(body, max_bytes=self._max_body_bytes, max_depth=_ENVELOPE_DEPTH)
         for tag in ("Encrypt", "MsgSignature", "TimeStamp", "Nonce"):
-            element = children.get(tag)
-            if element is None or len(element) or not element.text:
+            if not values.get(tag):
                 raise MalformedMessage(f"reply XML needs a non-empty <{tag}>")
-            values[tag] = element.text
         self.verify_signature(
             values["MsgSignature"], values["TimeStamp"], values["Nonce"], values["Encrypt"]
         )
@@ -277,11 +281,14 @@ def _bare_int(text: str) -> int | str:
 
 def _b64decode(encrypt: str) -> bytes:
     try:
-        data = base64.b64decode(encrypt, validate=True)
-    except (binascii.Error, ValueError, TypeError):
+        text = encrypt.encode("ascii")
+        data = binascii.a2b_base64(text)
+    except (binascii.Error, ValueError, AttributeError):
         raise InvalidBase64("Encrypt is not valid base64") from None
-    # Canonical form only (no surplus "=", no stray low bits): WeChat never sends anything else.
-    if base64.b64encode(data).decode("ascii") != encrypt:
+    # Canonical form only: what decodes must encode back to exactly the same text, which also
+    # refuses everything the lenient decoder skipped (whitespace, stray characters, surplus "=",
+    # stray low bits). WeChat never sends anything else.
+    if binascii.b2a_base64(data, newline=False) != text:
         raise InvalidBase64("Encrypt is not canonical base64")
     # CBC needs whole AES blocks, and WeChat's padding always yields whole 32-byte blocks.
     if not data or len(data) % BLOCK_SIZE:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.wechat._xml import MAX_XML_BYTES, XmlValue, build_xml, flatten, parse_root
+from app.wechat._xml import MAX_XML_BYTES, XmlValue, build_xml, parse_fields
 from app.wechat.errors import MalformedMessage
 
 __all__ = [
@@ -38,7 +37,7 @@ INFO_UNAUTHORIZED = "unauthorized"
 
 # AuthorizationCodeExpiredTime below this is read as a duration, not a Unix time (§2.2 note).
 _ABSOLUTE_TIME_FLOOR = 1_000_000_000
-_INT_RE = re.compile(r"-?[0-9]{1,19}\Z")
+_MAX_INT_DIGITS = 19
 
 
 def _digest(*values: str) -> str:
@@ -53,7 +52,9 @@ def _int_field(fields: Mapping[str, str], name: str, *, required: bool = True) -
             raise MalformedMessage(f"missing <{name}>")
         return None
     text = raw.strip()
-    if not _INT_RE.match(text):
+    digits = text[1:] if text[:1] == "-" else text
+    # ASCII digits only (int() alone would take "1_0", "+1" or "١"), at most 19 of them.
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= _MAX_INT_DIGITS):
         raise MalformedMessage(f"<{name}> is not an integer")
     return int(text)
 
@@ -143,7 +144,7 @@ class UnknownEvent(Event):
 
 def parse_event(inner_xml: str | bytes, *, max_bytes: int = MAX_XML_BYTES) -> Event:
     """Parse decrypted authorization-event XML into a typed event. Reference §2."""
-    fields = flatten(parse_root(inner_xml, max_bytes=max_bytes))
+    fields = parse_fields(inner_xml, max_bytes=max_bytes)
     common: dict[str, Any] = {
         "app_id": _str_field(fields, "AppId"),
         "create_time": _int_field(fields, "CreateTime"),
@@ -215,7 +216,7 @@ class UnknownMessage(Message):
 
 def parse_message(inner_xml: str | bytes, *, max_bytes: int = MAX_XML_BYTES) -> Message:
     """Parse decrypted message XML relayed for an authorizer. Reference §1.6."""
-    fields = flatten(parse_root(inner_xml, max_bytes=max_bytes))
+    fields = parse_fields(inner_xml, max_bytes=max_bytes)
     common: dict[str, Any] = {
         "to_user_name": _str_field(fields, "ToUserName"),
         "from_user_name": _str_field(fields, "FromUserName"),
