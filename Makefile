@@ -46,12 +46,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The benchmarks compare against third-party libraries that the portal itself never imports.
-$(BIN)/.bench-installed: $(BIN)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $@
-
-bench: install $(BIN)/.bench-installed
+bench: install
 	$(BIN)/python bench/run_all.py
 
 # After adding or changing UI text: extract, merge into the catalogs, then translate the new
