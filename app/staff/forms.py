@@ -261,6 +261,10 @@ class RelayRouteForm(FlaskForm):
         if editing:
             keep = _l("Leave blank to keep the current one.")
             self.token.description = self.secret.description = keep
+            self.url.description = _l(
+                "Shown without its query string, which may hold a key: leave the address as it "
+                "is to keep the query, or enter the whole new address."
+            )
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)

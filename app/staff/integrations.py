@@ -22,7 +22,7 @@ from app.extensions import db
 from app.htmx import render
 from app.models import Merchant, RelayDelivery, RelayRoute
 from app.services.custody import apikeys
-from app.services.relay import outbox, routes, stats
+from app.services.relay import routes, stats
 from app.staff.forms import ConfirmForm, RelayRouteForm
 
 bp = Blueprint("integrations", __name__)
@@ -68,16 +68,9 @@ def create_route():
     try:
         route = routes.create_route(**form.values(), **form.credentials(), actor=current_user)
     except routes.RouteError as error:
-        form.form_errors.append(str(error))
-        return _render_form(form, status=422)
+        return _refused(form, error)
     flash(_("Route %(name)s created.", name=route.name), "success")
-    generated = getattr(route, "generated_credential", None)
-    if not generated:
-        return _back(route.id)
-    # Rendered directly (not redirected): the credential must never travel in a URL or the session.
-    response = current_app.make_response(_render_route(route, generated=generated))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _saved(route)
 
 
 @bp.get("/relay/<int:route_id>")
@@ -94,7 +87,7 @@ def edit_route(route_id: int):
     route = db.get_or_404(RelayRoute, route_id)
     data = {
         "name": route.name,
-        "url": route.url,
+        "url": stats.display_url(route.url),  # the query may hold a key: write-only too
         "format": route.format,
         "mode": route.mode,
         "scope": RelayRouteForm.scope_of(route),
@@ -113,14 +106,15 @@ def update_route(route_id: int):
     form = _form(editing=True)
     if not form.validate_on_submit():
         return _render_form(form, route=route, status=422)
+    values = form.values()
+    if values["url"] == stats.display_url(route.url):
+        values["url"] = route.url  # left as shown: keep the hidden query
     try:
-        routes.update_route(route, actor=current_user, **form.values(), **form.credentials())
+        routes.update_route(route, actor=current_user, **values, **form.credentials())
     except routes.RouteError as error:
-        db.session.rollback()
-        form.form_errors.append(str(error))
-        return _render_form(form, route=db.get_or_404(RelayRoute, route_id), status=422)
+        return _refused(form, error, route=route)
     flash(_("Route %(name)s saved.", name=route.name), "success")
-    return _back(route.id)
+    return _saved(route)
 
 
 @bp.post("/relay/<int:route_id>/pause")
@@ -194,6 +188,8 @@ def replay(route_id: int, delivery_id: int):
     if delivery.status != "dead":
         flash(_("Delivery %(id)s is not a dead letter any more.", id=delivery.id), "error")
     else:
+        from app.services.relay import outbox
+
         outbox.replay(delivery, actor=current_user)
         flash(_("Delivery %(id)s is queued again.", id=delivery_id), "success")
     return _back(route_id, "#dead_letters")
@@ -219,6 +215,8 @@ def replay_dead(route_id: int):
     """Queue every dead delivery of a route again (audited)."""
     route = db.get_or_404(RelayRoute, route_id)
     _confirmed()
+    from app.services.relay import outbox
+
     n = outbox.replay_dead(route_id=route.id, actor=current_user)
     flash(ngettext("%(num)d dead delivery is queued again.",
                    "%(num)d dead deliveries are queued again.", n), "success")  # fmt: skip
@@ -228,6 +226,26 @@ def replay_dead(route_id: int):
 def _confirmed() -> None:
     if not ConfirmForm().validate_on_submit():
         abort(400)
+
+
+def _saved(route):
+    """On to the route's page; a generated token or secret is shown there once, on this answer."""
+    if not route.generated_credential:
+        return _back(route.id)
+    # Rendered directly (not redirected): the credential must never travel in a URL or the session.
+    response = current_app.make_response(_render_route(route, generated=route.generated_credential))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _refused(form, error: routes.RouteError, route=None):
+    """The form again (422) with the service's reason next to the input at fault."""
+    if error.field == "scope":
+        target = form.authorizer_appid if form.scope.data == "appid" else form.merchant_id
+    else:
+        target = form._fields.get(error.field or "")
+    (target.errors if target is not None else form.form_errors).append(str(error))
+    return _render_form(form, route=route, status=422)
 
 
 def _back(route_id: int, anchor: str = ""):
