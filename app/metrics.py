@@ -54,6 +54,12 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["endpoint", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+RELAY_DELIVERIES = Counter(
+    "grantdesk_relay_deliveries_total",
+    "Relay deliveries by mode (reply, async) and status; async counts each attempt's outcome"
+    " (delivered, retry, dead).",
+    ["mode", "status"],
+)
 DB_CACHE_SECONDS = 5.0
 
 
@@ -117,6 +123,7 @@ def _unobserved(text: bytes) -> bytes:
         WECHAT_API_CALLS,
         WECHAT_API_SECONDS,
         HTTP_REQUEST_SECONDS,
+        RELAY_DELIVERIES,
     ):
         name, kind = metric._name, metric._type
         if f"# TYPE {name} ".encode() not in text:
@@ -178,11 +185,19 @@ def _seconds(value: datetime) -> float:
 
 
 def database_gauges() -> list[GaugeMetricFamily]:
-    """Ticket age, component token TTL, authorizers by status, active alerts, job successes."""
+    """Ticket age, token TTL, authorizers by status, alerts, job successes, relay outbox size."""
     from sqlalchemy import func, select
 
     from app.extensions import db
-    from app.models import Authorizer, ComponentCredential, Grant, HealthAlert, JobRun, VerifyTicket
+    from app.models import (
+        Authorizer,
+        ComponentCredential,
+        Grant,
+        HealthAlert,
+        JobRun,
+        RelayDelivery,
+        VerifyTicket,
+    )
     from app.services import clock
     from app.services.notify import catalog
 
@@ -238,5 +253,15 @@ def database_gauges() -> list[GaugeMetricFamily]:
         select(JobRun.name, JobRun.last_success_at).where(JobRun.last_success_at.is_not(None))
     ):
         jobs.add_metric([name], _seconds(at))
+    outbox = GaugeMetricFamily(
+        "grantdesk_relay_outbox_pending",
+        "Async relay deliveries waiting to be delivered (due, in flight, backing off or held).",
+    )
+    outbox.add_metric(
+        [],
+        db.session.scalar(
+            select(func.count()).select_from(RelayDelivery).where(RelayDelivery.status == "pending")
+        ),
+    )
     db.session.rollback()  # a read; end the transaction the scrape opened
-    return [ticket_age, token_ttl, authorizers, alerts, jobs]
+    return [ticket_age, token_ttl, authorizers, alerts, jobs, outbox]
