@@ -22,7 +22,7 @@ from app.extensions import db
 from app.htmx import render
 from app.models import Merchant, RelayDelivery, RelayRoute
 from app.services.custody import apikeys
-from app.services.relay import routes, stats
+from app.services.relay import outbox, routes, stats
 from app.staff.forms import ConfirmForm, RelayRouteForm
 
 bp = Blueprint("integrations", __name__)
@@ -185,12 +185,11 @@ def replay(route_id: int, delivery_id: int):
     if delivery.route_id != route_id:
         abort(404)
     _confirmed()
-    if delivery.status != "dead":
-        flash(_("Delivery %(id)s is not a dead letter any more.", id=delivery.id), "error")
-    else:
-        from app.services.relay import outbox
-
+    try:
         outbox.replay(delivery, actor=current_user)
+    except outbox.NotDead:
+        flash(_("Delivery %(id)s is not a dead letter any more.", id=delivery_id), "error")
+    else:
         flash(_("Delivery %(id)s is queued again.", id=delivery_id), "success")
     return _back(route_id, "#dead_letters")
 
@@ -215,8 +214,6 @@ def replay_dead(route_id: int):
     """Queue every dead delivery of a route again (audited)."""
     route = db.get_or_404(RelayRoute, route_id)
     _confirmed()
-    from app.services.relay import outbox
-
     n = outbox.replay_dead(route_id=route.id, actor=current_user)
     flash(ngettext("%(num)d dead delivery is queued again.",
                    "%(num)d dead deliveries are queued again.", n), "success")  # fmt: skip

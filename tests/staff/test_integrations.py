@@ -323,3 +323,47 @@ def test_the_url_query_stays_hidden_and_kept_on_edit(staff_client):
     post(staff_client, f"/staff/integrations/relay/{route.id}/edit", data)
     db.session.refresh(route)
     assert route.url == "https://crm.example.com/new"
+
+
+def test_replay_one_dead_letter_moves_it_to_pending(staff_client):
+    route, account = make_route(), make_account()
+    dead = make_delivery(route, account, status="dead", attempts=8, last_error="HTTP 503")
+    other = make_delivery(route, account, status="dead", attempts=8)
+    base = f"/staff/integrations/relay/{route.id}"
+    assert f'action="{base}/dead/{dead.id}/replay"' in staff_client.get(base).text
+    answer = post(staff_client, f"{base}/dead/{dead.id}/replay")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("#dead_letters")
+    db.session.refresh(dead)
+    db.session.refresh(other)
+    assert (dead.status, dead.attempts) == ("pending", 0) and other.status == "dead"
+    again = post(staff_client, f"{base}/dead/{dead.id}/replay", follow_redirects=True)
+    assert "is not a dead letter any more" in again.text
+    assert post(staff_client, f"/staff/integrations/relay/{make_route().id}/dead/{other.id}/replay"
+                ).status_code == 404  # fmt: skip
+    query = select(AuditEntry.action).where(AuditEntry.target_type == "relay_delivery")
+    assert db.session.scalars(query).all() == ["relay.delivery_replayed"]
+
+
+def test_replay_all_dead_letters_of_a_route_through_confirmation(staff_client):
+    route, elsewhere, account = make_route(name="Shop CRM"), make_route(), make_account()
+    dead = [make_delivery(route, account, status="dead", attempts=8) for _ in range(3)]
+    kept = make_delivery(elsewhere, account, status="dead", attempts=8)
+    base = f"/staff/integrations/relay/{route.id}"
+    assert f'href="{base}/dead/replay"' in staff_client.get(base).text
+    confirm = staff_client.get(f"{base}/dead/replay").text
+    assert "Replay every dead letter of Shop CRM?" in confirm and "3 dead deliveries" in confirm
+    answer = post(staff_client, f"{base}/dead/replay", follow_redirects=True)
+    assert "3 dead deliveries are queued again." in answer.text
+    assert {db.session.get(type(d), d.id).status for d in dead} == {"pending"}
+    db.session.refresh(kept)
+    assert kept.status == "dead"
+    assert "No dead letters." in staff_client.get(base).text
+
+
+def test_viewers_see_dead_letters_but_no_replay(app):
+    route = make_route()
+    make_delivery(route, make_account(), status="dead")
+    base = f"/staff/integrations/relay/{route.id}"
+    page = signed_in(app, StaffRole.VIEWER).get(base).text
+    assert "Dead letter" in page and "/replay" not in page
+    assert signed_in(app, StaffRole.OPERATOR).get(f"{base}/dead/replay").status_code == 200
