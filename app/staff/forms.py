@@ -223,6 +223,7 @@ class RelayRouteForm(FlaskForm):
     mode = SelectField(
         _l("Mode"),
         choices=[SelectChoice(m, VOCABULARIES["relay_mode"][m]) for m in MODES],
+        default="async",  # any number of async routes; at most one reply route per message
         description=_l(
             "Passive reply: at most one route per message, answered within the reply budget. "
             "Asynchronous: delivered in order with retries; no reply to WeChat."
