@@ -101,3 +101,25 @@ def test_dead_letters_newest_first_with_paging(app):
     assert letters[0].attempts == 8 and letters[0].error == "timed out"
     page = stats.dead_letters(route.id, before=letters[0].delivery_id, limit=1)
     assert [d.delivery_id for d in page] == [dead[1].id]
+
+
+def test_every_status_format_and_mode_has_a_label():
+    from app.labels import VOCABULARIES
+    from app.models.relay import FORMATS, MODES
+
+    assert set(stats.STATUSES) <= VOCABULARIES["relay_delivery_status"].keys()
+    assert set(FORMATS) <= VOCABULARIES["relay_format"].keys()
+    assert set(MODES) <= VOCABULARIES["relay_mode"].keys()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://crm.example.com/in?key=s3cret#frag", "https://crm.example.com/in"),
+        ("http://user:pass@10.0.0.5:8080/hook", "http://10.0.0.5:8080/hook"),
+        ("http://[::1]:9000/x?token=abc", "http://[::1]:9000/x"),
+        ("https://crm.example.com:notaport/x?k=v", "https://crm.example.com/x"),
+    ],
+)
+def test_display_url_never_shows_query_fragment_or_credentials(url, shown):
+    assert stats.display_url(url) == shown
