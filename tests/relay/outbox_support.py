@@ -90,8 +90,9 @@ def store_message(
 class Receiver:
     """A business service's async endpoint: records what it accepted, in arrival order.
 
-    `up` false answers 503; `fail` (a callable taking the message id) can refuse single messages.
-    `concurrent` and `max_concurrent` count requests in progress per (path, account)."""
+    `up` false answers 503; `fail` (a callable taking the path and the message id) can refuse
+    single requests. `max_in_progress` is the most requests ever in progress for one (path,
+    account), i.e. for one route and account when each route has its own path."""
 
     def __init__(self, *, delay: float = 0.0):
         self.up = True
@@ -136,7 +137,7 @@ class Receiver:
         try:
             if self.delay:
                 threading.Event().wait(self.delay)
-            refused = not self.up or (self.fail is not None and self.fail(message_id))
+            refused = not self.up or (self.fail is not None and self.fail(path, message_id))
             status = 503 if refused else 200
             with self.lock:
                 self.requests.append({"path": path, "id": message_id, "status": status})

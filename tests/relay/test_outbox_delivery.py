@@ -66,7 +66,7 @@ def test_backoff_doubles_then_dead_after_eight_attempts_and_the_group_goes_on(
     first = store_message(account, [route], create_time=T0)
     second = store_message(account, [route], create_time=T0 + 1)
     refused = first.id
-    service.fail = lambda message_id: message_id == refused  # this one is refused, always
+    service.fail = lambda path, message_id: message_id == refused  # this one is refused, always
     started = portal_clock.now()
     waits = []
     for attempt in range(1, 9):
@@ -158,7 +158,7 @@ def test_groups_progress_independently(app, service, portal_clock):
     down = make_route(service.url + "/down")
     up = make_route(service.url + "/up")
     first, second = make_account(), make_account()
-    service.fail = lambda message_id: message_id in blocked
+    service.fail = lambda path, message_id: message_id in blocked
     blocked = set()
     for i in range(4):
         blocked.add(store_message(first, [down], create_time=T0 + i).id)
