@@ -63,6 +63,33 @@ VOCABULARIES = {
         events.INFO_UPDATE_AUTHORIZED: _l("Permissions updated"),
         events.INFO_UNAUTHORIZED: _l("Revoked"),
     },
+    "relay_format": {
+        "wechat-xml": _l("WeChat plaintext mode (XML)"),
+        "json": _l("JSON, signed like the grant webhooks"),
+    },
+    "relay_mode": {
+        "reply": _l("Passive reply"),
+        "async": _l("Asynchronous, retried"),
+    },
+    "relay_delivery_status": {
+        "delivered": _l("Delivered"),
+        "late": _l("Late"),
+        "failed": _l("Failed"),
+        "dead": _l("Dead letter"),
+        "pending": _l("Waiting"),
+        "in_flight": _l("Sending"),
+    },
+    "relay_account_state": {
+        "ok": _l("OK"),
+        "errors": _l("Errors"),
+        "waiting": _l("Waiting"),
+        "dead": _l("Dead letters"),
+    },
+    "relay_scope": {
+        "all": _l("All accounts"),
+        "merchant": _l("One merchant's accounts"),
+        "appid": _l("One account"),
+    },
     "attention_reason": {
         "seeded": _l("demo data"),
         "not_authorized": _l("WeChat says the account is not authorized"),

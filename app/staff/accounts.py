@@ -23,6 +23,7 @@ from app.services import DomainError, clock
 from app.services.console import actions, bulk
 from app.services.console import queries as queries
 from app.services.custody import serve
+from app.services.relay import stats as relay_stats
 from app.staff.forms import AccountFilterForm, AssignForm, ConfirmForm, DismissForm
 
 bp = Blueprint("accounts", __name__)
@@ -189,6 +190,7 @@ def detail(authorizer_id: int):
         attention_items=queries.account_attention(authorizer.appid),
         audit_entries=queries.account_audit(authorizer),
         token=serve.token_health(authorizer),
+        relay=relay_stats.account_stats(authorizer_id=authorizer.id),
         confirm_form=ConfirmForm(),
         now=clock.now(),
     )

@@ -9,16 +9,21 @@ from wtforms import (
     DateField,
     EmailField,
     IntegerField,
+    PasswordField,
+    RadioField,
     SearchField,
     SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
+    URLField,
     widgets,
 )
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 
+from app.labels import VOCABULARIES
 from app.models.api import SCOPES
+from app.models.relay import FORMATS, MODES
 from app.services.console import queries as queries
 from app.wechat import permissions
 
@@ -194,3 +199,102 @@ class StaffUserForm(FlaskForm):
 
 class StaffRoleForm(FlaskForm):
     role = SelectField(_l("Role"), choices=STAFF_ROLE_CHOICES)
+
+
+RELAY_SCOPES = ("all", "merchant", "appid")
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class RelayRouteForm(FlaskForm):
+    """A relay route; token and secret are write-only (blank keeps the stored one on edit)."""
+
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    url = URLField(
+        _l("Target URL"),
+        validators=[DataRequired(), Length(max=2048)],
+        description=_l("The business service's address, http or https."),
+    )
+    format = SelectField(
+        _l("Format"), choices=[SelectChoice(f, VOCABULARIES["relay_format"][f]) for f in FORMATS]
+    )
+    mode = SelectField(
+        _l("Mode"),
+        choices=[SelectChoice(m, VOCABULARIES["relay_mode"][m]) for m in MODES],
+        default="async",  # any number of async routes; at most one reply route per message
+        description=_l(
+            "Passive reply: at most one route per message, answered within the reply budget. "
+            "Asynchronous: delivered in order with retries; no reply to WeChat."
+        ),
+    )
+    token = PasswordField(
+        _l("Token (WeChat plaintext mode)"),
+        validators=[Optional(), Length(max=128)],
+        description=_l("Leave blank to have one generated; it is shown once after saving."),
+    )
+    secret = PasswordField(
+        _l("Signing secret (JSON)"),
+        validators=[Optional(), Length(max=128)],
+        description=_l("Leave blank to have one generated; it is shown once after saving."),
+    )
+    scope = RadioField(
+        _l("Accounts"),
+        choices=[SelectChoice(s, VOCABULARIES["relay_scope"][s]) for s in RELAY_SCOPES],
+        default="all",
+    )
+    merchant_id = SelectField(_l("Merchant"), coerce=_int_or_none, validate_choice=False)
+    authorizer_appid = StringField(
+        _l("Account appid"), validators=[Optional(), Length(max=64)], filters=[_strip]
+    )
+    msg_types = StringField(
+        _l("Message and event types"),
+        validators=[Optional(), Length(max=1000)],
+        description=_l("Comma-separated, e.g. text, image, event.subscribe. Empty: every type."),
+    )
+
+    def __init__(self, *args, merchants=(), editing=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merchant_id.choices = [SelectChoice("", _l("Choose a merchant"))] + [
+            SelectChoice(str(m.id), f"{m.name} (#{m.id})") for m in merchants
+        ]
+        if editing:
+            keep = _l("Leave blank to keep the current one.")
+            self.token.description = self.secret.description = keep
+            self.url.description = _l(
+                "Shown without its query string, which may hold a key: leave the address as it "
+                "is to keep the query, or enter the whole new address."
+            )
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        if self.scope.data == "merchant" and not self.merchant_id.data:
+            self.merchant_id.errors.append(_l("Choose the merchant whose accounts it serves."))
+            ok = False
+        if self.scope.data == "appid" and not self.authorizer_appid.data:
+            self.authorizer_appid.errors.append(_l("Enter the account's appid."))
+            ok = False
+        return ok
+
+    def values(self) -> dict:
+        """The route's settings as the relay services take them (token and secret apart)."""
+        return {
+            "name": self.name.data.strip(),
+            "url": self.url.data.strip(),
+            "format": self.format.data,
+            "mode": self.mode.data,
+            "merchant_id": self.merchant_id.data if self.scope.data == "merchant" else None,
+            "authorizer_appid": self.authorizer_appid.data if self.scope.data == "appid" else None,
+            "msg_types": [t.strip() for t in (self.msg_types.data or "").split(",") if t.strip()],
+        }
+
+    def credentials(self) -> dict:
+        """The token and secret typed in (only those not left blank)."""
+        return {k: getattr(self, k).data for k in ("token", "secret") if getattr(self, k).data}
+
+    @classmethod
+    def scope_of(cls, route) -> str:
+        if route.authorizer_appid:
+            return "appid"
+        return "merchant" if route.merchant_id else "all"

@@ -26,6 +26,7 @@ from app.services.access import teams
 from app.services.console import charts, stats
 from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
+from app.staff import integrations as integrations_views
 from app.staff import notes as notes_views
 from app.staff import platform as platform_views
 from app.staff import provider as provider_views
@@ -37,6 +38,7 @@ from app.wechat import permissions
 bp = Blueprint("staff", __name__)
 bp.before_request(require_staff)
 bp.register_blueprint(accounts_views.bp, url_prefix="/accounts")
+bp.register_blueprint(integrations_views.bp, url_prefix="/integrations")
 bp.register_blueprint(platform_views.bp)
 bp.register_blueprint(teams_views.bp, url_prefix="/merchants/<int:merchant_id>/team")
 bp.register_blueprint(users_views.bp, url_prefix="/users")

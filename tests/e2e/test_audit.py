@@ -19,6 +19,7 @@ from app.services.platform import provider
 from tests import factories
 from tests.merchant.conftest import complete, make_account, make_session
 from tests.plugins.browser import DESKTOP, PHONE, requires_chromium
+from tests.staff.relay_rows import make_delivery, make_route
 
 pytestmark = requires_chromium
 
@@ -162,6 +163,10 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     )  # fmt: skip
     db.session.add(reauth_item)
     db.session.commit()
+    route = make_route(mode="reply", merchant_id=merchant.id, msg_types=["text"])
+    make_delivery(route, account, status="failed", duration_ms=40, last_error="HTTP 502")
+    dead_route = make_route()
+    make_delivery(dead_route, account, status="dead", attempts=8, last_error="timeout")
     auditor, url = Auditor(browser, artifacts, size, lang), live_portal.url
     page = auditor.context().new_page()
     sign_in(page, url, staff.email)
@@ -183,6 +188,12 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
         "staff-bulk-resync": f"{s}/accounts/bulk/resync?ids={account.id}",
         "staff-bulk-notify": f"{s}/accounts/bulk/notify?scope=all&merchant={merchant.id}",
         "staff-resolve-reauthorization": f"{s}/accounts/attention/{reauth_item.id}",
+        "staff-integrations": s + "/integrations",
+        "staff-relay-route": f"{s}/integrations/relay/{route.id}",
+        "staff-relay-dead": f"{s}/integrations/relay/{dead_route.id}",
+        "staff-relay-new": s + "/integrations/relay/new",
+        "staff-relay-edit": f"{s}/integrations/relay/{route.id}/edit",
+        "staff-relay-delete": f"{s}/integrations/relay/{route.id}/delete",
     }
     for name, address in pages.items():
         auditor.audit(page, name, address)

@@ -41,6 +41,7 @@ from app.services.custody import apikeys
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
 from tests.merchant.conftest import make_account, make_session
+from tests.staff.relay_rows import make_delivery, make_route
 
 LOGIN = "login"
 ROLES = (
@@ -224,6 +225,22 @@ EXPECTED = {
     "staff.notes.add_merchant_note": {"POST": operator_action(303)},
     "staff.notes.add_account_note": {"POST": operator_action(303)},
     "staff.notes.attention_items": {"GET": viewer_page()},
+    # Relay (#15): integrations. Staff read; administrators change routes; operators test-send
+    # (the route's target is a closed port here: the page shows the error) and replay.
+    "staff.integrations.index": {"GET": viewer_page()},
+    "staff.integrations.new_route": {"GET": admin_action(200)},
+    "staff.integrations.create_route": {"POST": admin_action(303)},
+    "staff.integrations.detail": {"GET": viewer_page()},
+    "staff.integrations.edit_route": {"GET": admin_action(200)},
+    "staff.integrations.update_route": {"POST": admin_action(303)},
+    "staff.integrations.pause_route": {"POST": admin_action(303)},
+    "staff.integrations.resume_route": {"POST": admin_action(303)},
+    "staff.integrations.test_route": {"POST": operator_action(200)},
+    "staff.integrations.confirm_delete": {"GET": admin_action(200)},
+    "staff.integrations.delete_route": {"POST": admin_action(303)},
+    "staff.integrations.replay": {"POST": operator_action(303)},
+    "staff.integrations.confirm_replay_dead": {"GET": operator_action(200)},
+    "staff.integrations.replay_dead": {"POST": operator_action(303)},
 }
 
 
@@ -247,6 +264,8 @@ class World:
     reset_token: str
     staff_target: User
     staff: dict
+    route_id: int
+    dead_delivery_id: int
 
 
 def make_world() -> World:
@@ -283,6 +302,8 @@ def make_world() -> World:
         )
     )
     db.session.commit()
+    route = make_route(url="http://127.0.0.1:9/relay")
+    dead = make_delivery(route, account, status="dead", attempts=8, last_error="timeout")
     return World(
         merchant=merchant,
         admin=admin,
@@ -300,6 +321,8 @@ def make_world() -> World:
         reset_token=reset_token,
         staff_target=factories.make_staff(staff_role=StaffRole.VIEWER),
         staff={role: factories.make_staff(staff_role=StaffRole(role)) for role in StaffRole},
+        route_id=route.id,
+        dead_delivery_id=dead.id,
     )
 
 
@@ -325,6 +348,8 @@ def url_args(endpoint: str, rule, world: World, user: User | None) -> dict:
         "appid": world.account.appid,
         "action": "resync" if endpoint.startswith("staff.accounts.bulk_") else "purge",
         "filename": "css/app.css",
+        "route_id": world.route_id,
+        "delivery_id": world.dead_delivery_id,
     }
     args = {name: values[name] for name in rule.arguments}
     if endpoint == "password_reset.reset":
@@ -373,6 +398,17 @@ def post_data(endpoint: str, world: World) -> dict:
         "staff.provider.settings": {"display_name": f"Roles provider {n}"},
         "staff.notes.add_merchant_note": {"body": "A note from the role walk."},
         "staff.notes.add_account_note": {"body": "A note from the role walk."},
+        **dict.fromkeys(
+            ("staff.integrations.create_route", "staff.integrations.update_route"),
+            {
+                "name": f"Roles route {n}",
+                "url": "https://crm.example.com/in",
+                "format": "json",
+                "mode": "async",
+                "secret": "a-secret-for-the-role-walk",
+                "scope": "all",
+            },
+        ),
     }.get(endpoint, {})
 
 

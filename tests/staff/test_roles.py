@@ -54,7 +54,8 @@ def test_only_administrators_see_user_key_and_merchant_management(app):
     admin = signed_in(app, factories.make_staff(staff_role=StaffRole.ADMIN))
     for client, visible in ((operator, False), (admin, True)):
         nav = client.get("/staff/").get_data(as_text=True)
-        assert ('href="/staff/api-keys"' in nav) is visible
+        assert 'href="/staff/integrations"' in nav  # API keys and relay routes live there
+        assert ('href="/staff/api-keys"' in client.get("/staff/integrations").text) is visible
         assert ('href="/staff/users/"' in nav) is visible
         merchants = client.get("/staff/merchants").text
         assert ('method="post" action="/staff/merchants"' in merchants) is visible
