@@ -92,6 +92,8 @@ class RelayDelivery(Base):
             "create_time",
             "message_id",
         ),
+        # The console's per-route counts and timings over the retention window.
+        Index("ix_relay_deliveries_route_created", "route_id", "created_at"),
         {"sqlite_autoincrement": True},
     )
 
@@ -116,7 +118,7 @@ class RelayDelivery(Base):
     # reply mode: the validated plaintext reply, encrypted anew for each WeChat retry.
     reply: Mapped[str | None] = mapped_column(Encrypted)
     duration_ms: Mapped[int | None]  # the handler's time on the answered attempt
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
 
     message: Mapped[RelayMessage] = relationship(back_populates="deliveries")

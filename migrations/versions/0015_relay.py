@@ -126,7 +126,7 @@ def upgrade():
             batch_op.f("ix_relay_deliveries_authorizer_id"), ["authorizer_id"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_relay_deliveries_created_at"), ["created_at"], unique=False
+            "ix_relay_deliveries_route_created", ["route_id", "created_at"], unique=False
         )
         batch_op.create_index(
             "ix_relay_deliveries_route_account_order",
@@ -144,7 +144,7 @@ def downgrade():
     with op.batch_alter_table("relay_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_relay_deliveries_status_next_attempt_at")
         batch_op.drop_index("ix_relay_deliveries_route_account_order")
-        batch_op.drop_index(batch_op.f("ix_relay_deliveries_created_at"))
+        batch_op.drop_index("ix_relay_deliveries_route_created")
         batch_op.drop_index(batch_op.f("ix_relay_deliveries_authorizer_id"))
 
     op.drop_table("relay_deliveries")
