@@ -34,7 +34,7 @@ LAST_ERRORS = 10
 @bp.app_template_global()
 def route_target(route) -> str:
     """A route's URL as pages show it: host and path, never the query (it may hold a key)."""
-    return stats.display_url(route.url)
+    return routes.display_url(route.url)
 
 
 @bp.get("")
@@ -87,7 +87,7 @@ def edit_route(route_id: int):
     route = db.get_or_404(RelayRoute, route_id)
     data = {
         "name": route.name,
-        "url": stats.display_url(route.url),  # the query may hold a key: write-only too
+        "url": routes.display_url(route.url),  # the query may hold a key: write-only too
         "format": route.format,
         "mode": route.mode,
         "scope": RelayRouteForm.scope_of(route),
@@ -107,7 +107,7 @@ def update_route(route_id: int):
     if not form.validate_on_submit():
         return _render_form(form, route=route, status=422)
     values = form.values()
-    if values["url"] == stats.display_url(route.url):
+    if values["url"] == routes.display_url(route.url):
         values["url"] = route.url  # left as shown: keep the hidden query
     try:
         routes.update_route(route, actor=current_user, **values, **form.credentials())

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.services.relay import stats
+from app.services.relay import routes, stats
 from tests.staff.conftest import make_account
 from tests.staff.relay_rows import make_delivery, make_route
 
@@ -122,4 +122,4 @@ def test_every_status_format_and_mode_has_a_label():
     ],
 )
 def test_display_url_never_shows_query_fragment_or_credentials(url, shown):
-    assert stats.display_url(url) == shown
+    assert routes.display_url(url) == shown

@@ -267,7 +267,7 @@ def _audit(action: str, route: RelayRoute, actor, **details) -> None:
 def _describe(values: dict) -> dict:
     """What the audit log keeps of a route: never its token, secret or URL query."""
     return {
-        "url": _url_without_secrets(values["url"]),
+        "url": display_url(values["url"]),
         "format": values["format"],
         "mode": values["mode"],
         "scope": scope_label(_Values(values)),
@@ -275,11 +275,18 @@ def _describe(values: dict) -> dict:
     }
 
 
-def _url_without_secrets(url: str) -> str:
+def display_url(url: str) -> str:
+    """scheme://host[:port]/path of a route: never the query, fragment or user:password, which
+    may carry a secret."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return urlunsplit((parts.scheme, f"{host}:{port}" if port else host, parts.path, "", ""))
 
 
 class _Values:

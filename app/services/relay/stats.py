@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app
 from sqlalchemy import case, func, select
@@ -96,20 +95,6 @@ class DeadLetter:
     status_code: int | None
     error: str
     created_at: datetime
-
-
-def display_url(url: str) -> str:
-    """scheme://host[:port]/path of a route: never the query, fragment or user:password, which
-    may carry a secret."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return urlunsplit((parts.scheme, f"{host}:{port}" if port else host, parts.path, "", ""))
 
 
 def window_start() -> datetime:
