@@ -29,6 +29,9 @@ def register_commands(app: Flask) -> None:
     from app.cli_volume import seed_volume_command  # staff console volume (issue #8)
 
     app.cli.add_command(seed_volume_command)
+    from app.cli_relay import relay_group  # message relay routes (issue #15)
+
+    app.cli.add_command(relay_group)
 
 
 def _invitation_url(token: str) -> str:

@@ -54,6 +54,22 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["endpoint", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+RELAY_MESSAGES = Counter(
+    "grantdesk_relay_messages_total",
+    "Messages and events on the message URL for relaying, by outcome (stored, duplicate,"
+    " no_route, not_active, misaddressed, release_check).",
+    ["outcome"],
+)
+RELAY_DELIVERIES = Counter(
+    "grantdesk_relay_deliveries_total",
+    "Relay deliveries settled, by mode (reply, async) and status (delivered, late, failed, dead).",
+    ["mode", "status"],
+)
+RELAY_REPLY_SECONDS = Histogram(
+    "grantdesk_relay_reply_seconds",
+    "Time the reply route's service took to answer a forwarded message.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5),
+)
 DB_CACHE_SECONDS = 5.0
 
 
@@ -117,6 +133,9 @@ def _unobserved(text: bytes) -> bytes:
         WECHAT_API_CALLS,
         WECHAT_API_SECONDS,
         HTTP_REQUEST_SECONDS,
+        RELAY_MESSAGES,
+        RELAY_DELIVERIES,
+        RELAY_REPLY_SECONDS,
     ):
         name, kind = metric._name, metric._type
         if f"# TYPE {name} ".encode() not in text:

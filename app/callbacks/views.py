@@ -1,6 +1,8 @@
 """The URLs WeChat pushes to. Authenticated by msg_signature, so CSRF-exempt and sessionless."""
 
-from flask import Blueprint, Response, request
+import time
+
+from flask import Blueprint, Response, g, request
 
 from app.extensions import csrf
 from app.services.platform import intake, messages
@@ -25,9 +27,13 @@ def events():
 
 @bp.post("/messages/<appid>")
 def messages_for(appid: str):
-    """Message-and-event URL: release-check answers for test accounts, `success` otherwise."""
+    """Message-and-event URL: release-check answers for test accounts, else the relay (a
+    reply route's answer, or `success`)."""
+    arrived = g.get("request_started") or time.perf_counter()  # set first thing by app/logs.py
     try:
-        reply = messages.receive(appid, request.stream, request.content_length, request.args)
+        reply = messages.receive(
+            appid, request.stream, request.content_length, request.args, arrived=arrived
+        )
     except intake.Rejected as exc:
         return _plain(exc.reason, exc.status)
     return _plain(reply) if not reply.startswith("<") else Response(reply, mimetype="text/xml")

@@ -1,18 +1,22 @@
-"""Messages relayed for authorizers: answer WeChat's release checks, only count the rest."""
+"""Messages WeChat sends for authorizers: answer WeChat's release checks ourselves, relay the
+rest to the provider's services (app/services/relay/inbound.py)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from flask import Flask, current_app
 
+from app import metrics
 from app.extensions import message_crypto, wechat_client
 from app.services import clock
 from app.services.platform import health, intake
 from app.services.platform.credentials import call_with_component_token
+from app.services.relay import inbound
 from app.wechat.errors import MalformedMessage, WeChatError
 from app.wechat.events import parse_message
 from app.wechat.release import ReplyPlan, expected_reply, passive_reply_xml, release_test_account
@@ -24,9 +28,17 @@ _follow_ups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="release-chec
 
 
 def receive(
-    appid: str, stream: BinaryIO, content_length: int | None, args: Mapping[str, str]
+    appid: str,
+    stream: BinaryIO,
+    content_length: int | None,
+    args: Mapping[str, str],
+    *,
+    arrived: float | None = None,
 ) -> str:
-    """Verify and decrypt a relayed message; return the reply body ("" or "success" or XML)."""
+    """Verify and decrypt a message; return the reply body ("" or "success" or XML).
+
+    `arrived` (time.perf_counter() when the request arrived) starts the reply budget."""
+    arrived = time.perf_counter() if arrived is None else arrived
     try:
         body = intake.read_body(stream, content_length)
         opened = intake.open_push(body, args, outer_tag="ToUserName")
@@ -38,8 +50,8 @@ def receive(
         health.count(f"rejected:messages:{exc.reason}")
         raise
     if release_test_account(appid) is None and release_test_account(message.to_user_name) is None:
-        health.count("messages:other")  # not ours to read: we keep the count only
-        return "success"
+        return inbound.relay(appid, message, opened, args, arrived=arrived)
+    metrics.RELAY_MESSAGES.labels(outcome="release_check").inc()
     plan = expected_reply(message)
     health.count(f"messages:release:{plan.check}")
     if plan.needs_api_follow_up:
