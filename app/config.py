@@ -109,6 +109,10 @@ class Config:
     RELAY_RETENTION_HOURS = _env_int("RELAY_RETENTION_HOURS", 72)
     RELAY_MAX_ATTEMPTS = _env_int("RELAY_MAX_ATTEMPTS", 8)  # async: about an hour, then dead
     RELAY_DELIVERY_TIMEOUT = float(_env("RELAY_DELIVERY_TIMEOUT", "10.0"))  # async, per attempt
+    RELAY_OUTBOX_CONCURRENCY = _env_int("RELAY_OUTBOX_CONCURRENCY", 16)  # parallel sends/process
+    # A stored async message wakes its process's outbox drainer (delivery within milliseconds);
+    # off, deliveries wait for the `relay_outbox` job's next run.
+    RELAY_OUTBOX_WAKE = _env("RELAY_OUTBOX_WAKE", "true").lower() not in ("0", "false", "no", "off")
     # Per-job schedule overrides, "name=seconds,..." (the worker and `rq cron` both read it).
     JOB_INTERVALS = {
         name.strip(): int(seconds)
@@ -181,6 +185,7 @@ class TestConfig(Config):
     # Tests move the clock by days for other features; sign-in expiry tests set their own.
     GRANTDESK_SESSION_IDLE_HOURS = 24 * 14
     MAIL_SERVER = None  # tests that send mail point it at their own SMTP server
+    RELAY_OUTBOX_WAKE = False  # tests drain the relay outbox themselves (or turn this on)
 
 
 class ProductionConfig(Config):

@@ -29,6 +29,8 @@ from app.services.authorization import (
 from app.services.custody import sweep
 from app.services.notify import alerts, mail, webhooks
 from app.services.platform import credentials, health, intake, status
+from app.services.relay import outbox as relay_outbox
+from app.services.relay import retention as relay_retention
 from app.wechat.errors import ApiError, TransportError
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,10 @@ register_job("mail_outbox", mail.deliver_due, 15)  # issue #12: outgoing email
 register_job("password_reset_requests", password_reset.process_requests, 10)
 # Operations (issue #13): alert notifications to WeCom, email and the alert webhook.
 register_job("alert_notifications", alerts.notify_job, 15)
+# Message relay (issue #15): async deliveries (a stored message also wakes its process's drainer,
+# so this run catches retries and leftovers), and payloads past RELAY_RETENTION_HOURS.
+register_job("relay_outbox", relay_outbox.deliver_due, 5)
+register_job("relay_retention", relay_retention.delete_expired, 600)
 
 
 def get_job(name: str) -> Job:

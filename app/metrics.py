@@ -62,7 +62,8 @@ RELAY_MESSAGES = Counter(
 )
 RELAY_DELIVERIES = Counter(
     "grantdesk_relay_deliveries_total",
-    "Relay deliveries settled, by mode (reply, async) and status (delivered, late, failed, dead).",
+    "Relay deliveries by mode and status: reply deliveries settle as delivered, late or failed;"
+    " async ones count each attempt's outcome (delivered, retry, dead).",
     ["mode", "status"],
 )
 RELAY_REPLY_SECONDS = Histogram(
@@ -197,11 +198,19 @@ def _seconds(value: datetime) -> float:
 
 
 def database_gauges() -> list[GaugeMetricFamily]:
-    """Ticket age, component token TTL, authorizers by status, active alerts, job successes."""
+    """Ticket age, token TTL, authorizers by status, alerts, job successes, relay outbox size."""
     from sqlalchemy import func, select
 
     from app.extensions import db
-    from app.models import Authorizer, ComponentCredential, Grant, HealthAlert, JobRun, VerifyTicket
+    from app.models import (
+        Authorizer,
+        ComponentCredential,
+        Grant,
+        HealthAlert,
+        JobRun,
+        RelayDelivery,
+        VerifyTicket,
+    )
     from app.services import clock
     from app.services.notify import catalog
 
@@ -257,5 +266,15 @@ def database_gauges() -> list[GaugeMetricFamily]:
         select(JobRun.name, JobRun.last_success_at).where(JobRun.last_success_at.is_not(None))
     ):
         jobs.add_metric([name], _seconds(at))
+    outbox = GaugeMetricFamily(
+        "grantdesk_relay_outbox_pending",
+        "Async relay deliveries waiting to be delivered (due, in flight, backing off or held).",
+    )
+    outbox.add_metric(
+        [],
+        db.session.scalar(
+            select(func.count()).select_from(RelayDelivery).where(RelayDelivery.status == "pending")
+        ),
+    )
     db.session.rollback()  # a read; end the transaction the scrape opened
-    return [ticket_age, token_ttl, authorizers, alerts, jobs]
+    return [ticket_age, token_ttl, authorizers, alerts, jobs, outbox]

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from app.extensions import db
 from app.models import RelayDelivery, RelayMessage
 from app.models.grants import GrantStatus
-from app.services.relay import routes
+from app.services.relay import inbound, routes
 from tests.relay.conftest import (
     counts,
     deliveries,
@@ -97,9 +97,12 @@ def test_the_same_through_json(live_portal, wechat, services, merchant):
     assert delivery.route_id == route.id and delivery.status == "delivered"
 
 
+@pytest.mark.parametrize("first_elsewhere", [False, True], ids=["same-process", "other-process"])
 def test_a_retry_waits_for_the_first_reply_and_the_handler_sees_one_request(
-    live_portal, wechat, services, merchant
+    live_portal, wechat, services, merchant, monkeypatch, first_elsewhere
 ):
+    if first_elsewhere:  # no process-local signal: the retry polls the delivery row
+        monkeypatch.setattr(inbound, "_hold", lambda delivery_id: None)
     behave, replies = wechatpy_text_handler(TOKEN, delay=lambda: 0.8)
     service = services(behave)
     account = make_account(merchant)

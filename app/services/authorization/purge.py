@@ -2,8 +2,8 @@
 
 What goes: the authorizer row with its grant, history and token custody; pre_auth_codes (their
 hashes stay) and the appid in sessions; the inbox payloads of pushes about the account; its
-attention items and webhook log. What stays: a tombstone in the audit log (appid hash, dates, who,
-why).
+attention items and webhook log; its relayed messages and their deliveries, pending or not.
+What stays: a tombstone in the audit log (appid hash, dates, who, why).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from app.services import DomainError, audit, clock
 from app.services.authorization.attention import open_attention
 from app.services.notify import webhooks
 from app.services.platform.credentials import call_with_component_token
+from app.services.relay import retention as relay_retention
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.events import Unauthorized
 
@@ -182,6 +183,7 @@ def purge_authorizer(
             tombstone["set_ids"] = list(authorizer.grant.set_ids)
         tombstone["authorizer_id"] = authorizer.id
         tombstone["account_type"] = authorizer.account_type  # the merchant's receipt (no profile)
+        relay_retention.purge_account(authorizer.id)  # its users' messages, pending or not
         db.session.delete(authorizer)  # cascades: grant, history, token custody
     _scrub_sessions(appid)
     _scrub_inbox(appid, up_to_event_time)
