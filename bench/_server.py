@@ -8,7 +8,6 @@ session; a falsy result counts as an error.
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import subprocess
@@ -71,16 +70,23 @@ def free_port() -> int:
 
 
 def start_gunicorn(
-    entry: str, url: str, workers: int, threads: int, *, probe: tuple[str, str]
+    entry: str,
+    url: str,
+    workers: int,
+    threads: int,
+    *,
+    probe: tuple[str, str],
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """gunicorn serving `entry` on a free port with the deployment's gunicorn.conf.py (gthread,
-    secret-masking logs); returns once `probe` (method, path) answers. Stop it with `stop`.
+    secret-masking logs); returns once `probe` (method, path) answers. `env` adds environment
+    variables (settings). Stop it with `stop`.
 
     The access log is formatted and masked as in production but written to /dev/null, so that
     the report is not buried in request lines (GUNICORN_ACCESS_LOG overrides)."""
     port = free_port()
-    env = {"GUNICORN_ACCESS_LOG": os.devnull, **os.environ, "BENCH_DATABASE_URL": url,
-           "GRANTDESK_CONFIG": "development"}  # fmt: skip
+    env = {"GUNICORN_ACCESS_LOG": os.devnull, **os.environ, **(env or {}),
+           "BENCH_DATABASE_URL": url, "GRANTDESK_CONFIG": "development"}  # fmt: skip
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "gthread",
                "--workers", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
                "--log-level", "warning", entry]  # fmt: skip
@@ -122,18 +128,14 @@ class Feeder:
         return self._i + 1
 
 
-def throughput(
-    send: Send, concurrency: int, seconds: float, *, limit: int | None = None
-) -> tuple[float, int]:
-    """Closed loop: `concurrency` clients send back to back for `seconds` (or until `limit`
-    requests were sent); (ok/s, errors)."""
+def throughput(send: Send, concurrency: int, seconds: float) -> tuple[float, int]:
+    """Closed loop: `concurrency` clients send back to back for `seconds`; (ok/s, errors)."""
     stop_at = time.perf_counter() + seconds
     counts, errors = [0] * concurrency, [0] * concurrency
-    left = itertools.count(limit, -1) if limit is not None else itertools.repeat(1)
 
     def client(i):
         session = requests.Session()
-        while time.perf_counter() < stop_at and next(left) > 0:
+        while time.perf_counter() < stop_at:
             ok = bool(send(session))
             counts[i] += ok
             errors[i] += not ok
@@ -168,6 +170,24 @@ def at_rate(send: Send, rate: float, seconds: float) -> list[tuple[float, object
                 time.sleep(delay)
             pool.submit(one)
     return samples
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process `pid` and its children, e.g. gunicorn's
+    arbiter and workers (Linux /proc): a cost per request that other load on the machine
+    disturbs far less than a rate does."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def percentile(values, q: float) -> float:

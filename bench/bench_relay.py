@@ -13,8 +13,10 @@ Measured, as ratios and percentiles from the same run:
 1. intake: encrypted user messages (distinct MsgIds, --accounts active accounts in the async
    route's merchant) to `/wechat/messages/<appid>`: closed-loop throughput against the bare
    endpoint (target >= 0.5), then open-loop p50/p99 at --rate/s (target p99 < 50 ms);
-2. reply mode: messages for accounts behind the reply route at --rate/s; the latency Grantdesk
-   adds = end-to-end time - the handler's own service time, per message (target p99 < 10 ms);
+2. reply mode: messages for accounts behind the reply route at --reply-rate/s; the latency
+   Grantdesk adds = end-to-end time at the bench - the handler's own service time (from the
+   request's headers read to its reply written), per message (target p99 < 10 ms); every reply
+   is decrypted and checked;
 3. outbox drain: gunicorn stopped, the pending async deliveries (topped up to --drain, spread
    over the --accounts accounts) drained to the receiver by the outbox job back to back, as the
    worker runs it with the default settings (target >= 500/s on PostgreSQL); arrivals are checked
@@ -34,6 +36,7 @@ import hashlib
 import hmac
 import json
 import multiprocessing
+import os
 import secrets
 import sys
 import tempfile
@@ -52,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._server import (  # noqa: E402
     Feeder,
     at_rate,
+    cpu_seconds,
     free_port,
     percentile,
     portal,
@@ -295,24 +299,31 @@ def relay_counts(app) -> dict[str, int]:
     return counts
 
 
-def drain(app) -> tuple[int, float, int]:
-    """Run the outbox job back to back until nothing is due: (delivered, seconds, still open)."""
+def drain(app) -> dict:
+    """Run the outbox job back to back until nothing is due, as one worker process does with the
+    default settings (RELAY_OUTBOX_CONCURRENCY senders): deliveries, seconds, CPU per delivery
+    (this process: claims, requests and outcome writes), what is left pending."""
     from sqlalchemy import func, select
 
     from app.extensions import db
     from app.models.relay import RelayDelivery
     from app.services.relay import outbox
 
+    writes = db_counters(app)
     with app.app_context():
-        open_rows = select(func.count()).where(
-            RelayDelivery.mode == "async", RelayDelivery.status == "pending"
-        )
-        delivered, started = 0, time.perf_counter()
+        delivered, cpu, started = 0, time.process_time(), time.perf_counter()
         while sent := outbox.deliver_due():
             delivered += sent
-        seconds = time.perf_counter() - started
-        left = db.session.scalar(open_rows)
-    return delivered, seconds, left
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        left = db.session.scalar(
+            select(func.count()).where(
+                RelayDelivery.mode == "async", RelayDelivery.status == "pending"
+            )
+        )
+        db.session.commit()
+    writes = {name: (n - writes[name]) / max(1, delivered) for name, n in db_counters(app).items()}
+    return {"delivered": delivered, "seconds": seconds, "left": left, "writes": writes,
+            "cpu_ms": cpu * 1000 / max(1, delivered), "rate": delivered / seconds}  # fmt: skip
 
 
 def check_order(arrivals: list) -> tuple[int, int]:
@@ -336,13 +347,17 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--seconds", type=float, default=5, help="per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=200, help="messages/s for the latencies")
+    parser.add_argument("--rate", type=float, default=200, help="intake latency: messages/s")
+    parser.add_argument("--reply-rate", type=float, default=100, help="reply mode: messages/s")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=200, help="behind the async route")
     parser.add_argument("--drain", type=int, default=5000, help="pending deliveries to drain")
     parser.add_argument("--quick", action="store_true", help="2 s phases, 1,000 to drain")
     parser.add_argument("--skip", action="append", default=[], choices=["reply", "drain"])
+    parser.add_argument("--wake", action="store_true",
+                        help="keep the web workers' outbox wake-up on during intake (default: "
+                             "off, so that intake and delivery are measured apart)")  # fmt: skip
     args, _ = parser.parse_known_args()  # run_all passes every bench the same arguments
     if args.quick:
         args.seconds, args.drain = min(args.seconds, 2), min(args.drain, 1000)
@@ -354,76 +369,166 @@ def main() -> None:
     print(f"preparing {backend} ...", file=sys.stderr, flush=True)
     prepare_database(url)
     receiver_proc, receiver = start_receiver(token, secret)
-    app = portal(url)
+    # The bench's own app queues the drain's backlog through the real intake, with no wake-up.
+    app = portal(url, RELAY_OUTBOX_WAKE=False)
     async_accounts, reply_accounts = seed(app, args.accounts, receiver, token, secret)
     warm = 1.0
     async_count = int((args.seconds + warm) * 1500 + args.rate * args.seconds + args.drain + 500)
     async_feeder = Feeder(seal(app, async_accounts, async_count, 10**15))
-    reply_feeder = Feeder(seal(app, reply_accounts, int(args.rate * (args.seconds + warm)) + 100,
-                               2 * 10**15))  # fmt: skip
-    proc, base = start_gunicorn("bench._server:portal_with_bare_success()", url, args.workers,
-                                args.threads, probe=("POST", "/bench/bare"))  # fmt: skip
-    try:
-        print("measuring intake ...", file=sys.stderr, flush=True)
-        # The bare endpoint ignores what it is sent: a few sealed messages over and over.
-        bare = poster(base, Feeder(async_feeder._items[:100]), path="/bench/bare")
-        relay = poster(base, async_feeder)
-        throughput(bare, args.concurrency, warm)
-        throughput(relay, args.concurrency, warm)
-        rows = []
-        for label, send in (("bare success", bare), ("POST /wechat/messages", relay)):
-            rps, errors = throughput(send, args.concurrency, args.seconds)
-            samples = at_rate(send, args.rate, args.seconds)
-            times = [elapsed * 1000 for elapsed, _ in samples]
-            errors += sum(1 for _, ok in samples if not ok)
-            rows.append((label, rps, percentile(times, 0.5), percentile(times, 0.99), errors))
-        reply = None
-        if "reply" not in args.skip:
-            print("measuring reply mode ...", file=sys.stderr, flush=True)
-            at_rate(replier(base, reply_feeder), args.rate, warm)
-            reply = at_rate(replier(base, reply_feeder), args.rate, args.seconds)
-        topped_up = 0
-        if "drain" not in args.skip:
-            pending = relay_counts(app).get("async pending", 0)
-            topped_up = max(0, args.drain - pending)
-            print(f"queueing {topped_up} more async messages ...", file=sys.stderr, flush=True)
-            throughput(relay, args.concurrency, 3600, limit=topped_up)
-    finally:
-        stop(proc)
-    counts = relay_counts(app)
-    stats = receiver_stats(receiver)
+    reply_count = int(args.reply_rate * (args.seconds + warm)) + 100
+    reply_feeder = Feeder(seal(app, reply_accounts, reply_count, 2 * 10**15))
     print(
         f"relay bench: {backend}, gunicorn gthread {args.workers}x{args.threads}, "
         f"{args.concurrency} clients, {args.accounts} accounts on the async route, "
-        f"{args.rate:g} messages/s for latencies"
+        f"outbox wake-up in the web workers {'on' if args.wake else 'off'}"
     )
-    print(f"{'endpoint':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for label, rps, p50, p99, errors in rows:
-        print(f"{label:<24}{rps:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}")
+    proc, base = start_gunicorn("bench._server:portal_with_bare_success()", url, args.workers,
+                                args.threads, probe=("POST", "/bench/bare"),
+                                env={"RELAY_OUTBOX_WAKE": str(args.wake).lower()})  # fmt: skip
+    try:
+        intake = measure_intake(base, proc.pid, app, async_feeder, args, warm)
+        if "reply" not in args.skip:
+            print("measuring reply mode ...", file=sys.stderr, flush=True)
+            at_rate(replier(base, reply_feeder), args.reply_rate, warm)
+            cpu = cpu_seconds(proc.pid)
+            reply = at_rate(replier(base, reply_feeder), args.reply_rate, args.seconds)
+            reply_cpu_ms = (cpu_seconds(proc.pid) - cpu) * 1000 / len(reply)
+        if args.wake:
+            settle(app)  # let the web workers' outbox finish what it holds before they stop
+    finally:
+        stop(proc)
+    if async_feeder.used > len(async_feeder._items):
+        print("WARNING: the sealed messages ran out (retries were measured): raise the count")
+    stats = receiver_stats(receiver)
+    counts = relay_counts(app)
     print(
-        f"intake ratio messages/bare: {rows[1][1] / rows[0][1]:.2f} (target >= 0.5); "
-        f"p99 at {args.rate:g}/s: {rows[1][3]:.1f} ms (target < 50)"
+        f"relay rows after the gunicorn phases: {counts}; delivered to the receiver meanwhile "
+        f"(the web workers' outbox): {len(stats['arrivals'])}"
     )
-    wrapped = async_feeder.used > len(async_feeder._items)
-    print(f"relay rows after intake: {counts}" + (" (sealed messages ran out!)" if wrapped else ""))
-    if reply is not None:
-        report_reply(app, reply, stats["reply_times"], args.rate)
+    if "reply" not in args.skip:
+        report_reply(app, reply, stats["reply_times"], args.reply_rate, reply_cpu_ms)
+    drained = None
     if "drain" not in args.skip:
+        queued = max(0, args.drain - counts.get("async pending", 0))
+        print(f"queueing {queued} more async messages ...", file=sys.stderr, flush=True)
+        queue_backlog(app, async_feeder, queued)
         print("draining ...", file=sys.stderr, flush=True)
         before = len(stats["arrivals"])
-        delivered, seconds, left = drain(app)
-        arrivals = receiver_stats(receiver)["arrivals"]
-        disorder, duplicates = check_order(arrivals)
+        drained = drain(app)
+        stats = receiver_stats(receiver)
+        disorder, duplicates = check_order(stats["arrivals"])
         print(
-            f"outbox drain: {delivered} deliveries over {args.accounts} accounts in {seconds:.1f} s"
-            f" = {delivered / seconds:.0f}/s (target >= 500/s on PostgreSQL); "
-            f"receiver got {len(arrivals) - before}, {left} still pending, "
+            f"outbox drain: {drained['delivered']} deliveries over {args.accounts} accounts in "
+            f"{drained['seconds']:.1f} s = {drained['rate']:.0f}/s (target >= 500/s on "
+            f"PostgreSQL), {drained['cpu_ms']:.2f} ms cpu each; receiver got "
+            f"{len(stats['arrivals']) - before}, {drained['left']} still pending, "
             f"{disorder} out of order, {duplicates} duplicates, {stats['bad']} bad signatures"
         )
+        if drained["writes"]:
+            print("PostgreSQL per delivery: " + ", ".join(
+                f"{value:.2f} {name}" for name, value in drained["writes"].items()))  # fmt: skip
     receiver_proc.terminate()
+    print_capacity(intake, None if args.wake else drained, os.cpu_count() or 1)
 
 
-def report_reply(app, samples: list, handler_times: dict, rate: float) -> None:
+def measure_intake(base: str, pid: int, app, feeder: Feeder, args, warm: float) -> dict:
+    """Bare endpoint, then the async route's messages: closed-loop throughput (with gunicorn's
+    CPU per request and, on PostgreSQL, commits and rows written per request), then open-loop
+    latency at --rate. Prints the rows; returns the messages' figures."""
+    print("measuring intake ...", file=sys.stderr, flush=True)
+    # The bare endpoint ignores what it is sent: a few sealed messages over and over.
+    bare = poster(base, Feeder(feeder._items[:100]), path="/bench/bare")
+    relay = poster(base, feeder)
+    throughput(bare, args.concurrency, warm)
+    throughput(relay, args.concurrency, warm)
+    rows = []
+    for label, send in (("bare success", bare), ("POST /wechat/messages", relay)):
+        cpu, writes = cpu_seconds(pid), db_counters(app)
+        rps, errors = throughput(send, args.concurrency, args.seconds)
+        done = rps * args.seconds
+        cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / done
+        writes = {name: (n - writes[name]) / done for name, n in db_counters(app).items()}
+        samples = at_rate(send, args.rate, args.seconds)
+        times = [elapsed * 1000 for elapsed, _ in samples]
+        errors += sum(1 for _, ok in samples if not ok)
+        rows.append({"label": label, "rps": rps, "cpu_ms": cpu_ms, "writes": writes,
+                     "p50": percentile(times, 0.5), "p99": percentile(times, 0.99),
+                     "errors": errors})  # fmt: skip
+    print(f"{'endpoint':<24}{'req/s':>9}{'cpu ms':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"   (cpu: gunicorn's, per request; latencies at {args.rate:g}/s)")  # fmt: skip
+    for row in rows:
+        print(f"{row['label']:<24}{row['rps']:>9.0f}{row['cpu_ms']:>8.2f}{row['p50']:>9.1f}"
+              f"{row['p99']:>9.1f}{row['errors']:>8}")  # fmt: skip
+    bare_row, relay_row = rows
+    print(
+        f"intake ratio messages/bare: {relay_row['rps'] / bare_row['rps']:.2f} (target >= 0.5); "
+        f"p99 at {args.rate:g}/s: {relay_row['p99']:.1f} ms (target < 50)"
+    )
+    if relay_row["writes"]:
+        print("PostgreSQL per message: " + ", ".join(
+            f"{value:.1f} {name}" for name, value in relay_row["writes"].items()))  # fmt: skip
+    return relay_row
+
+
+def db_counters(app) -> dict[str, int]:
+    """PostgreSQL's cumulative commits and rows written in this database ({} on SQLite)."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return {}
+        db.session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        row = db.session.execute(text(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+            "WHERE datname = current_database()")).one()  # fmt: skip
+        db.session.commit()
+    return {"commits": row[0], "inserts": row[1], "updates": row[2], "deletes": row[3]}
+
+
+def settle(app, *, quiet_for: float = 1.0, at_most: float = 15.0) -> None:
+    """Wait until the async deliveries stop changing (the web workers' drainers are idle)."""
+    last, since, give_up = None, time.perf_counter(), time.perf_counter() + at_most
+    while time.perf_counter() < give_up:
+        now = relay_counts(app)
+        if now != last:
+            last, since = now, time.perf_counter()
+        elif time.perf_counter() - since >= quiet_for:
+            return
+        time.sleep(0.2)
+
+
+def queue_backlog(app, feeder: Feeder, count: int) -> None:
+    """`count` more async messages through the real intake (in this process: the WSGI app, no
+    HTTP, no outbox wake-up), so the drain has its backlog."""
+    client = app.test_client()
+    for _ in range(count):
+        target, body, _ = feeder.next()
+        response = client.post(target, data=body)
+        if response.data != b"success":
+            raise SystemExit(f"queueing failed: HTTP {response.status_code}")
+
+
+def print_capacity(intake: dict, drained: dict | None, cores: int) -> None:
+    """The arithmetic behind bench/README.md's capacity section, with this run's figures: CPU
+    per message on the web side, intake plus delivery (`drained` None: intake's CPU already
+    includes the web workers' deliveries)."""
+    need = 100_000 / 60
+    cpu_ms = intake["cpu_ms"] + (drained["cpu_ms"] if drained else 0)
+    cores_needed = need * cpu_ms / 1000
+    print(
+        f"capacity: 100,000 accounts x 1 message/min = {need:,.0f} messages/s; web-side cpu "
+        f"{intake['cpu_ms']:.2f} ms intake"
+        + (f" + {drained['cpu_ms']:.2f} ms delivery" if drained else "")
+        + f" per message = {cores_needed:.1f} cores busy (database and receiver not included); "
+        f"this {cores}-core machine, sharing its cores with the load generator and the "
+        f"database, took {intake['rps']:.0f} messages/s"
+        + (f" and drained {drained['rate']:.0f}/s" if drained else "")
+    )
+
+
+def report_reply(app, samples: list, handler_times: dict, rate: float, cpu_ms: float) -> None:
     """Added latency per message: end to end at the bench - the handler's own service time."""
     added, ends, handler = [], [], []
     for elapsed, result in samples:
@@ -436,7 +541,8 @@ def report_reply(app, samples: list, handler_times: dict, rate: float) -> None:
     print(
         f"reply mode at {rate:g}/s: {len(added)} replies, {errors} errors, {wrong} wrong; "
         f"end to end p50 {percentile(ends, 0.5):.1f} / p99 {percentile(ends, 0.99):.1f} ms, "
-        f"handler p50 {percentile(handler, 0.5):.2f} / p99 {percentile(handler, 0.99):.2f} ms"
+        f"handler p50 {percentile(handler, 0.5):.2f} / p99 {percentile(handler, 0.99):.2f} ms; "
+        f"gunicorn cpu {cpu_ms:.2f} ms per message"
     )
     print(
         f"reply mode added by Grantdesk: p50 {percentile(added, 0.5):.1f} ms, "
