@@ -20,10 +20,11 @@ a single writer anyway): each sees the others' leases, so a message that arrives
 the one in flight, waits its turn too. A claim is a few milliseconds for a whole batch.
 
 How draining is started (the choice). Two paths run the same `drain`:
-- `wake()`: the inbound side calls it after committing an async message; it signals this
-  process's drainer thread (started on first use, gone after a minute idle), which delivers within
-  milliseconds wherever the message arrived: `make run`'s single server as well as every gunicorn
-  worker on every host. RELAY_OUTBOX_WAKE=false turns it off (the tests do).
+- `wake()`: called after the intake committed async deliveries (registered below with
+  `inbound.on_async_stored`); it signals this process's drainer thread (started on first use,
+  gone after a minute idle), which delivers within milliseconds wherever the message arrived:
+  `make run`'s single server as well as every gunicorn worker on every host.
+  RELAY_OUTBOX_WAKE=false turns it off (the tests do, unless they test it).
 - the `relay_outbox` job (`flask worker` or RQ, every 5 s): retries as they come due, held
   deliveries once their route is resumed, and whatever a crashed process left (its leases expire).
 No extra process is needed, and any number of each may run.
@@ -51,7 +52,7 @@ from app import metrics
 from app.extensions import db
 from app.models import Authorizer, RelayDelivery, RelayMessage, RelayRoute, User
 from app.services import DomainError, audit, clock
-from app.services.relay import formats
+from app.services.relay import formats, inbound, transport
 from app.wechat.errors import MalformedMessage
 from app.wechat.events import parse_message
 
@@ -68,6 +69,7 @@ LOCK_KEY = int.from_bytes(b"relayobx", "big")
 DRAIN_LIMIT = 5000  # deliveries attempted per job run (the next run goes on)
 IDLE_SECONDS = 60.0  # a woken drainer thread ends after this long without work
 WRITE_EVERY = 0.05  # seconds: outcomes are written in batches at least this often
+DRAIN_CHUNKS = 8  # of an answer's body, read (8 KiB each) and ignored
 
 
 class NotDead(DomainError):
@@ -135,6 +137,7 @@ class _Drainer:
 
 
 _drainers_lock = threading.Lock()
+inbound.on_async_stored(wake)
 
 
 # --- draining ----------------------------------------------------------------------------------
@@ -337,20 +340,24 @@ def _send(
 ) -> _Outcome:
     """One attempt (in a sender thread, no database): any 2xx delivers; the body is ignored."""
     if request is None:
-        return _Outcome(None, "UnreadableMessage", 0)
-    http = session or _thread_session()
+        return _Outcome(None, "unreadable message", 0)
+    http = session or transport.session()
     started = time.perf_counter()
     try:
-        response = http.post(
+        with http.post(
             request.url,
             data=request.body,
             headers=request.headers,
             timeout=timeout,
             allow_redirects=False,  # a redirect is not a delivery
-        )
-        status_code, error = response.status_code, None
+            stream=True,
+        ) as response:
+            status_code, error = response.status_code, None
+            # Read a short body so the connection is kept alive; a long one is cut off.
+            for _ in zip(range(DRAIN_CHUNKS), response.iter_content(8192), strict=False):
+                pass
     except requests.RequestException as exc:
-        status_code, error = None, type(exc).__name__
+        status_code, error = None, transport.describe(exc)
     return _Outcome(status_code, error, int((time.perf_counter() - started) * 1000))
 
 
@@ -501,7 +508,6 @@ def _lease() -> timedelta:
 
 _executors: dict[int, ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
-_local = threading.local()
 
 
 def _executor(concurrency: int) -> ThreadPoolExecutor:
@@ -513,14 +519,6 @@ def _executor(concurrency: int) -> ThreadPoolExecutor:
                 max_workers=concurrency, thread_name_prefix="relay-sender"
             )
         return executor
-
-
-def _thread_session() -> requests.Session:
-    """A keep-alive session per sender thread (requests' sessions are not shared safely)."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-    return session
 
 
 # --- replay ------------------------------------------------------------------------------------
