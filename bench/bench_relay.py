@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -310,7 +311,7 @@ def drain(app) -> dict:
     from app.services.relay import outbox
 
     writes = db_counters(app)
-    with app.app_context():
+    with app.app_context(), timing_turns(outbox) as turns:
         delivered, cpu, started = 0, time.process_time(), time.perf_counter()
         while sent := outbox.deliver_due():
             delivered += sent
@@ -322,8 +323,44 @@ def drain(app) -> dict:
         )
         db.session.commit()
     writes = {name: (n - writes[name]) / max(1, delivered) for name, n in db_counters(app).items()}
+    turn_ms = None
+    if turns is not None:
+        turn_ms = (turns["_claim"] - turns["_requests_for"] + turns["_record"]) * 1000
     return {"delivered": delivered, "seconds": seconds, "left": left, "writes": writes,
-            "cpu_ms": cpu * 1000 / max(1, delivered), "rate": delivered / seconds}  # fmt: skip
+            "cpu_ms": cpu * 1000 / max(1, delivered), "rate": delivered / seconds,
+            "turn_ms": turn_ms and turn_ms / max(1, delivered)}  # fmt: skip
+
+
+@contextmanager
+def timing_turns(outbox):
+    """Time the outbox spends in its turn: its claims and outcome writes take turns on one lock
+    across every process and host (SQLite: its one writer), so that time per delivery bounds the
+    whole deployment's drain. Reads outbox internals (claim minus building the requests, plus
+    the writes); yields None when they are not there."""
+    names = ("_claim", "_requests_for", "_record")
+    if not all(callable(getattr(outbox, name, None)) for name in names):
+        yield None
+        return
+    spent = dict.fromkeys(names, 0.0)
+    originals = {name: getattr(outbox, name) for name in names}
+
+    def timed(name):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return originals[name](*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return call
+
+    try:
+        for name in names:
+            setattr(outbox, name, timed(name))
+        yield spent
+    finally:
+        for name, original in originals.items():
+            setattr(outbox, name, original)
 
 
 def check_order(arrivals: list) -> tuple[int, int]:
@@ -428,6 +465,10 @@ def main() -> None:
             f"{len(stats['arrivals']) - before}, {drained['left']} still pending, "
             f"{disorder} out of order, {duplicates} duplicates, {stats['bad']} bad signatures"
         )
+        if drained["turn_ms"] is not None:
+            print(f"outbox turn (claims and outcome writes, one at a time across all processes "
+                  f"and hosts): {drained['turn_ms']:.2f} ms per delivery, a ceiling of "
+                  f"{1000 / drained['turn_ms']:.0f} deliveries/s at these batch sizes")  # fmt: skip
         if drained["writes"]:
             print("PostgreSQL per delivery: " + ", ".join(
                 f"{value:.2f} {name}" for name, value in drained["writes"].items()))  # fmt: skip
