@@ -310,8 +310,7 @@ def drain(app) -> dict:
     from app.models.relay import RelayDelivery
     from app.services.relay import outbox
 
-    writes = db_counters(app)
-    with app.app_context(), timing_turns(outbox) as turns:
+    with app.app_context(), timing_turns(outbox) as turns, counting_sql(app) as sql:
         delivered, cpu, started = 0, time.process_time(), time.perf_counter()
         while sent := outbox.deliver_due():
             delivered += sent
@@ -322,11 +321,10 @@ def drain(app) -> dict:
             )
         )
         db.session.commit()
-    writes = {name: (n - writes[name]) / max(1, delivered) for name, n in db_counters(app).items()}
     turn_ms = None
     if turns is not None:
         turn_ms = (turns["_claim"] - turns["_requests_for"] + turns["_record"]) * 1000
-    return {"delivered": delivered, "seconds": seconds, "left": left, "writes": writes,
+    return {"delivered": delivered, "seconds": seconds, "left": left, "sql": per(sql, delivered),
             "cpu_ms": cpu * 1000 / max(1, delivered), "rate": delivered / seconds,
             "turn_ms": turn_ms and turn_ms / max(1, delivered)}  # fmt: skip
 
@@ -446,7 +444,8 @@ def main() -> None:
         report_reply(app, reply, stats["reply_times"], args.reply_rate, reply_cpu_ms)
     drained = None
     if "drain" not in args.skip:
-        queued = max(0, args.drain - counts.get("async pending", 0))
+        # At least a few through this process: its database work per message is reported.
+        queued = max(100, args.drain - counts.get("async pending", 0))
         print(f"queueing {queued} more async messages ...", file=sys.stderr, flush=True)
         queue_backlog(app, async_feeder, queued)
         analyze(app)
@@ -469,9 +468,7 @@ def main() -> None:
             print(f"outbox turn (claims and outcome writes, one at a time across all processes "
                   f"and hosts): {drained['turn_ms']:.2f} ms per delivery, a ceiling of "
                   f"{1000 / drained['turn_ms']:.0f} deliveries/s at these batch sizes")  # fmt: skip
-        if drained["writes"]:
-            print("PostgreSQL per delivery: " + ", ".join(
-                f"{value:.2f} {name}" for name, value in drained["writes"].items()))  # fmt: skip
+        print(f"database work per delivery: {drained['sql']}")
     receiver_proc.terminate()
     print_storage(app)
     print_capacity(intake, None if args.wake else drained, os.cpu_count() or 1)
@@ -479,8 +476,8 @@ def main() -> None:
 
 def measure_intake(base: str, pid: int, app, feeder: Feeder, args, warm: float) -> dict:
     """Bare endpoint, then the async route's messages: closed-loop throughput (with gunicorn's
-    CPU per request and, on PostgreSQL, commits and rows written per request), then open-loop
-    latency at --rate. Prints the rows; returns the messages' figures."""
+    CPU per request), then open-loop latency at --rate. Prints the rows; returns the messages'
+    figures."""
     print("measuring intake ...", file=sys.stderr, flush=True)
     # The bare endpoint ignores what it is sent: a few sealed messages over and over.
     bare = poster(base, Feeder(feeder._items[:100]), path="/bench/bare")
@@ -489,15 +486,14 @@ def measure_intake(base: str, pid: int, app, feeder: Feeder, args, warm: float) 
     throughput(relay, args.concurrency, warm)
     rows = []
     for label, send in (("bare success", bare), ("POST /wechat/messages", relay)):
-        cpu, writes = cpu_seconds(pid), db_counters(app)
+        cpu = cpu_seconds(pid)
         rps, errors = throughput(send, args.concurrency, args.seconds)
         done = rps * args.seconds
         cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / done
-        writes = {name: (n - writes[name]) / done for name, n in db_counters(app).items()}
         samples = at_rate(send, args.rate, args.seconds)
         times = [elapsed * 1000 for elapsed, _ in samples]
         errors += sum(1 for _, ok in samples if not ok)
-        rows.append({"label": label, "rps": rps, "cpu_ms": cpu_ms, "writes": writes,
+        rows.append({"label": label, "rps": rps, "cpu_ms": cpu_ms,
                      "p50": percentile(times, 0.5), "p99": percentile(times, 0.99),
                      "errors": errors})  # fmt: skip
     print(f"{'endpoint':<24}{'req/s':>9}{'cpu ms':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
@@ -510,27 +506,42 @@ def measure_intake(base: str, pid: int, app, feeder: Feeder, args, warm: float) 
         f"intake ratio messages/bare: {relay_row['rps'] / bare_row['rps']:.2f} (target >= 0.5); "
         f"p99 at {args.rate:g}/s: {relay_row['p99']:.1f} ms (target < 50)"
     )
-    if relay_row["writes"]:
-        print("PostgreSQL per message: " + ", ".join(
-            f"{value:.1f} {name}" for name, value in relay_row["writes"].items()))  # fmt: skip
     return relay_row
 
 
-def db_counters(app) -> dict[str, int]:
-    """PostgreSQL's cumulative commits and rows written in this database ({} on SQLite)."""
-    from sqlalchemy import text
+@contextmanager
+def counting_sql(app):
+    """Count what this process asks of the database meanwhile: connection checkouts (each a
+    pre-ping round trip), statements and commits (SQLAlchemy engine events)."""
+    from sqlalchemy import event
 
     from app.extensions import db
 
     with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            return {}
-        db.session.execute(text("SELECT pg_stat_clear_snapshot()"))
-        row = db.session.execute(text(
-            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
-            "WHERE datname = current_database()")).one()  # fmt: skip
-        db.session.commit()
-    return {"commits": row[0], "inserts": row[1], "updates": row[2], "deletes": row[3]}
+        engine = db.engine
+    counts = {"checkouts": 0, "statements": 0, "commits": 0}
+
+    def checkout(*_):
+        counts["checkouts"] += 1
+
+    def statement(*_):
+        counts["statements"] += 1
+
+    def commit(*_):
+        counts["commits"] += 1
+
+    hooks = (("checkout", checkout), ("before_cursor_execute", statement), ("commit", commit))
+    for name, hook in hooks:
+        event.listen(engine, name, hook)
+    try:
+        yield counts
+    finally:
+        for name, hook in hooks:
+            event.remove(engine, name, hook)
+
+
+def per(counts: dict[str, int], n: int) -> str:
+    return ", ".join(f"{value / max(1, n):.2f} {name}" for name, value in counts.items())
 
 
 def settle(app, *, quiet_for: float = 1.0, at_most: float = 15.0) -> None:
@@ -549,11 +560,13 @@ def queue_backlog(app, feeder: Feeder, count: int) -> None:
     """`count` more async messages through the real intake (in this process: the WSGI app, no
     HTTP, no outbox wake-up), so the drain has its backlog."""
     client = app.test_client()
-    for _ in range(count):
-        target, body, _ = feeder.next()
-        response = client.post(target, data=body)
-        if response.data != b"success":
-            raise SystemExit(f"queueing failed: HTTP {response.status_code}")
+    with counting_sql(app) as sql:
+        for _ in range(count):
+            target, body, _ = feeder.next()
+            response = client.post(target, data=body)
+            if response.data != b"success":
+                raise SystemExit(f"queueing failed: HTTP {response.status_code}")
+    print(f"database work per async message (intake): {per(sql, count)}")
 
 
 def analyze(app) -> None:
