@@ -12,19 +12,23 @@ Measured, as ratios and percentiles from the same run:
 
 1. intake: encrypted user messages (distinct MsgIds, --accounts active accounts in the async
    route's merchant) to `/wechat/messages/<appid>`: closed-loop throughput against the bare
-   endpoint (target >= 0.5), then open-loop p50/p99 at --rate/s (target p99 < 50 ms);
+   endpoint (target >= 0.5), then open-loop p50/p99 at --rate/s (target p99 < 50 ms); gunicorn's
+   CPU per request;
 2. reply mode: messages for accounts behind the reply route at --reply-rate/s; the latency
    Grantdesk adds = end-to-end time at the bench - the handler's own service time (from the
    request's headers read to its reply written), per message (target p99 < 10 ms); every reply
    is decrypted and checked;
-3. outbox drain: gunicorn stopped, the pending async deliveries (topped up to --drain, spread
-   over the --accounts accounts) drained to the receiver by the outbox job back to back, as the
-   worker runs it with the default settings (target >= 500/s on PostgreSQL); arrivals are checked
-   for order per account and for duplicates.
+3. outbox drain: gunicorn stopped, the pending async deliveries (topped up to --drain through
+   the real intake, spread over the --accounts accounts) drained to the receiver by the outbox
+   job (`deliver_due`) back to back in one process with the default settings (target >= 500/s on
+   PostgreSQL); arrivals are checked for order per account and for duplicates.
 
-    .venv/bin/python bench/bench_relay.py                       # SQLite file, about 1 minute
+The web workers' outbox wake-up is off during intake unless --wake: intake and delivery are then
+measured apart, and a deployment's CPU per message is their sum.
+
+    .venv/bin/python bench/bench_relay.py                       # SQLite file, 1.5-3 minutes
     .venv/bin/python bench/bench_relay.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
-    .venv/bin/python bench/bench_relay.py --quick               # shorter phases, 1,000 to drain
+    .venv/bin/python bench/bench_relay.py --quick               # 2 s phases, 1,000 to drain
 
 The database is dropped and recreated first (use a throwaway PostgreSQL database).
 """
@@ -383,7 +387,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5, help="per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=200, help="intake latency: messages/s")
-    parser.add_argument("--reply-rate", type=float, default=100, help="reply mode: messages/s")
+    parser.add_argument("--reply-rate", type=float, default=50, help="reply mode: messages/s")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=200, help="behind the async route")
