@@ -13,67 +13,33 @@ meaningful on any machine. Two measurements per endpoint:
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
-import requests
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def wsgi_app():
-    """gunicorn entry (`bench.bench_intake:wsgi_app()`): the portal plus a bare endpoint."""
-    from flask import Response
-
-    from app import create_app
-    from app.extensions import csrf
-
-    app = create_app(
-        {
-            "ENV_NAME": "development",
-            "DEBUG": False,
-            "SQLALCHEMY_DATABASE_URI": os.environ["BENCH_DATABASE_URL"],
-        }
-    )
-
-    @app.post("/bench/bare")
-    @csrf.exempt
-    def bare():
-        return Response("success", mimetype="text/plain")
-
-    return app
-
-
-def _prepare_database(url: str) -> None:
-    from app import create_app
-    from app.extensions import db
-
-    app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        db.engine.dispose()
+from bench._server import (  # noqa: E402
+    Feeder,
+    latency_at_rate,
+    portal,
+    prepare_database,
+    start_gunicorn,
+    stop,
+    throughput,
+)
 
 
 def _pushes(count: int, kind: str) -> list[tuple[str, bytes]]:
     """Pre-sealed pushes (so the client's crypto is not measured): (query, body)."""
-    from app import create_app
     from app.extensions import message_crypto
     from app.wechat.events import build_event_xml
 
-    app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
     out = []
-    with app.app_context():
+    with portal("sqlite://").app_context():
         crypto = message_crypto()
         for n in range(count):
             fields = {"AppId": crypto.appid, "CreateTime": 1_700_000_000 + n}
@@ -90,107 +56,15 @@ def _pushes(count: int, kind: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def poster(base: str, path: str, feeder: Feeder):
+    """send(session) for the load shapes: the next push to `path`, ok when answered `success`."""
 
+    def send(session) -> bool:
+        query, body = feeder.next()
+        response = session.post(f"{base}{path}?{query}", data=body, timeout=30)
+        return response.status_code == 200 and response.content == b"success"
 
-def _start_gunicorn(url: str, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "BENCH_DATABASE_URL": url, "GRANTDESK_CONFIG": "development"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "gthread",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "bench.bench_intake:wsgi_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.post(base + "/bench/bare", timeout=10)
-            return proc, base
-        except requests.RequestException:  # not listening yet, or a worker still booting
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
-
-
-class Feeder:
-    """Hands out distinct pushes to client threads."""
-
-    def __init__(self, pushes):
-        self._pushes, self._i, self._lock = pushes, 0, threading.Lock()
-
-    def next(self):
-        with self._lock:
-            self._i += 1
-            return self._pushes[self._i % len(self._pushes)]
-
-
-def _post(session, base, path, feeder):
-    query, body = feeder.next()
-    started = time.perf_counter()
-    response = session.post(f"{base}{path}?{query}", data=body, timeout=30)
-    elapsed = time.perf_counter() - started
-    return elapsed, response.status_code == 200 and response.content == b"success"
-
-
-def throughput(base, path, feeder, concurrency, seconds) -> tuple[float, int]:
-    stop = time.perf_counter() + seconds
-    counts, errors = [0] * concurrency, [0] * concurrency
-
-    def client(i):
-        session = requests.Session()
-        while time.perf_counter() < stop:
-            _, ok = _post(session, base, path, feeder)
-            counts[i] += ok
-            errors[i] += not ok
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts) / (time.perf_counter() - started), sum(errors)
-
-
-def latency_at_rate(base, path, feeder, rate, seconds) -> tuple[float, float, int]:
-    sessions = threading.local()
-    latencies, errors = [], [0]
-
-    def one():
-        if not hasattr(sessions, "s"):
-            sessions.s = requests.Session()
-        elapsed, ok = _post(sessions.s, base, path, feeder)
-        latencies.append(elapsed)
-        errors[0] += not ok
-
-    with ThreadPoolExecutor(max_workers=64) as pool:
-        start = time.perf_counter()
-        for n in range(int(rate * seconds)):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(one)
-    latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return pick(0.50), pick(0.99), errors[0]
+    return send
 
 
 def main() -> None:
@@ -202,13 +76,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--kind", choices=["ticket", "other"], default="ticket")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # run_all passes every bench the same arguments
     tmp = tempfile.mkdtemp(prefix="bench-intake-")
     url = args.database_url or f"sqlite:///{tmp}/bench.sqlite"
-    _prepare_database(url)
+    prepare_database(url)
     n = int(args.seconds * 2000 + args.rate * args.seconds * 2 + 100)
     feeder = Feeder(_pushes(n, args.kind))
-    proc, base = _start_gunicorn(url, args.workers, args.threads)
+    proc, base = start_gunicorn(
+        "bench._server:portal_with_bare_success()",
+        url,
+        args.workers,
+        args.threads,
+        probe=("POST", "/bench/bare"),
+    )
     try:
         rows = []
         for label, path in (
@@ -216,12 +96,12 @@ def main() -> None:
             ("POST /wechat/events", "/wechat/events"),
         ):
             print(f"measuring {label} ...", file=sys.stderr, flush=True)
-            rps, errs = throughput(base, path, feeder, args.concurrency, args.seconds)
-            p50, p99, lerrs = latency_at_rate(base, path, feeder, args.rate, args.seconds)
+            send = poster(base, path, feeder)
+            rps, errs = throughput(send, args.concurrency, args.seconds)
+            p50, p99, lerrs = latency_at_rate(send, args.rate, args.seconds)
             rows.append((label, rps, p50, p99, errs + lerrs))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     backend = url.split(":", 1)[0]
     print(
         f"intake bench: {backend}, gunicorn gthread {args.workers}x{args.threads}, "
@@ -241,12 +121,10 @@ def _outcomes(url: str) -> dict[str, int]:
     """What the stored pushes became: a fast reply that left events failed is no success."""
     from sqlalchemy import func, select
 
-    from app import create_app
     from app.extensions import db
     from app.models import InboxEvent
 
-    app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
+    with portal(url).app_context():
         query = select(InboxEvent.outcome, func.count()).group_by(InboxEvent.outcome)
         return dict(db.session.execute(query).all())
 

@@ -27,32 +27,18 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_intake import _free_port, _prepare_database  # noqa: E402
+from bench._server import portal, prepare_database, start_gunicorn, stop, throughput  # noqa: E402
 
 
 def wsgi_app():
     """gunicorn entry (`bench.bench_tokens:wsgi_app()`): the portal plus a bare endpoint."""
-    from app import create_app
-
-    app = create_app(
-        {
-            "ENV_NAME": "development",
-            "DEBUG": False,
-            "SQLALCHEMY_DATABASE_URI": os.environ["BENCH_DATABASE_URL"],
-        }
-    )
+    app = portal(os.environ["BENCH_DATABASE_URL"])
 
     @app.get("/bench/bare")
     def bare():
         return {"access_token": "x" * 100, "expires_in": 7200}
 
     return app
-
-
-def _app(url: str, **extra):
-    from app import create_app
-
-    return create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": url, **extra})
 
 
 def _seed_reads(url: str, count: int) -> tuple[list[str], str]:
@@ -62,7 +48,7 @@ def _seed_reads(url: str, count: int) -> tuple[list[str], str]:
     from app.services import clock
     from app.services.custody import apikeys
 
-    app = _app(url)
+    app = portal(url)
     with app.app_context():
         merchant = Merchant(name="bench")
         db.session.add(merchant)
@@ -84,60 +70,35 @@ def _seed_reads(url: str, count: int) -> tuple[list[str], str]:
     return appids, key
 
 
-def _start_gunicorn(url: str, workers: int, threads: int):
-    import subprocess
+def reader(base: str, paths: list[str], key: str):
+    """send(session) for the load shapes: a GET of a random one of `paths` with the API key."""
+    auth = {"Authorization": f"Bearer {key}"}
 
-    port = _free_port()
-    env = {**os.environ, "BENCH_DATABASE_URL": url, "GRANTDESK_CONFIG": "development"}
-    command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers),
-               "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-               "bench.bench_tokens:wsgi_app()"]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(base + "/bench/bare", timeout=10)
-            return proc, base
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
+    def send(session) -> bool:
+        return session.get(base + random.choice(paths), headers=auth, timeout=30).status_code == 200
 
-
-def throughput(base: str, paths: list[str], key: str, concurrency: int, seconds: float):
-    stop = time.perf_counter() + seconds
-    counts, errors = [0] * concurrency, [0] * concurrency
-
-    def client(i):
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {key}"
-        rng = random.Random(i)
-        while time.perf_counter() < stop:
-            response = session.get(base + rng.choice(paths), timeout=30)
-            ok = response.status_code == 200
-            counts[i] += ok
-            errors[i] += not ok
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started), sum(errors)
+    return send
 
 
 def bench_reads(url: str, args) -> tuple[float, float]:
     appids, key = _seed_reads(url, args.read_authorizers)
-    proc, base = _start_gunicorn(url, args.workers, args.threads)
+    proc, base = start_gunicorn(
+        "bench.bench_tokens:wsgi_app()",
+        url,
+        args.workers,
+        args.threads,
+        probe=("GET", "/bench/bare"),
+    )
     try:
         token_paths = [f"/api/v1/authorizers/{a}/access-token" for a in appids]
-        throughput(base, ["/bench/bare"], key, args.concurrency, 1)  # warm up
-        bare, bare_errors = throughput(base, ["/bench/bare"], key, args.concurrency, args.seconds)
-        reads, read_errors = throughput(base, token_paths, key, args.concurrency, args.seconds)
+        bare_get = reader(base, ["/bench/bare"], key)
+        throughput(bare_get, args.concurrency, 1)  # warm up
+        bare, bare_errors = throughput(bare_get, args.concurrency, args.seconds)
+        reads, read_errors = throughput(
+            reader(base, token_paths, key), args.concurrency, args.seconds
+        )
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     print(f"{'endpoint':<34}{'req/s':>10}{'errors':>8}")
     print(f"{'bare GET /bench/bare':<34}{bare:>10.0f}{bare_errors:>8}")
     print(f"{'GET .../access-token':<34}{reads:>10.0f}{read_errors:>8}")
@@ -197,7 +158,7 @@ def bench_sweep(url: str, args) -> float:
 
     rows = seed_sandbox(Handle, args.authorizers)
     ticket = requests.post(f"{sandbox_url}/sandbox/api/push-ticket", json={}, timeout=30).json()
-    app = _app(url, WECHAT_API_BASE=api_base)
+    app = portal(url, WECHAT_API_BASE=api_base)
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -249,7 +210,7 @@ def main() -> None:
     print(f"tokens bench: {url.split(':', 1)[0]}, gunicorn gthread {args.workers}x{args.threads}, "
           f"{args.concurrency} clients")  # fmt: skip
     if args.skip != "reads":
-        _prepare_database(url)
+        prepare_database(url)
         bench_reads(url, args)
     if args.skip != "sweep":
         bench_sweep(url, args)
