@@ -242,7 +242,7 @@ def staff_world():
         dedupe_key="audit:mismatch",
         authorizer_appid=account.appid,
         appid_hash=appid_ref(account.appid),
-        details={"reason": "wrong_account"},
+        details={"reason": "wrong_account", "owner_merchant_id": merchant.id},
         created_at=clock.now(),
     )
     db.session.add(item)
@@ -258,7 +258,7 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     make_session(merchant, None)  # the pending-sessions list has a row
     reauth_item = AttentionItem(
         kind="needs_reauthorization", dedupe_key="audit:reauth", authorizer_appid=account.appid,
-        appid_hash=appid_ref(account.appid), details={"reason": "invalid_refresh_token"},
+        appid_hash=appid_ref(account.appid), details={"reason": "refresh_token_invalid"},
         created_at=clock.now(),
     )  # fmt: skip
     db.session.add(reauth_item)
