@@ -124,6 +124,17 @@ class Auditor:
             page.goto(url)
         page.wait_for_load_state("load")
         self._weigh(page, name)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > SIZES[self.size]["viewport"]["width"]:
+            self.violations.append(f"{name}: the page scrolls sideways ({width} px wide)")
+        # Phone tables are labelled cards: each cell's value clears its label (no overlap).
+        crowded = page.evaluate(
+            "[...document.querySelectorAll('.stack-table td')].filter(td => "
+            "getComputedStyle(td).display === 'block' && "
+            "parseFloat(getComputedStyle(td).paddingLeft) < 100).length"
+        )
+        if crowded:
+            self.violations.append(f"{name}: {crowded} table cells overlap their labels")
         page.screenshot(path=self.artifacts / f"{self.lang}-{self.size}-{name}.png", full_page=True)
         page.evaluate(self.script)
         result = page.evaluate(

@@ -328,3 +328,30 @@ def test_every_audit_target_type_the_code_writes_has_a_label():
     source = "\n".join(p.read_text() for p in Path("app").rglob("*.py"))
     targets = set(re.findall(r'target_type="(\w+)"', source))
     assert targets and targets <= VOCABULARIES["audit_target"].keys(), targets
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_counts_on_staff_pages_use_proper_plurals(app, staff_client, count):
+    from app.models import HealthAlert
+
+    merchant = factories.make_merchant(name="Plural Tea")
+    for _ in range(count):
+        make_account(merchant)
+    db.session.add(HealthAlert(kind="ticket_rejected", first_seen=clock.now(),
+                               last_seen=clock.now(), count=count, details={}))  # fmt: skip
+    db.session.commit()
+    noun = "account" if count == 1 else "accounts"
+    listing = words(staff_client.get(f"/staff/accounts/?merchant={merchant.id}").text)
+    assert f"of {count} {noun} " in listing
+    assert (
+        "Apply to the 1 account matching" if count == 1 else "Apply to all 2 accounts"
+    ) in listing
+    merchants = words(staff_client.get("/staff/merchants?q=Plural").text)
+    assert "1 merchant " in merchants and "1 merchants" not in merchants
+    overview = words(staff_client.get("/staff/").text)
+    assert ("seen 1 time " if count == 1 else "seen 2 times") in overview
+
+
+def words(html: str) -> str:
+    """The visible text with every run of whitespace as one space, and a space at the end."""
+    return " ".join(visible_text(html).split()) + " "
