@@ -1,5 +1,7 @@
 """Language and time zone: the user's setting, then Accept-Language; shown in Asia/Shanghai."""
 
+from datetime import UTC, datetime
+
 from flask import Flask, current_app, request, session
 from flask_babel import format_datetime, get_locale
 from flask_login import current_user
@@ -31,13 +33,26 @@ def locale_code() -> str:
     return "zh_CN" if get_locale().language == "zh" else "en"
 
 
+def sentence_gap() -> str:
+    """What goes between two sentences: a space in English, nothing in Chinese."""
+    return "" if get_locale().language == "zh" else " "
+
+
 def init_app(app: Flask) -> None:
     """Bind Flask-Babel and the template helpers that depend on the locale."""
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     app.jinja_env.globals["locale_code"] = locale_code
+    app.jinja_env.globals["sentence_gap"] = sentence_gap
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": (
-        format_datetime(value, _pattern(fmt)) if value else "—"
+        format_datetime(_moment(value), _pattern(fmt)) if value else "—"
     )
+
+
+def _moment(value):
+    """A datetime, or WeChat's Unix seconds (CreateTime, auth_time) as one."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return value
 
 
 def _pattern(fmt: str) -> str:

@@ -98,6 +98,65 @@ VOCABULARIES = {
         "wrong_account": _l("a different account was authorized"),
         "bound_to_other_merchant": _l("account belongs to another merchant"),
     },
+    # The keys of an attention item's details (app/services/authorization: open_attention).
+    "attention_detail": {
+        "reason": _l("Reason"),
+        "owner_merchant_id": _l("Merchant holding the account"),
+        "source": _l("Reported by"),
+        "auth_time": _l("Authorized at WeChat"),
+        "has_refresh_token": _l("WeChat lists a refresh token"),
+        "event_time": _l("Revocation pushed at"),
+    },
+    # How an attention item was closed (attention.read_resolution).
+    "attention_resolution": {
+        "assigned": _l("Assigned to a merchant"),
+        "adopted": _l("Adopted into a merchant"),
+        "dismissed": _l("Dismissed"),
+    },
+    # Why a merchant's past authorization ended (the purge's reason).
+    "ended_reason": {
+        "unauthorized": _l("revoked in WeChat"),
+        # Staff purge only once WeChat confirms the revocation (its push was lost).
+        "staff_purge": _l("revoked in WeChat"),
+        "deletion_requested": _l("deletion you requested"),
+    },
+    "job_outcome": {
+        "running": _l("Running"),
+        "ok": _l("OK"),
+        "error": _l("Error"),
+    },
+    "alert_severity": {
+        "critical": _l("Critical"),
+        "warning": _l("Warning"),
+    },
+    "alert_event": {
+        "opened": _l("Alert opened"),
+        "reminder": _l("Reminder"),
+        "resolved": _l("Alert resolved"),
+        "test": _l("Test message"),
+    },
+    "alert_channel": {
+        "wecom": _l("WeCom robot"),
+        "email": _l("Email"),
+        "webhook": _l("Callback (webhook)"),
+    },
+    "audit_actor": {
+        "system": _l("System"),
+    },
+    "audit_target": {
+        "api_key": _l("Access key (API)"),
+        "attention_item": _l("Attention item"),
+        "authorization_session": _l("Authorization session"),
+        "authorizer": _l("Account"),
+        "component": _l("Platform"),
+        "inbox_event": _l("Event"),
+        "invitation": _l("Invitation"),
+        "merchant": _l("Merchant"),
+        "provider": _l("Provider profile"),
+        "staff_note": _l("Note"),
+        "user": _l("User"),
+        "user_session": _l("Sign-in session"),
+    },
 }
 
 

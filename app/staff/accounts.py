@@ -12,12 +12,13 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from app.auth.access import require_staff_role
 from app.extensions import db
 from app.htmx import render
-from app.i18n import locale_code
+from app.i18n import locale_code, sentence_gap
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
 from app.services import DomainError, clock
 from app.services.console import actions, bulk
@@ -154,12 +155,18 @@ def bulk_apply(action: str):
             "Re-sync from WeChat: %(ok)d succeeded, %(failed)d failed.", ok=ok, failed=failed
         )
     else:
-        message = _(
-            "Re-authorization request emailed for %(ok)d accounts; %(failed)d could not be sent "
-            "(no merchant, or no administrator to email).",
-            ok=ok,
-            failed=failed,
+        message = ngettext(
+            "Re-authorization request emailed for %(num)d account.",
+            "Re-authorization request emailed for %(num)d accounts.",
+            ok,
         )
+        if failed:
+            message += sentence_gap() + ngettext(
+                "%(num)d account could not be emailed (no merchant, or no administrator to email).",
+                "%(num)d accounts could not be emailed (no merchant, or no administrator to "
+                "email).",
+                failed,
+            )
     flash(message, "success" if not failed else "warning")
     return redirect(back, code=303)
 

@@ -11,6 +11,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -66,10 +67,11 @@ def send_test_notification():
         ids = alerts.queue_test()
         sent = alerts.deliver_due(only=ids)
         flash(
-            _(
-                "Test notification sent to %(sent)s of %(total)s channels.",
+            ngettext(
+                "Test notification sent to %(sent)s of %(num)d channel.",
+                "Test notification sent to %(sent)s of %(num)d channels.",
+                len(ids),
                 sent=sent,
-                total=len(ids),
             ),
             "success" if sent == len(ids) else "error",
         )

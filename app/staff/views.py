@@ -23,6 +23,7 @@ from app.i18n import locale_code
 from app.models import Authorizer, Merchant, User
 from app.services import accounts, clock
 from app.services.access import teams
+from app.services.authorization import attention
 from app.services.console import charts, stats
 from app.services.console import queries as queries
 from app.staff import accounts as accounts_views
@@ -61,6 +62,17 @@ def merchant_name(merchant_id: int | None) -> str:
     """A merchant's name by id (for one-off labels)."""
     merchant = db.session.get(Merchant, merchant_id) if merchant_id else None
     return merchant.name if merchant else "—"
+
+
+@bp.app_template_global()
+def resolution_text(stored: str | None) -> str:
+    """How an attention item was closed, in the reader's language ("Dismissed: duplicate")."""
+    found = attention.read_resolution(stored)
+    if found.how is None:
+        return found.note or "—"
+    name = labels.label("attention_resolution", found.how)
+    detail = merchant_name(found.merchant_id) if found.merchant_id else found.note
+    return name + _(": ") + detail if detail else name
 
 
 @bp.app_template_global()

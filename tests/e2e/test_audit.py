@@ -1,14 +1,22 @@
-"""Accessibility audit and screenshots of every merchant page, the phone landing and every staff
-page, at 1280 px and 375 px, in Chinese and English.
+"""Accessibility audit, page weight and screenshots of every merchant page, the phone landing and
+every staff page, at 1280 px and 375 px, in Chinese and English.
 
 axe-core (vendored from the npm registry into tests/e2e/vendor/, never shipped in app/) runs in
 chromium on each page; the test fails on any serious or critical violation and lists them all.
-Screenshots land in test-artifacts/<test>/<lang>-<width>-<page>.png for people to look at.
+In the same walk every request a page makes is recorded (the browser cache is off, so each page
+costs what a first visit costs): none may go to another host, and the document plus every
+subresource, each gzip-compressed as a server would (level 6), stays under 100 KB without the QR
+code. Screenshots land in test-artifacts/<test>/<lang>-<width>-<page>.png for people to look at,
+the weights in test-artifacts/<test>/weights.txt.
 """
 
+import gzip
+import re
+import urllib.parse
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from app.extensions import db
 from app.models import AttentionItem, GrantChange, InboxEvent, SessionStatus
@@ -30,15 +38,71 @@ WECHAT_UA = (
 )
 SIZES = {"1280": DESKTOP, "375": PHONE}
 LOCALES = {"zh": ("zh-CN", "zh_CN"), "en": ("en-US", "en")}
+WEIGHT_LIMIT = 100 * 1024
+# The QR code is left out of the weight: inline (an <svg> inside .qr) or as an image of its own.
+INLINE_QR = re.compile(rb'(<div class="qr"[^>]*>)\s*<svg\b.*?</svg>', re.S)
+QR_URL = re.compile(r"/qr(?:[./?]|$)")
+LOCAL_SCHEMES = ("data", "blob", "about")
+
+
+class Traffic:
+    """Every request one page makes since the last reset."""
+
+    def __init__(self, page):
+        self.requests: list = []
+        page.on("request", lambda request: self.requests.append(request))
+        # A first visit: nothing from the memory or disk cache, so every subresource is counted.
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Network.enable")
+        self.cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+
+    def reset(self):
+        self.requests.clear()
+
+    def foreign(self, origin: str) -> list[str]:
+        """Requests to anything but the portal's own origin (data: and blob: URIs are fine)."""
+        own = urllib.parse.urlsplit(origin)
+        found = []
+        for request in self.requests:
+            url = urllib.parse.urlsplit(request.url)
+            if url.scheme in LOCAL_SCHEMES:
+                continue
+            if (url.scheme, url.netloc) != (own.scheme, own.netloc):
+                found.append(request.url)
+        return found
+
+    def weights(self) -> dict[str, int]:
+        """Each response body's gzip size (level 6) by URL, from the last document loaded on,
+        the QR code left out."""
+        starts = [i for i, r in enumerate(self.requests) if r.is_navigation_request()]
+        sizes: dict[str, int] = {}
+        for request in self.requests[starts[-1] if starts else 0 :]:
+            response = request.response()
+            if response is None or 300 <= response.status < 400 or QR_URL.search(request.url):
+                continue
+            try:
+                body = response.body()
+            except PlaywrightError as exc:
+                # Only a resource of a page no longer shown (the page before's late favicon).
+                if "navigated away" in str(exc):
+                    continue
+                raise
+            body = INLINE_QR.sub(rb"\1", body)
+            sizes[request.url] = sizes.get(request.url, 0) + len(gzip.compress(body, 6))
+        return sizes
 
 
 class Auditor:
-    """Visits pages, runs axe, saves screenshots, collects serious/critical violations."""
+    """Visits pages, runs axe, saves screenshots, collects serious/critical violations, foreign
+    requests and pages over the weight limit."""
 
-    def __init__(self, browser, artifacts, size, lang):
-        self.browser, self.artifacts, self.size, self.lang = browser, artifacts, size, lang
+    def __init__(self, browser, artifacts, origin, size, lang):
+        self.browser, self.artifacts, self.origin = browser, artifacts, origin
+        self.size, self.lang = size, lang
         self.violations: list[str] = []
+        self.weights: dict[str, int] = {}
         self.script = AXE.read_text()
+        self.traffic: dict = {}
 
     def context(self, **extra):
         # bypass_csp: axe is injected by the test; the portal's CSP forbids inline script.
@@ -46,10 +110,32 @@ class Auditor:
             **SIZES[self.size], locale=LOCALES[self.lang][0], bypass_csp=True, **extra
         )
 
+    def page(self, **extra):
+        page = self.context(**extra).new_page()
+        self.traffic[page] = Traffic(page)
+        return page
+
+    def start(self, page):
+        """What the page loads from now on is what the next audited state costs."""
+        self.traffic[page].reset()
+
     def audit(self, page, name: str, url: str | None = None):
         if url:
+            self.start(page)
             page.goto(url)
         page.wait_for_load_state("load")
+        self._weigh(page, name)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > SIZES[self.size]["viewport"]["width"]:
+            self.violations.append(f"{name}: the page scrolls sideways ({width} px wide)")
+        # Phone tables are labelled cards: each cell's value clears its label (no overlap).
+        crowded = page.evaluate(
+            "[...document.querySelectorAll('.stack-table td')].filter(td => "
+            "getComputedStyle(td).display === 'block' && "
+            "parseFloat(getComputedStyle(td).paddingLeft) < 100).length"
+        )
+        if crowded:
+            self.violations.append(f"{name}: {crowded} table cells overlap their labels")
         page.screenshot(path=self.artifacts / f"{self.lang}-{self.size}-{name}.png", full_page=True)
         page.evaluate(self.script)
         result = page.evaluate(
@@ -60,6 +146,30 @@ class Auditor:
         )
         self.violations += [f"{name}: {line}" for line in result]
         return page
+
+    def _weigh(self, page, name: str):
+        traffic = self.traffic[page]
+        self.violations += [f"{name}: request to another host: {url}"
+                            for url in traffic.foreign(self.origin)]  # fmt: skip
+        sizes = traffic.weights()
+        total = self.weights[name] = sum(sizes.values())
+        if total >= WEIGHT_LIMIT:
+            largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+            self.violations.append(
+                f"{name}: {total} bytes compressed (limit {WEIGHT_LIMIT}): "
+                + ", ".join(f"{url} {size} B" for url, size in largest)
+            )
+
+    def write_weights(self):
+        lines = [
+            f"{size:>7} {name}"
+            for name, size in sorted(self.weights.items(), key=lambda kv: -kv[1])
+        ]
+        (self.artifacts / "weights.txt").write_text("\n".join(lines) + "\n")
+
+    def assert_clean(self):
+        self.write_weights()
+        assert self.violations == [], "\n".join(self.violations)
 
 
 def sign_in(page, url, email):
@@ -95,12 +205,13 @@ def test_merchant_pages_pass_axe(browser, sandbox, live_portal, artifacts, app, 
     sandbox.flush()
     admin = factories.make_merchant_admin(locale=LOCALES[lang][1])
     world = merchant_world(admin, app)
-    auditor, url = Auditor(browser, artifacts, size, lang), live_portal.url
-    anonymous = auditor.context().new_page()
+    url = live_portal.url
+    auditor = Auditor(browser, artifacts, url, size, lang)
+    anonymous = auditor.page()
     auditor.audit(anonymous, "login", url + "/login")
-    phone = auditor.context(user_agent=WECHAT_UA).new_page()
+    phone = auditor.page(user_agent=WECHAT_UA)
     auditor.audit(phone, "phone-landing", sessions.connect_url(world["live"]))
-    page = auditor.context().new_page()
+    page = auditor.page()
     sign_in(page, url, admin.email)
     m = url + "/merchant"
     pages = {
@@ -122,10 +233,11 @@ def test_merchant_pages_pass_axe(browser, sandbox, live_portal, artifacts, app, 
     for name, address in pages.items():
         auditor.audit(page, name, address)
     page.goto(pages["connect-3-consent"])
+    auditor.start(page)
     page.click("#wizard-next")  # without the tick: refused, explained
     page.wait_for_selector("#agree-error")
     auditor.audit(page, "connect-3-consent-refused")
-    assert auditor.violations == [], "\n".join(auditor.violations)
+    auditor.assert_clean()
 
 
 def staff_world():
@@ -142,7 +254,7 @@ def staff_world():
         dedupe_key="audit:mismatch",
         authorizer_appid=account.appid,
         appid_hash=appid_ref(account.appid),
-        details={"reason": "wrong_account"},
+        details={"reason": "wrong_account", "owner_merchant_id": merchant.id},
         created_at=clock.now(),
     )
     db.session.add(item)
@@ -158,7 +270,7 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     make_session(merchant, None)  # the pending-sessions list has a row
     reauth_item = AttentionItem(
         kind="needs_reauthorization", dedupe_key="audit:reauth", authorizer_appid=account.appid,
-        appid_hash=appid_ref(account.appid), details={"reason": "invalid_refresh_token"},
+        appid_hash=appid_ref(account.appid), details={"reason": "refresh_token_invalid"},
         created_at=clock.now(),
     )  # fmt: skip
     db.session.add(reauth_item)
@@ -167,8 +279,9 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     make_delivery(route, account, status="failed", duration_ms=40, last_error="HTTP 502")
     dead_route = make_route()
     make_delivery(dead_route, account, status="dead", attempts=8, last_error="timeout")
-    auditor, url = Auditor(browser, artifacts, size, lang), live_portal.url
-    page = auditor.context().new_page()
+    url = live_portal.url
+    auditor = Auditor(browser, artifacts, url, size, lang)
+    page = auditor.page()
     sign_in(page, url, staff.email)
     s = url + "/staff"
     pages = {
@@ -197,4 +310,4 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     }
     for name, address in pages.items():
         auditor.audit(page, name, address)
-    assert auditor.violations == [], "\n".join(auditor.violations)
+    auditor.assert_clean()

@@ -234,3 +234,48 @@ def test_one_voice_in_chinese_merchant_text():
 def test_a_set_we_do_not_offer_gets_our_own_message(logged_in):
     page = html(logged_in.get("/merchant/connect/consent?type=official_account&sets=17"))
     assert "Choose only from the permissions listed." in page and "not a valid choice" not in page
+
+
+def test_staff_purge_is_a_revocation_in_past_authorizations(logged_in, admin):
+    """Staff purge only once WeChat confirms the revocation: it was not a deletion request."""
+    account = make_account(admin.merchant)
+    purge.purge_authorizer(account.appid, reason="staff_purge")
+    past = html(logged_in.get("/merchant/"))
+    past = past[past.index('id="past-authorizations"') :]
+    assert "revoked in WeChat" in past and "deletion you requested" not in past
+
+
+def test_revoke_page_promises_live_updates_only_with_javascript(logged_in, admin):
+    account = make_account(admin.merchant)
+    page = html(logged_in.get(f"/merchant/accounts/{account.id}/revoke"))
+    live = re.search(r"<span[^>]*>\s*This page shows it live\.</span>", page).group(0)
+    assert "data-js-only" in live and "hidden" in live
+    assert "js/copy.js" in page  # what shows it when JavaScript runs
+
+
+BLOCKS = re.compile(r"</?(?:p|li|div|h[1-6]|dt|dd|td|th|tr|section|ol|ul|dl|br|form|nav|header|"
+                    r"footer|main|label|button|a class=\"button[^\"]*\")\b[^>]*>")  # fmt: skip
+
+
+def stray_spaces(page: str) -> list[str]:
+    """Chinese punctuation followed or preceded by a space inside one line of text."""
+    page = re.sub(r"<(script|style|title|svg)\b.*?</\1>", "\x00", page, flags=re.S)
+    found = []
+    for block in re.sub(r"<[^>]+>", "", BLOCKS.sub("\x00", page)).split("\x00"):
+        line = re.sub(r"\s+", " ", block).strip()
+        found += re.findall(r".{0,12}(?:[。：，；？！、] \S| [。：，；？！、]).{0,12}", line)
+    return found
+
+
+def test_chinese_merchant_pages_have_no_space_after_chinese_punctuation(client, auth, admin, app):
+    app.config["REQUIRED_PERMISSION_SETS_OFFICIAL_ACCOUNT"] = [1, 2, 3]
+    auth.login(admin.email)
+    client.post("/locale", data={"locale": "zh_CN", "csrf_token": csrf_token(client, "/login")})
+    partial = make_account(admin.merchant, set_ids=[1, 2])
+    update = make_session(admin.merchant, admin, set_ids=[1, 3], biz_appid=partial.appid)
+    result = complete(make_session(admin.merchant, admin), partial, [1, 2])
+    pages = ["/merchant/", f"/merchant/accounts/{partial.id}",
+             f"/merchant/sessions/{update.public_id}", f"/merchant/sessions/{result.public_id}",
+             f"/merchant/accounts/{partial.id}/revoke"]  # fmt: skip
+    found = {url: stray_spaces(html(client.get(url))) for url in pages}
+    assert {url: spaces for url, spaces in found.items() if spaces} == {}

@@ -157,6 +157,8 @@ def test_exclusive_gap_is_explained(logged_in, admin):
     session = complete(make_session(admin.merchant, admin, set_ids=[1, 4]), account, [1])
     page = html(logged_in.get(f"/merchant/sessions/{session.public_id}"))
     assert "only one provider can hold this permission" in page
+    # The likelier cause comes first: WeChat lists the set unticked, the merchant did not tick it.
+    assert "it was either not ticked on WeChat's page, or another provider holds it" in page
 
 
 @pytest.mark.parametrize(

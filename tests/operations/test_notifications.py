@@ -147,8 +147,8 @@ def test_the_health_page_lists_notifications_and_sends_a_test(
     health.raise_alert(health.NO_VALID_TICKET)
     run_job()
     page = client.get("/staff/health").get_data(as_text=True)
-    assert 'id="notifications"' in page and "wecom" in page and "No valid ticket" in page
-    assert "critical" in page and "no component token can be obtained" in page  # the remedy
+    assert 'id="notifications"' in page and "WeCom robot" in page and "No valid ticket" in page
+    assert "Critical" in page and "no component token can be obtained" in page  # the remedy
     response = client.post(
         "/staff/health/test-notification", data={"csrf_token": csrf_token(client, "/staff/health")}
     )

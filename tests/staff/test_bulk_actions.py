@@ -164,7 +164,9 @@ def test_bulk_notify_emails_each_merchants_active_admins(app, staff_client):
     action = action.replace("&amp;", "&")
     assert action.startswith("/staff/accounts/bulk/notify?")
     response = post(staff_client, action, follow_redirects=True)
-    assert "emailed for 1 accounts; 2 could not be sent" in response.get_data(as_text=True)
+    assert "emailed for 1 account. 2 accounts could not be emailed" in response.get_data(
+        as_text=True
+    )
     messages = list(db.session.scalars(select(OutgoingMail)))
     assert [m.to_addresses for m in messages] == [[admin.email]]
     assert f"/merchant/accounts/{accounts[0].id}/update" in messages[0].text_body
@@ -174,6 +176,35 @@ def test_bulk_notify_emails_each_merchants_active_admins(app, staff_client):
     assert [e.target_id for e in audit_rows("staff.reauthorization_requested")] == [
         str(accounts[0].id)
     ]
+
+
+SUMMARY = {
+    ("en", 1): "Re-authorization request emailed for 1 account.",
+    ("en", 2): "Re-authorization request emailed for 2 accounts.",
+    ("zh_CN", 1): "已为 1 个账号发送重新授权邮件。",
+    ("zh_CN", 2): "已为 2 个账号发送重新授权邮件。",
+}
+FAILED = {"en": "1 account could not be emailed", "zh_CN": "1 个账号未能发送"}
+
+
+@pytest.mark.parametrize("emailed", [1, 2])
+@pytest.mark.parametrize("locale", ["en", "zh_CN"])
+def test_bulk_notify_summary_counts_in_proper_plurals(app, staff_client, staff, locale, emailed):
+    app.config["MAIL_SERVER"] = "smtp.invalid"
+    staff.locale = locale
+    told = factories.make_merchant()
+    factories.make_merchant_admin(told)
+    accounts = [make_account(told, status=GrantStatus.NEEDS_REAUTHORIZATION)
+                for _ in range(emailed)]  # fmt: skip
+    ids = "&".join(f"ids={a.id}" for a in accounts)
+    text = post(staff_client, f"/staff/accounts/bulk/notify?{ids}", follow_redirects=True)
+    page = text.get_data(as_text=True)
+    assert SUMMARY[locale, emailed] in page
+    assert FAILED[locale] not in page  # nothing failed: no failure sentence
+    orphan = make_account(None, status=GrantStatus.NEEDS_REAUTHORIZATION)
+    page = post(staff_client, f"/staff/accounts/bulk/notify?{ids}&ids={orphan.id}",
+                follow_redirects=True).get_data(as_text=True)  # fmt: skip
+    assert SUMMARY[locale, emailed] + ("" if locale == "zh_CN" else " ") + FAILED[locale] in page
 
 
 def test_bulk_actions_need_a_selection_and_csrf(staff_client):
@@ -239,7 +270,7 @@ def test_pending_sessions_card_links_to_a_list_that_agrees(staff_client):
     assert 'href="/staff/sessions"' in overview
     card = _stat(overview, "Pending sessions")
     page = staff_client.get("/staff/sessions").get_data(as_text=True)
-    rows = re.findall(r"<tr><td><a href=\"/staff/merchants/", page)
+    rows = re.findall(r"<tr><td[^>]*><a href=\"/staff/merchants/", page)
     assert card == len(rows) == 2
     assert "会话商户 Sessions" in page
     assert expired.link_token not in page

@@ -4,6 +4,8 @@ per-page select honest; the provider profile (name, logo) is set here and used e
 import io
 import re
 
+import pytest
+
 from app.extensions import db
 from app.models import AttentionItem, AuditEntry, GrantChange, ProviderProfile, SessionStatus
 from app.models.grants import appid_ref
@@ -11,7 +13,7 @@ from app.services import clock
 from app.services.authorization import purge
 from app.services.platform import provider
 from tests.merchant.conftest import make_session
-from tests.staff.conftest import factories, make_account, make_event, post
+from tests.staff.conftest import factories, make_account, make_attention, make_event, post
 
 RAW_VALUES = ["authorized", "push", "redirect", "completed", "expired", "processed", "failed",
               "seeded", "updateauthorized", "component_verify_ticket", "wrong_account"]  # fmt: skip
@@ -198,3 +200,158 @@ def test_permission_filter_groups_sets_by_account_type(staff_client):
     ]
     assert select.count("<optgroup") == 2
     assert 'label="Official Account"' in select and 'label="Mini Program"' in select
+
+
+# --- stored values in words (issue 14): attention details, resolutions, health, audit ---
+
+WORDS = {
+    "zh_CN": {"reason": "原因", "wrong_account": "授权了另一个账号", "holder": "持有该账号的商户",
+              "push": "微信推送", "yes": "是", "dismissed": "已忽略：重复",
+              "assigned": "已分配给商户：",
+              "total": "合计", "failed": "失败", "ticket": "票据", "ok": "正常", "error": "出错",
+              "email": "邮箱", "opened": "告警产生", "delivered": "已投递", "critical": "严重",
+              "system": "系统", "account": "账号"},
+    "en": {"reason": "Reason", "wrong_account": "a different account was authorized",
+           "holder": "Merchant holding the account", "push": "WeChat push", "yes": "Yes",
+           "dismissed": "Dismissed: duplicate", "assigned": "Assigned to a merchant: ",
+           "total": "in total", "failed": "Failed", "ticket": "Ticket", "ok": "OK",
+           "error": "Error", "email": "Email", "opened": "Alert opened", "delivered": "Delivered",
+           "critical": "Critical", "system": "System", "account": "Account"},
+}  # fmt: skip
+RAW_DETAILS = ["reason", "owner_merchant_id", "source", "auth_time", "has_refresh_token",
+               "wrong_account", "True", "None"]  # fmt: skip
+
+
+def _raw_words(text: str, words) -> list[str]:
+    return [word for word in words if re.search(rf"(?<![\w/-]){word}(?![\w/-])", text)]
+
+
+def _item(kind, appid, details, **extra):
+    item = AttentionItem(kind=kind, dedupe_key=f"words:{kind}:{appid}", authorizer_appid=appid,
+                         appid_hash=appid_ref(appid), details=details, created_at=clock.now(),
+                         **extra)  # fmt: skip
+    db.session.add(item)
+    db.session.commit()
+    return item
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+def test_resolve_page_names_each_detail_in_the_page_language(staff_client, staff, locale):
+    words = WORDS[locale]
+    staff.locale = locale
+    holder = factories.make_merchant(name="外滩面包 Holder")
+    account = make_account(factories.make_merchant())
+    mismatch = _item("session_mismatch", account.appid,
+                     {"reason": "wrong_account", "owner_merchant_id": holder.id})  # fmt: skip
+    text = visible_text(staff_client.get(f"/staff/accounts/attention/{mismatch.id}").get_data(True))
+    assert _raw_words(text, RAW_DETAILS) == []
+    assert words["reason"] in text and words["wrong_account"] in text
+    assert words["holder"] in text and "外滩面包 Holder" in text
+
+    unknown = _item("unknown_authorizer", "wxwords000000001",
+                    {"auth_time": 1700000000, "has_refresh_token": True})  # fmt: skip
+    text = visible_text(staff_client.get(f"/staff/accounts/attention/{unknown.id}").get_data(True))
+    assert _raw_words(text, RAW_DETAILS + ["1700000000"]) == []
+    assert "2023" in text and words["yes"] in text
+
+    unsolicited = _item("unsolicited_authorization", "wxwords000000002", {"source": "push"})
+    page = staff_client.get(f"/staff/accounts/attention/{unsolicited.id}").get_data(True)
+    text = visible_text(page)
+    assert _raw_words(text, RAW_DETAILS) == [] and words["push"] in text
+    assert locale == "en" or _raw_words(text, ["push"]) == []
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+def test_resolved_items_say_how_in_the_page_language(staff_client, staff, locale):
+    words = WORDS[locale]
+    staff.locale = locale
+    target = factories.make_merchant(name="西湖茶社 Target")
+    account = make_account(factories.make_merchant())
+    dismissed = make_attention(account, kind="needs_reauthorization")
+    post(staff_client, f"/staff/accounts/attention/{dismissed.id}/dismiss", {"note": "重复"}
+         if locale == "zh_CN" else {"note": "duplicate"})  # fmt: skip
+    assigned = make_attention(account, kind="session_mismatch")
+    post(
+        staff_client, f"/staff/accounts/attention/{assigned.id}/assign", {"merchant_id": target.id}
+    )
+    text = visible_text(staff_client.get(f"/staff/accounts/{account.id}").get_data(True))
+    assert words["dismissed"] in text
+    assert words["assigned"] + "西湖茶社 Target" in text
+    assert "assigned to merchant" not in text and "dismissed:" not in text  # the stored words
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+def test_health_page_names_outcomes_channels_and_events(app, staff_client, staff, locale):
+    from app.models import AlertNotification, HealthAlert, JobRun
+
+    words = WORDS[locale]
+    staff.locale = locale
+    app.config["GRANTDESK_ALERT_EMAILS"] = ["ops@example.com"]
+    account = make_account(factories.make_merchant())
+    make_event(account.appid, outcome="failed", info_type="component_verify_ticket")
+    now = clock.now()
+    db.session.add_all([
+        JobRun(name="sweep", started_at=now, outcome="ok", runs=1),
+        JobRun(name="reconcile", started_at=now, outcome="error", runs=1, failures=1),
+        HealthAlert(kind="ticket_rejected", first_seen=now, last_seen=now, details={}),
+        AlertNotification(dedupe_key="words:1", kind="ticket_rejected", event="opened",
+                          channel="email", payload={}, status="delivered"),
+    ])  # fmt: skip
+    db.session.commit()
+    text = visible_text(staff_client.get("/staff/health").get_data(True))
+    for word in ("total", "failed", "ok", "error", "email", "opened", "delivered", "critical"):
+        assert words[word] in text, word
+    assert re.search(r"(Last push|最近推送).{0,60}· " + words["ticket"], text, re.S)
+    raw = ["total", "failed", "ok", "error", "email", "opened", "delivered", "critical"]
+    assert locale == "en" or _raw_words(text, raw) == []  # English words overlap the codes
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+def test_audit_log_names_the_system_actor_and_targets(staff_client, staff, locale):
+    from app.services import audit
+
+    words = WORDS[locale]
+    staff.locale = locale
+    account = make_account(factories.make_merchant())
+    audit.record("test.entry", target_type="authorizer", target_id=account.id)
+    db.session.commit()
+    text = visible_text(staff_client.get("/staff/audit").get_data(True))
+    assert f"{words['account']} {account.id}" in text and words["system"] in text
+    assert _raw_words(text, ["system", "authorizer"]) == []
+
+
+def test_every_audit_target_type_the_code_writes_has_a_label():
+    from pathlib import Path
+
+    from app.labels import VOCABULARIES
+
+    source = "\n".join(p.read_text() for p in Path("app").rglob("*.py"))
+    targets = set(re.findall(r'target_type="(\w+)"', source))
+    assert targets and targets <= VOCABULARIES["audit_target"].keys(), targets
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_counts_on_staff_pages_use_proper_plurals(app, staff_client, count):
+    from app.models import HealthAlert
+
+    merchant = factories.make_merchant(name="Plural Tea")
+    for _ in range(count):
+        make_account(merchant)
+    db.session.add(HealthAlert(kind="ticket_rejected", first_seen=clock.now(),
+                               last_seen=clock.now(), count=count, details={}))  # fmt: skip
+    db.session.commit()
+    noun = "account" if count == 1 else "accounts"
+    listing = words(staff_client.get(f"/staff/accounts/?merchant={merchant.id}").text)
+    assert f"of {count} {noun} " in listing
+    assert (
+        "Apply to the 1 account matching" if count == 1 else "Apply to all 2 accounts"
+    ) in listing
+    merchants = words(staff_client.get("/staff/merchants?q=Plural").text)
+    assert "1 merchant " in merchants and "1 merchants" not in merchants
+    overview = words(staff_client.get("/staff/").text)
+    assert ("seen 1 time " if count == 1 else "seen 2 times") in overview
+
+
+def words(html: str) -> str:
+    """The visible text with every run of whitespace as one space, and a space at the end."""
+    return " ".join(visible_text(html).split()) + " "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import NamedTuple
+
 from sqlalchemy import select
 
 from app.extensions import db
@@ -51,3 +54,34 @@ def resolve_attention(item: AttentionItem, *, actor: User | None, resolution: st
         kind=item.kind,
     )
     db.session.commit()
+
+
+# How staff closed an item, stored as words ("assigned to merchant 12", "dismissed: duplicate").
+_RESOLUTIONS = {"assigned": "assigned to merchant", "adopted": "adopted into merchant"}
+_STORED = re.compile(
+    r"^(?:(assigned|adopted) (?:to|into) merchant (\d+)|(dismissed)(?:: (.*))?)$", re.S
+)
+
+
+class Resolution(NamedTuple):
+    how: str | None  # "assigned", "adopted", "dismissed"; None for words written otherwise
+    merchant_id: int | None = None
+    note: str = ""
+
+
+def resolution_words(how: str, *, merchant_id: int | None = None, note: str = "") -> str:
+    """What resolve_attention stores for `how` ("assigned"/"adopted" with a merchant, or
+    "dismissed" with an optional note); read back by read_resolution."""
+    if how == "dismissed":
+        return "dismissed" + (f": {note.strip()}" if note.strip() else "")
+    return f"{_RESOLUTIONS[how]} {merchant_id}"
+
+
+def read_resolution(stored: str | None) -> Resolution:
+    """A stored resolution as its parts, so pages can name it in the reader's language."""
+    found = _STORED.match(stored or "")
+    if found is None:
+        return Resolution(None, note=stored or "")
+    if found.group(3):
+        return Resolution("dismissed", note=found.group(4) or "")
+    return Resolution(found.group(1), merchant_id=int(found.group(2)))

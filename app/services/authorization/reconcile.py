@@ -11,7 +11,11 @@ from app.extensions import db, wechat_client
 from app.models import AttentionItem, Authorizer, Grant, GrantStatus, Merchant, User
 from app.services import DomainError, audit
 from app.services.authorization import grants
-from app.services.authorization.attention import open_attention, resolve_attention
+from app.services.authorization.attention import (
+    open_attention,
+    resolution_words,
+    resolve_attention,
+)
 from app.services.platform.credentials import call_with_component_token
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.release import is_release_test_account
@@ -95,7 +99,9 @@ def adopt_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) ->
         set_ids=list(info.permission_set_ids),
     )
     item.merchant_id = merchant.id
-    resolve_attention(item, actor=actor, resolution=f"adopted into merchant {merchant.id}")
+    resolve_attention(
+        item, actor=actor, resolution=resolution_words("adopted", merchant_id=merchant.id)
+    )
     return authorizer
 
 

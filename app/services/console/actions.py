@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant, User
 from app.services import DomainError, audit
 from app.services.authorization import authorizers, grants, purge, reconcile
-from app.services.authorization.attention import resolve_attention
+from app.services.authorization.attention import resolution_words, resolve_attention
 from app.services.custody import sweep
 from app.services.platform import intake
 
@@ -135,7 +135,8 @@ def assign_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -
         attention_item_id=item.id,
     )
     item.merchant_id = item.merchant_id or merchant.id
-    resolve_attention(item, actor=actor, resolution=f"assigned to merchant {merchant.id}")
+    resolution = resolution_words("assigned", merchant_id=merchant.id)
+    resolve_attention(item, actor=actor, resolution=resolution)
     return authorizer
 
 
@@ -151,8 +152,7 @@ def purge_account(authorizer: Authorizer, *, actor: User) -> None:
 
 def dismiss_attention(item: AttentionItem, *, actor: User, note: str = "") -> None:
     """Resolve an attention item without changing anything else."""
-    resolution = "dismissed" + (f": {note.strip()}" if note.strip() else "")
-    resolve_attention(item, actor=actor, resolution=resolution)
+    resolve_attention(item, actor=actor, resolution=resolution_words("dismissed", note=note))
 
 
 def authorizer_for_item(item: AttentionItem) -> Authorizer | None:
