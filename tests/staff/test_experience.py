@@ -208,7 +208,7 @@ WORDS = {
     "zh_CN": {"reason": "原因", "wrong_account": "授权了另一个账号", "holder": "持有该账号的商户",
               "push": "微信推送", "yes": "是", "dismissed": "已忽略：重复",
               "assigned": "已分配给商户：",
-              "total": "合计", "failed": "失败", "ticket": "票据", "ok": "正常", "error": "出错",
+              "total": "合计", "failed": "失败", "ticket": "票据", "ok": "正常", "error": "错误",
               "email": "邮箱", "opened": "告警产生", "delivered": "已投递", "critical": "严重",
               "system": "系统", "account": "账号"},
     "en": {"reason": "Reason", "wrong_account": "a different account was authorized",
