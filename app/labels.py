@@ -153,6 +153,8 @@ VOCABULARIES = {
         "invitation": _l("Invitation"),
         "merchant": _l("Merchant"),
         "provider": _l("Provider profile"),
+        "relay_delivery": _l("Relay delivery"),
+        "relay_route": _l("Relay route"),
         "staff_note": _l("Note"),
         "user": _l("User"),
         "user_session": _l("Sign-in session"),
