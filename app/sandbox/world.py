@@ -106,6 +106,9 @@ def seed_world(seed: int | None = None) -> None:
     """Drop everything and build a fresh world from the app config (same seed, same world)."""
     config = current_app.config
     rng = random.Random(config["SANDBOX_SEED"] if seed is None else seed)
+    # drop_all runs on its own connection: this session must not hold the tables (PostgreSQL
+    # would wait forever for its open transaction).
+    db.session.rollback()
     db.drop_all()
     db.create_all()
     platform = Platform(
