@@ -174,7 +174,7 @@ def bind_component():
     if account is None or account.admin_id != user.id:
         return _error(i18n.t("biz_error"), 403)
     if not platforms.may_authorize(platform, account):
-        return _error(grants.UNRELEASED, 403)  # WeChat's refusal, in Chinese in both languages
+        return _error(i18n.t("unreleased"), 403)
     if request.method == "POST":
         return _confirm(platform, code, user, account, auth_type, biz_appid)
     return _sets_page(platform, user, account)
@@ -194,13 +194,7 @@ def _account_list(platform: Platform, user: WechatUser, auth_type: int | None):
         for a in user.accounts
         if a.type in wanted and a.account_status == 1
     ]
-    return render_template(
-        "sandbox/bind_accounts.html",
-        user=user,
-        rows=rows,
-        args=_link_args(),
-        unreleased=grants.UNRELEASED,
-    )
+    return render_template("sandbox/bind_accounts.html", user=user, rows=rows, args=_link_args())
 
 
 def _sets_page(platform: Platform, user, account, error: str | None = None, status: int = 200):

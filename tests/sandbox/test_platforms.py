@@ -437,6 +437,8 @@ def test_a_testing_platform_admits_only_the_accounts_on_its_test_list(sandbox, t
     assert UNRELEASED in phone.get(url, wechat_user=other["admin"]).text
     refused = phone.get(url, wechat_user=other["admin"], account=other["appid"])
     assert refused.status_code == 403 and UNRELEASED in refused.text
+    english = phone.get(url, wechat_user=other["admin"], account=other["appid"], lang="en")
+    assert english.status_code == 403 and "awaits its network-wide release" in english.text
     code = sandbox.pre_auth_code(sandbox.component_token(b), b)
     answer = sandbox.consent(
         code, other["admin"], other["appid"], [17], component_appid=b, expect=400
