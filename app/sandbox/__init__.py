@@ -21,7 +21,7 @@ from sqlalchemy import inspect, select, text
 
 from app.sandbox import api, api_extra, control, media, pages, runtime
 from app.sandbox.config import load_config
-from app.sandbox.models import Platform, db
+from app.sandbox.models import Authorization, Platform, db
 from app.sandbox.pushes import Pusher
 
 csrf = CSRFProtect()
@@ -71,19 +71,24 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _prepare_world(app: Flask) -> None:
-    """Create and seed the database on first start; keep the platform in step with the config."""
+    """Create and seed the database on first start; bring an older database file up to date;
+    keep the default (first) platform in step with the config."""
     from app.sandbox import world
 
     with app.app_context():
         db.create_all()
+        _add_missing_columns()
+        _grants_per_platform()
         for table in db.metadata.sorted_tables:  # indexes added since this file was created
             for index in table.indexes:
                 index.create(db.engine, checkfirst=True)
-        _add_missing_columns()
-        platform = db.session.execute(select(Platform)).scalar_one_or_none()
+        platform = db.session.execute(
+            select(Platform).order_by(Platform.id).limit(1)
+        ).scalar_one_or_none()
         if platform is None:
             world.seed_world()
             return
+        _belong_to_default_platform(platform.id)
         config = app.config
         platform.appid = config["WECHAT_COMPONENT_APPID"]
         platform.secret = config["WECHAT_COMPONENT_APPSECRET"]
@@ -93,6 +98,10 @@ def _prepare_world(app: Flask) -> None:
         platform.message_url = config["SANDBOX_MESSAGE_URL"]
         platform.initiating_domain = config["SANDBOX_INITIATING_DOMAIN"]
         platform.permission_set_ids = world.parse_ids(config["SANDBOX_PERMISSION_SETS"])
+        platform.ip_whitelist = list(config["SANDBOX_IP_WHITELIST"])
+        platform.quotas = dict(config["SANDBOX_QUOTAS"])
+        platform.release_state = platform.release_state or "released"
+        platform.test_accounts = platform.test_accounts or []
         db.session.commit()
 
 
@@ -108,6 +117,52 @@ def _add_missing_columns() -> None:
                     connection.execute(
                         text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
                     )
+
+
+def _grants_per_platform() -> None:
+    """A database file from before several platforms has one grant per account (a unique
+    account_id); make it one per (platform, account), keeping every row."""
+    table = Authorization.__table__
+    inspector = inspect(db.engine)
+    unique = inspector.get_unique_constraints(table.name)
+    legacy = [u for u in unique if u["column_names"] == ["account_id"]]
+    if not legacy:
+        return
+    columns = ", ".join(f'"{c["name"]}"' for c in inspector.get_columns(table.name))
+    with db.engine.begin() as connection:
+        if db.engine.dialect.name == "sqlite":  # SQLite drops a constraint by rebuilding
+            connection.execute(text(f'ALTER TABLE "{table.name}" RENAME TO "authorization_old"'))
+            table.create(connection)
+            connection.execute(
+                text(
+                    f'INSERT INTO "{table.name}" ({columns}) '
+                    f'SELECT {columns} FROM "authorization_old"'
+                )
+            )
+            connection.execute(text('DROP TABLE "authorization_old"'))
+        else:
+            for constraint in legacy:
+                connection.execute(
+                    text(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{constraint["name"]}"')
+                )
+            connection.execute(
+                text(
+                    f'ALTER TABLE "{table.name}" ADD CONSTRAINT "uq_grant_per_platform" '
+                    "UNIQUE (platform_id, account_id)"
+                )
+            )
+
+
+def _belong_to_default_platform(platform_id: int) -> None:
+    """Rows written before several platforms existed belong to the default one."""
+    with db.engine.begin() as connection:
+        for table in db.metadata.sorted_tables:
+            if "platform_id" in table.c:
+                connection.execute(
+                    table.update()
+                    .where(table.c.platform_id.is_(None))
+                    .values(platform_id=platform_id)
+                )
 
 
 class _RedactTokens(logging.Filter):
@@ -143,7 +198,8 @@ def _is_reloader_parent(app: Flask) -> bool:
 
 
 def _start_ticket_thread(app: Flask) -> None:
-    """Push a ticket now and every SANDBOX_TICKET_INTERVAL seconds (0 = never)."""
+    """Push a ticket to every platform now and every SANDBOX_TICKET_INTERVAL seconds (0 =
+    never)."""
     interval = float(app.config["SANDBOX_TICKET_INTERVAL"])
     state = app.extensions["sandbox"]
     if interval <= 0 or state.ticket_thread is not None or _is_reloader_parent(app):
@@ -157,13 +213,14 @@ def _start_ticket_thread(app: Flask) -> None:
 
 
 def _ticket_loop(app: Flask, interval: float, stop: threading.Event) -> None:
-    from app.sandbox import grants, pushes
+    from app.sandbox import grants, platforms, pushes
 
     while not stop.is_set():
         try:
             with app.app_context():
                 with runtime.get(app).lock:
-                    grants.push_ticket(scheduled=True)
+                    for platform in platforms.all_platforms():
+                        grants.push_ticket(platform, scheduled=True)
                     db.session.commit()
                 pushes.send_outbox()
         except Exception:  # keep pushing even if one round fails

@@ -27,6 +27,7 @@ ERRMSG = {
     61013: "invalid option value",
     61014: "must use component token",
     61023: "refresh_token is invalid",
+    61028: "component is unpublished",
 }
 
 
@@ -47,12 +48,21 @@ class WechatError(Exception):
 
 
 class ConsentError(Exception):
-    """Why the phone flow refused to authorize (shown on the page, 400 on the control API)."""
+    """Why the phone flow refused to authorize (shown on the page, 400 on the control API);
+    `errcode`: WeChat's code for the same refusal, when it has one."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, *, errcode: int | None = None):
         super().__init__(code, message)
         self.code = code
         self.message = message
+        self.errcode = errcode
+
+    def payload(self) -> dict:
+        """The control API's 400 body: {error, message} (+ errcode, errmsg)."""
+        body = {"error": self.code, "message": self.message}
+        if self.errcode is not None:
+            body.update(WechatError(self.errcode).payload())
+        return body
 
 
 def new_rid() -> str:

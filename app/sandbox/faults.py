@@ -1,9 +1,8 @@
-"""Switchable faults: per-endpoint errors, latency and transport failures, token accidents, push
-misbehaviour."""
+"""Switchable faults, per platform: per-endpoint errors, latency and transport failures, token
+accidents, push misbehaviour. One platform's faults never touch another's calls or pushes."""
 
 import socket
 import struct
-import threading
 import time
 
 from flask import Response, current_app, request
@@ -11,6 +10,7 @@ from flask import Response, current_app, request
 from app.sandbox import runtime, tokens, world
 from app.sandbox.errors import ConsentError, WechatError
 from app.sandbox.grants import find_account
+from app.sandbox.models import Platform
 
 PUSH_FAULTS = ("pause_tickets", "duplicate", "delay", "out_of_order")
 ENDPOINT_KEYS = ("errcode", "latency", "times", "http_status", "reset", "non_json", "timeout")
@@ -19,36 +19,38 @@ ENDPOINT_KEYS = ("errcode", "latency", "times", "http_status", "reset", "non_jso
 class TransportFault(Exception):
     """An endpoint fault that breaks HTTP itself: no WeChat answer is computed."""
 
-    def __init__(self, kind: str, value):
+    def __init__(self, kind: str, value, component_appid: str):
         super().__init__(kind, value)
         self.kind = kind
         self.value = value
+        self.component_appid = component_appid
 
 
-def configure(body: dict) -> dict:
-    """Apply a faults request (see the control API docs) and return the current faults."""
+def configure(platform: Platform, body: dict) -> dict:
+    """Apply a faults request (see the control API docs) to one platform; return its faults."""
     state = runtime.get()
+    endpoints, pushes = state.endpoints_of(platform.appid), state.pushes_of(platform.appid)
     if body.get("clear"):
-        state.endpoint_faults.clear()
-        state.push_faults.clear()
-        release_hangs()
+        endpoints.clear()
+        pushes.clear()
+        state.release_hangs(platform.appid)
     for name, spec in (body.get("endpoints") or {}).items():
         if not spec:
-            state.endpoint_faults.pop(name, None)
+            endpoints.pop(name, None)
             continue
-        state.endpoint_faults[name] = _endpoint_fault(name, spec)
+        endpoints[name] = _endpoint_fault(name, spec)
     for name, value in (body.get("pushes") or {}).items():
         if name not in PUSH_FAULTS:
             raise ConsentError("unknown_fault", f"unknown push fault {name!r}")
         if value:
-            state.push_faults[name] = value
+            pushes[name] = value
         else:
-            state.push_faults.pop(name, None)
+            pushes.pop(name, None)
     if body.get("foreign_refresh"):
-        tokens.foreign_refresh()
+        tokens.foreign_refresh(platform.id)
     if body.get("rotate_refresh_token"):
-        _rotate(body["rotate_refresh_token"])
-    return snapshot()
+        _rotate(platform, body["rotate_refresh_token"])
+    return snapshot(platform.appid)
 
 
 def _endpoint_fault(name: str, spec) -> dict:
@@ -83,28 +85,29 @@ def _hang_seconds(value) -> float | None:
     return float(value)
 
 
-def _rotate(appid: str) -> None:
+def _rotate(platform: Platform, appid: str) -> None:
     """The stored refresh token goes stale at once (61023); the list API knows the new one."""
-    grant = tokens.active_authorization(find_account(appid))
+    grant = tokens.active_authorization(find_account(appid), platform.id)
     if grant is None:
         raise ConsentError("not_authorized", "account is not authorized to this platform")
     tokens.rotate_refresh_token(grant, world.new_refresh_token(), transition=False)
 
 
-def snapshot() -> dict:
-    """The faults in force."""
+def snapshot(component_appid: str) -> dict:
+    """The faults in force for one platform."""
     state = runtime.get()
     return {
-        "endpoints": {k: dict(v) for k, v in state.endpoint_faults.items()},
-        "pushes": dict(state.push_faults),
+        "endpoints": {k: dict(v) for k, v in state.endpoints_of(component_appid).items()},
+        "pushes": dict(state.pushes_of(component_appid)),
     }
 
 
-def apply(name: str) -> None:
-    """Run before an API: sleep for latency faults, raise for error and transport faults."""
+def apply(name: str, component_appid: str) -> None:
+    """Run before a platform's API call: sleep for latency faults, raise for error and
+    transport faults."""
     state = runtime.get()
     with state.lock:  # `times` counts down exactly once per call, whatever the concurrency
-        faults = state.endpoint_faults
+        faults = state.endpoints_of(component_appid)
         key = name if name in faults else "*"
         spec = faults.get(key)
         if not spec:
@@ -119,7 +122,7 @@ def apply(name: str) -> None:
         time.sleep(spec["latency"])
     kind = _transport_kind(spec)
     if kind is not None:
-        raise TransportFault(kind, spec[kind])
+        raise TransportFault(kind, spec[kind], component_appid)
     if spec["errcode"] is not None:
         raise WechatError(spec["errcode"])
 
@@ -140,7 +143,7 @@ def transport_response(fault: TransportFault) -> Response:
     if fault.kind == "non_json":
         return Response("<html><body>系统繁忙</body></html>", status=200, mimetype="text/html")
     if fault.kind == "timeout":
-        runtime.get().hang_released.wait(fault.value)
+        runtime.get().hang_event(fault.component_appid).wait(fault.value)
     return Response(_drop_connection(request.environ), status=200)
 
 
@@ -156,10 +159,3 @@ def _drop_connection(environ):
             pass
     raise ConnectionResetError("sandbox fault: connection reset")
     yield b""  # pragma: no cover - makes this a generator, so the reset happens while serving
-
-
-def release_hangs() -> None:
-    """Wake every request held by a timeout fault (faults cleared, world reset)."""
-    state = runtime.get()
-    state.hang_released.set()
-    state.hang_released = threading.Event()

@@ -2,9 +2,9 @@
 
 from sqlalchemy import select
 
-from app.sandbox import catalog, clock, pushes, runtime, tokens, world
+from app.sandbox import catalog, clock, platforms, pushes, runtime, tokens, world
 from app.sandbox.errors import ConsentError
-from app.sandbox.models import Account, Authorization, Credential, WechatUser, db
+from app.sandbox.models import Account, Authorization, Credential, Platform, WechatUser, db
 
 PRE_AUTH_REFUSALS = {
     "invalid": "pre_auth_code is invalid",
@@ -12,6 +12,13 @@ PRE_AUTH_REFUSALS = {
     # WeChat: a pre_auth_code may be used once, and a scan counts as a use.
     "used": "pre_auth_code was already scanned or used; get a new one from the platform",
 }
+# What WeChat's page answers an account that is not on an unreleased platform's test list
+# (reported by developers, 2019); the API side of the same rule is 61028.
+UNRELEASED = (
+    "此第三方平台处于待全网发布状态，请全网发布或将尝试授权的公众号或小程序添加到"
+    "“授权测试公众号列表”后再试"
+)
+UNRELEASED_ERRCODE = 61028
 
 
 def find_user(ref) -> WechatUser | None:
@@ -26,28 +33,47 @@ def find_account(appid: str | None) -> Account | None:
     return db.session.execute(select(Account).filter_by(appid=appid or "")).scalar_one_or_none()
 
 
-def offered_sets(account: Account, category_ids: list[int] | None = None) -> list[int]:
+def offered_sets(
+    account: Account, platform: Platform, category_ids: list[int] | None = None
+) -> list[int]:
     """The platform's configured sets this account type can grant (narrowed by category_id_list)."""
-    sets = [i for i in tokens.platform().permission_set_ids if catalog.applies(i, account.type)]
+    sets = [i for i in platform.permission_set_ids if catalog.applies(i, account.type)]
     narrowed = [i for i in sets if category_ids and i in category_ids]
     return narrowed or sets
 
 
-def held_elsewhere(account: Account) -> dict[int, str]:
+def other_providers(account: Account, platform: Platform) -> list[tuple[str, list[int]]]:
+    """(name, granted sets) of every provider other than `platform` the account is authorized
+    to: other providers' platforms (seeded) and the world's other platforms."""
+    providers = [(g.provider_name, g.permission_set_ids) for g in account.foreign_grants]
+    for grant in tokens.active_authorizations(account):
+        if grant.platform_id != platform.id:
+            providers.append((platforms.display_name(grant.platform), grant.permission_set_ids))
+    return providers
+
+
+def held_elsewhere(account: Account, platform: Platform) -> dict[int, str]:
     """Exclusive set id -> the other provider currently holding it for this account."""
     held = {}
-    for grant in account.foreign_grants:
-        for set_id in grant.permission_set_ids:
+    for provider, set_ids in other_providers(account, platform):
+        for set_id in set_ids:
             if catalog.is_exclusive(set_id):
-                held[set_id] = grant.provider_name
+                held[set_id] = provider
     return held
 
 
-def at_provider_limit(account: Account) -> bool:
-    """Whether a *new* grant would be the 16th provider of this account."""
-    if tokens.active_authorization(account) is not None:
+def at_provider_limit(account: Account, platform: Platform) -> bool:
+    """Whether a *new* grant to `platform` would be the account's 16th provider (WeChat counts
+    every platform the account is authorized to)."""
+    if tokens.active_authorization(account, platform.id) is not None:
         return False
-    return len(account.foreign_grants) >= world.PROVIDER_LIMIT
+    return len(other_providers(account, platform)) >= world.PROVIDER_LIMIT
+
+
+def check_release(account: Account, platform: Platform) -> None:
+    """An unreleased platform may be authorized only by the accounts on its test list."""
+    if not platforms.may_authorize(platform, account):
+        raise ConsentError("not_test_account", UNRELEASED, errcode=UNRELEASED_ERRCODE)
 
 
 def check_account_allowed(account: Account, auth_type: int | None, biz_appid: str | None) -> None:
@@ -62,15 +88,15 @@ def check_account_allowed(account: Account, auth_type: int | None, biz_appid: st
         raise ConsentError("account_unavailable", "account is not in a normal state")
 
 
-def _check_sets(account: Account, set_ids: list[int]) -> list[int]:
+def _check_sets(account: Account, platform: Platform, set_ids: list[int]) -> list[int]:
     set_ids = sorted(set(set_ids))
     if not set_ids:
         raise ConsentError("no_sets", "choose at least one permission set")
-    offered = set(offered_sets(account))
+    offered = set(offered_sets(account, platform))
     unknown = [i for i in set_ids if i not in offered]
     if unknown:
         raise ConsentError("unknown_sets", f"sets not offered by the platform: {unknown}")
-    held = held_elsewhere(account)
+    held = held_elsewhere(account, platform)
     clash = [i for i in set_ids if i in held]
     if clash:
         raise ConsentError("exclusive_held", f"exclusive sets held by another platform: {clash}")
@@ -85,27 +111,36 @@ def consent(
     redirect_uri: str | None = None,
     auth_type: int | None = None,
     biz_appid: str | None = None,
+    platform: Platform | None = None,
 ) -> dict:
-    """The admin confirms on the phone: grant, push the event, return the redirect."""
+    """The admin confirms on the phone: grant, push the event, return the redirect.
+
+    The pre_auth_code names its platform; `platform`, when given, must be that one."""
     user, account = find_user(user_ref), find_account(appid)
     try:
-        code = tokens.check_pre_auth_code(pre_auth_code, wechat_user_id=user.id if user else None)
+        code = tokens.check_pre_auth_code(
+            pre_auth_code,
+            platform_id=platform.id if platform else None,
+            wechat_user_id=user.id if user else None,
+        )
     except tokens.PreAuthCodeRefused as refused:
         raise ConsentError("pre_auth_code_invalid", PRE_AUTH_REFUSALS[refused.reason]) from None
+    platform = db.session.get(Platform, code.platform_id)
     if user is None:
         raise ConsentError("unknown_user", "no such WeChat user")
     tokens.scan_pre_auth_code(code, wechat_user_id=user.id)
     if account is None or account.admin_id != user.id:
         raise ConsentError("not_admin", "this WeChat user does not administer that account")
     check_account_allowed(account, auth_type, biz_appid)
-    set_ids = _check_sets(account, set_ids)
-    if at_provider_limit(account):
+    check_release(account, platform)
+    set_ids = _check_sets(account, platform, set_ids)
+    if at_provider_limit(account, platform):
         raise ConsentError("provider_limit", "account is already authorized to 15 platforms")
     code.used_at = clock.now()
-    grant, info_type = _grant(account, set_ids)
-    auth_code = tokens.issue_auth_code(account, code.value)
+    grant, info_type = _grant(account, platform, set_ids)
+    auth_code = tokens.issue_auth_code(account, platform.id, code.value)
     if info_type:
-        _push_grant_event(info_type, account, auth_code)
+        _push_grant_event(platform, info_type, account, auth_code)
     target = redirect_uri or code.redirect_uri
     return {
         "redirect_url": with_code(target, auth_code.value) if target else None,
@@ -113,18 +148,22 @@ def consent(
         "expires_in": tokens.AUTH_CODE_TTL,
         "info_type": info_type,
         "authorizer_appid": account.appid,
+        "component_appid": platform.appid,
     }
 
 
-def _grant(account: Account, set_ids: list[int]) -> tuple[Authorization, str | None]:
-    """Create or renew the grant; a re-authorization gets a new refresh token."""
+def _grant(
+    account: Account, platform: Platform, set_ids: list[int]
+) -> tuple[Authorization, str | None]:
+    """Create or renew the (platform, account) grant; a re-authorization gets a new refresh
+    token."""
     at = clock.now()
     grant = db.session.execute(
-        select(Authorization).filter_by(account_id=account.id)
+        select(Authorization).filter_by(platform_id=platform.id, account_id=account.id)
     ).scalar_one_or_none()
     if grant is None or grant.status != "active":
         if grant is None:
-            grant = Authorization(account=account, refresh_token="")
+            grant = Authorization(platform=platform, account=account, refresh_token="")
             db.session.add(grant)
         grant.status, grant.revoked_at, grant.authorized_at = "active", None, at
         grant.previous_refresh_token = grant.previous_refresh_until = None
@@ -138,8 +177,11 @@ def _grant(account: Account, set_ids: list[int]) -> tuple[Authorization, str | N
     return grant, "updateauthorized" if changed else None
 
 
-def _push_grant_event(info_type: str, account: Account, auth_code: Credential) -> None:
+def _push_grant_event(
+    platform: Platform, info_type: str, account: Account, auth_code: Credential
+) -> None:
     pushes.queue_event(
+        platform,
         info_type,
         {
             "AuthorizerAppid": account.appid,
@@ -161,45 +203,49 @@ def with_code(redirect_uri: str, auth_code: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def update(appid: str, set_ids: list[int]) -> dict:
-    """Security assistant 'update authorization': change the sets, push updateauthorized."""
+def update(platform: Platform, appid: str, set_ids: list[int]) -> dict:
+    """Security assistant 'update authorization': change the sets of the account's grant to
+    `platform`, push updateauthorized."""
     account = find_account(appid)
-    grant = tokens.active_authorization(account)
+    grant = tokens.active_authorization(account, platform.id)
     if grant is None:
         raise ConsentError("not_authorized", "account is not authorized to this platform")
-    set_ids = _check_sets(account, set_ids)
-    if sorted(grant.permission_set_ids) == set_ids:
-        return {"changed": False, "authorizer_appid": appid, "permission_set_ids": set_ids}
-    grant.permission_set_ids, grant.updated_at = set_ids, clock.now()
-    auth_code = tokens.issue_auth_code(account, None)
-    _push_grant_event("updateauthorized", account, auth_code)
-    return {
-        "changed": True,
+    set_ids = _check_sets(account, platform, set_ids)
+    result = {
+        "changed": False,
         "authorizer_appid": appid,
+        "component_appid": platform.appid,
         "permission_set_ids": set_ids,
-        "auth_code": auth_code.value,
     }
+    if sorted(grant.permission_set_ids) == set_ids:
+        return result
+    grant.permission_set_ids, grant.updated_at = set_ids, clock.now()
+    auth_code = tokens.issue_auth_code(account, platform.id, None)
+    _push_grant_event(platform, "updateauthorized", account, auth_code)
+    return {**result, "changed": True, "auth_code": auth_code.value}
 
 
-def revoke(appid: str) -> dict:
-    """The merchant revokes: refresh token and tokens die, `unauthorized` is pushed."""
+def revoke(platform: Platform, appid: str) -> dict:
+    """The merchant revokes the account's grant to `platform`: its refresh token and tokens
+    die, `unauthorized` is pushed; grants to other platforms are untouched."""
     account = find_account(appid)
-    grant = tokens.active_authorization(account)
+    grant = tokens.active_authorization(account, platform.id)
     if grant is None:
         raise ConsentError("not_authorized", "account is not authorized to this platform")
     grant.status, grant.revoked_at = "revoked", clock.now()
     grant.previous_refresh_token = grant.previous_refresh_until = None
-    tokens.kill_account_tokens(account)
-    pushes.queue_event("unauthorized", {"AuthorizerAppid": appid}, appid)
-    return {"revoked": True, "authorizer_appid": appid}
+    tokens.kill_account_tokens(account, platform.id)
+    pushes.queue_event(platform, "unauthorized", {"AuthorizerAppid": appid}, appid)
+    return {"revoked": True, "authorizer_appid": appid, "component_appid": platform.appid}
 
 
-def push_ticket(*, scheduled: bool = False) -> str | None:
-    """Mint and push a component_verify_ticket (scheduled pushes honour the pause fault)."""
-    platform = tokens.platform()
-    paused = runtime.get().push_faults.get("pause_tickets") or not platform.ticket_push_running
-    if scheduled and paused:
+def push_ticket(platform: Platform | None = None, *, scheduled: bool = False) -> str | None:
+    """Mint and push a component_verify_ticket to the platform's (None: the default one's) event
+    URL; scheduled pushes honour the platform's pause fault."""
+    platform = platform or platforms.default()
+    paused = runtime.get().pushes_of(platform.appid).get("pause_tickets")
+    if scheduled and (paused or not platform.ticket_push_running):
         return None
-    ticket = tokens.issue_ticket()
-    pushes.queue_event("component_verify_ticket", {"ComponentVerifyTicket": ticket.value})
+    ticket = tokens.issue_ticket(platform.id)
+    pushes.queue_event(platform, "component_verify_ticket", {"ComponentVerifyTicket": ticket.value})
     return ticket.value

@@ -2,6 +2,8 @@
 
 from flask import request
 
+from app.sandbox.grants import UNRELEASED
+
 TEXTS = {
     "wechat": ("微信", "WeChat"),
     "authorize_title": ("授权给第三方平台", "Authorize a third-party platform"),
@@ -65,13 +67,18 @@ TEXTS = {
         "Go back to the platform and reload its page for a new one",
     ),
     "biz_error": ("只有该账号的管理员才能授权", "Only the account's administrator can authorize"),
+    "unreleased": (
+        UNRELEASED,
+        "This third-party platform awaits its network-wide release: release it, or add the "
+        "account to its authorization test list (授权测试公众号列表), then try again",
+    ),
     "assistant_title": ("公众平台安全助手", "Security assistant"),
     "assistant_sub": (
         "绑定查询 · 微信号绑定账号的授权管理",
         "Bindings · manage the authorizations of your accounts",
     ),
-    "our_grant": ("授权给本平台", "Authorized to this platform"),
-    "not_granted": ("未授权给本平台", "Not authorized to this platform"),
+    "our_grant": ("已授权的第三方平台", "Authorized platform"),
+    "not_granted": ("未授权给本沙箱的第三方平台", "Not authorized to this sandbox's platforms"),
     "other_platforms": ("其他第三方平台", "Other third-party platforms"),
     "update": ("更新授权", "Update authorization"),
     "revoke": ("取消授权", "Revoke"),

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from app.sandbox import clock, grants, pushes, runtime, tokens
+from app.sandbox import clock, grants, platforms, pushes, runtime, tokens
 from app.sandbox.errors import ConsentError, WechatError
-from app.sandbox.models import Delivery, DeliveryAttempt, db
+from app.sandbox.models import Delivery, DeliveryAttempt, Platform, db
+from app.wechat.crypto import MessageCrypto
 from app.wechat.errors import CryptoError
 from app.wechat.events import build_message_xml, parse_message
 
@@ -35,6 +36,7 @@ class Outgoing:
     user_name: str  # the account's original id, the outer <ToUserName>
     request_url: str
     body: bytes
+    crypto: MessageCrypto  # the platform's: seals the message, opens the reply
 
 
 def default_openid(appid: str) -> str:
@@ -48,15 +50,16 @@ def new_msg_id() -> int:
     return 10**18 + secrets.randbelow(8 * 10**18)
 
 
-def prepare(body: dict) -> tuple[Outgoing, bool]:
-    """Validate a user-message request and record it; (the sealed message, duplicate fault?).
+def prepare(platform: Platform, body: dict) -> tuple[Outgoing, bool]:
+    """Validate a user-message request to an account authorized to `platform` and record it;
+    (the sealed message, duplicate fault?).
 
     Raises WechatError for an unknown (40013) or unauthorized (61003) account, ConsentError for
     a bad message. Call under the world lock, then commit."""
     account = grants.find_account(_text(body, "authorizer_appid"))
     if account is None:
         raise WechatError(40013)
-    if tokens.active_authorization(account) is None:
+    if tokens.active_authorization(account, platform.id) is None:
         raise WechatError(61003)
     msg_type = body.get("msg_type")
     if msg_type not in MSG_TYPES:
@@ -69,8 +72,9 @@ def prepare(body: dict) -> tuple[Outgoing, bool]:
     if len(openid) > 64:
         raise ConsentError("bad_openid", "openid is at most 64 characters")
     inner = build_message_xml(account.user_name, openid, int(clock.now()), msg_type, **fields)
-    url = tokens.platform().message_url.replace("$APPID$", account.appid)
+    url = platform.message_url.replace("$APPID$", account.appid)
     delivery = Delivery(
+        platform_id=platform.id,
         info_type=INFO_PREFIX + msg_type,
         authorizer_appid=account.appid,
         url=url,
@@ -81,8 +85,8 @@ def prepare(body: dict) -> tuple[Outgoing, bool]:
     )
     db.session.add(delivery)
     db.session.flush()
-    duplicate = bool(runtime.get().push_faults.get("duplicate"))
-    return _seal(delivery, account.user_name), duplicate
+    duplicate = bool(runtime.get().pushes_of(platform.appid).get("duplicate"))
+    return _seal(delivery, account.user_name, platforms.crypto(platform)), duplicate
 
 
 def _text(body: dict, key: str) -> str:
@@ -114,20 +118,21 @@ def _fields(msg_type: str, body: dict) -> dict:
     return {"MediaId": media_id, "Format": "amr"}  # voice
 
 
-def _seal(delivery: Delivery, user_name: str) -> Outgoing:
+def _seal(delivery: Delivery, user_name: str, box: MessageCrypto) -> Outgoing:
     request_url, data = pushes.seal(
+        box,
         delivery.url,
         delivery.inner_xml,
         to_user_name=user_name,
         extra_query={"openid": delivery.openid},
     )
-    return Outgoing(delivery.id, delivery.msg_id, user_name, request_url, data)
+    return Outgoing(delivery.id, delivery.msg_id, user_name, request_url, data, box)
 
 
 def send(outgoing: Outgoing, duplicate: bool) -> dict:
     """Deliver like WeChat (outside the world lock: attempts take seconds) and report:
     {msg_id, attempts, http_status, reply_xml, reply_ms, error, duplicate}."""
-    delay = float(runtime.get().push_faults.get("delay") or 0)
+    delay = float(runtime.get().pushes_of(outgoing.crypto.appid).get("delay") or 0)
     if delay:
         time.sleep(delay)
     result = exchange(outgoing)
@@ -136,6 +141,7 @@ def send(outgoing: Outgoing, duplicate: bool) -> dict:
         with runtime.get().lock:
             original = db.session.get(Delivery, outgoing.delivery_id)
             copy = Delivery(
+                platform_id=original.platform_id,
                 info_type=original.info_type,
                 authorizer_appid=original.authorizer_appid,
                 url=original.url,
@@ -147,7 +153,7 @@ def send(outgoing: Outgoing, duplicate: bool) -> dict:
             )
             db.session.add(copy)
             db.session.flush()
-            copied = _seal(copy, outgoing.user_name)
+            copied = _seal(copy, outgoing.user_name, outgoing.crypto)
             db.session.commit()
         again = exchange(copied)
     return {**result, "duplicate": again}
@@ -168,7 +174,7 @@ def exchange(outgoing: Outgoing) -> dict:
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         answered = error is None and http_status == 200
         if answered:
-            reply_xml, error = open_reply(reply)
+            reply_xml, error = open_reply(outgoing.crypto, reply)
         elif error is None:
             error = f"HTTP {http_status}"
         _record_attempt(outgoing.delivery_id, number, http_status, reply, error, elapsed_ms)
@@ -190,14 +196,14 @@ def exchange(outgoing: Outgoing) -> dict:
     }
 
 
-def open_reply(reply: str) -> tuple[str | None, str | None]:
+def open_reply(box: MessageCrypto, reply: str) -> tuple[str | None, str | None]:
     """(decrypted passive reply XML or None, why the reply is not valid or None).
 
     The platform runs in safe mode: a reply is `success`, empty, or encrypted XML."""
     if reply in ("", "success"):
         return None, None
     try:
-        xml = pushes.crypto().open_reply(reply)
+        xml = box.open_reply(reply)
         parse_message(xml)
     except CryptoError as exc:
         return None, f"invalid reply: {exc}"

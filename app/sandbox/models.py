@@ -1,7 +1,18 @@
 """The sandbox's own tables: WeChat's side of the world (never the portal's database)."""
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -13,10 +24,12 @@ db = SQLAlchemy(model_class=Base)
 
 
 class Platform(db.Model):
-    """The one third-party platform (component) registered in this world."""
+    """A third-party platform (component) registered in this world; the first one (lowest id) is
+    the default, kept in step with the WECHAT_* / SANDBOX_* configuration."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     appid: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
     # WeChat's side holds the secret in the clear; it is a sandbox, and it is never logged.
     secret: Mapped[str] = mapped_column(String(128))
     token: Mapped[str] = mapped_column(String(128))
@@ -27,6 +40,28 @@ class Platform(db.Model):
     permission_set_ids: Mapped[list] = mapped_column(JSON, default=list)
     ticket_push_running: Mapped[bool] = mapped_column(Boolean, default=True)
     quota_clears: Mapped[dict] = mapped_column(JSON, default=dict)  # {"YYYY-MM": n}
+    # Columns below were added with several platforms; nullable, so older database files get
+    # them with ALTER TABLE (None reads as the default: released, no test list, no whitelist).
+    # testing | released: until its network-wide release (全网发布) only the accounts on the
+    # authorization test list (授权测试公众号/小程序列表) may authorize the platform.
+    release_state: Mapped[str | None] = mapped_column(String(16), default="released")
+    released_at: Mapped[float | None] = mapped_column(Float)
+    test_accounts: Mapped[list | None] = mapped_column(JSON, default=list)  # appids or gh_ ids
+    ip_whitelist: Mapped[list | None] = mapped_column(JSON, default=list)  # [] = allow all
+    quotas: Mapped[dict | None] = mapped_column(JSON)  # daily limit per API name
+
+
+FIRST_PLATFORM_ID = select(Platform.id).order_by(Platform.id).limit(1)
+
+
+def _first_platform_id(context) -> int | None:
+    # A row written without a platform (seeded straight into the database, as tests do)
+    # belongs to the default platform.
+    return context.connection.execute(FIRST_PLATFORM_ID).scalar()
+
+
+def _platform_column():
+    return mapped_column(ForeignKey("platform.id"), index=True, default=_first_platform_id)
 
 
 class WechatUser(db.Model):
@@ -75,10 +110,15 @@ class ForeignGrant(db.Model):
 
 
 class Authorization(db.Model):
-    """An account's grant to *our* platform (one row per account, status tracks revocation)."""
+    """An account's grant to one of our platforms (one row per platform and account; status
+    tracks revocation). An account may hold grants to several platforms at once."""
+
+    __table_args__ = (UniqueConstraint("platform_id", "account_id", name="uq_grant_per_platform"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), unique=True)
+    platform_id: Mapped[int | None] = _platform_column()
+    platform: Mapped[Platform | None] = relationship()
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
     account: Mapped[Account] = relationship()
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
     permission_set_ids: Mapped[list] = mapped_column(JSON, default=list)
@@ -95,6 +135,7 @@ class Ticket(db.Model):
     """A component_verify_ticket that was pushed."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int | None] = _platform_column()
     value: Mapped[str] = mapped_column(String(128), unique=True)
     issued_at: Mapped[float] = mapped_column(Float)
 
@@ -103,6 +144,7 @@ class Credential(db.Model):
     """Tokens and codes with WeChat's lifetimes; `kind` says which."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int | None] = _platform_column()
     # component_token | authorizer_token | pre_auth_code | auth_code
     kind: Mapped[str] = mapped_column(String(20), index=True)
     value: Mapped[str] = mapped_column(String(160), unique=True)
@@ -126,9 +168,10 @@ class Credential(db.Model):
 
 
 class Delivery(db.Model):
-    """One push (event or message) to the platform's URLs, with its attempts."""
+    """One push (event or message) to a platform's URLs, with its attempts."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int | None] = _platform_column()
     info_type: Mapped[str] = mapped_column(String(40))
     authorizer_appid: Mapped[str | None] = mapped_column(String(32))
     url: Mapped[str] = mapped_column(Text)
@@ -158,9 +201,10 @@ class DeliveryAttempt(db.Model):
 
 
 class ApiCall(db.Model):
-    """Calls per API name and (Beijing) day: the call counter and the daily quota."""
+    """Calls per platform, API name and (Beijing) day: the call counter and the daily quota."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int | None] = _platform_column()
     name: Mapped[str] = mapped_column(String(64), index=True)
     day: Mapped[str] = mapped_column(String(10))
     calls: Mapped[int] = mapped_column(Integer, default=0)
@@ -171,6 +215,7 @@ class CustomMessage(db.Model):
     """A customer-service message sent through /cgi-bin/message/custom/send."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int | None] = _platform_column()
     authorizer_appid: Mapped[str] = mapped_column(String(32))
     touser: Mapped[str] = mapped_column(String(64))
     msgtype: Mapped[str] = mapped_column(String(20))

@@ -15,9 +15,9 @@ from flask import (
 )
 from markupsafe import Markup
 
-from app.sandbox import catalog, grants, i18n, media, pushes, runtime, tokens
+from app.sandbox import catalog, grants, i18n, media, platforms, pushes, runtime, tokens
 from app.sandbox.errors import ConsentError
-from app.sandbox.models import WechatUser, db
+from app.sandbox.models import Platform, WechatUser, db
 
 bp = Blueprint(
     "sandbox_pages",
@@ -87,41 +87,55 @@ def _domain(url: str | None) -> str:
     return urlsplit(url or "").netloc
 
 
+def _link_platform() -> Platform | None:
+    """The platform the link's component_appid names."""
+    return platforms.by_appid(request.values.get("component_appid"))
+
+
 def _check_link(*, scan: bool = False, wechat_user: WechatUser | None = None):
-    """Validate the link parameters; return (pre_auth_code credential, None) or (None, error).
+    """Validate the link parameters; return (platform, pre_auth_code credential, None) or
+    (None, None, error).
 
     `scan`: this is the phone page, whose opening burns the code for every other phone (and,
     once a WeChat user is picked, for every other user)."""
-    platform = tokens.platform()
-    if request.values.get("component_appid") != platform.appid:
-        return None, _error(i18n.t("appid_error"))
+    platform = _link_platform()
+    if platform is None:
+        return None, None, _error(i18n.t("appid_error"))
     redirect_uri = request.values.get("redirect_uri", "")
     relaxed = current_app.config["SANDBOX_RELAX_REFERER"]
     if not relaxed and _domain(redirect_uri) != platform.initiating_domain:
-        return None, _error(i18n.t("redirect_error"))
+        return None, None, _error(i18n.t("redirect_error"))
     phone, user_id = _phone(), wechat_user.id if wechat_user else None
     try:
         code = tokens.check_pre_auth_code(
-            request.values.get("pre_auth_code"), wechat_user_id=user_id, phone=phone
+            request.values.get("pre_auth_code"),
+            platform_id=platform.id,
+            wechat_user_id=user_id,
+            phone=phone,
         )
     except tokens.PreAuthCodeRefused as refused:
-        return None, _error(i18n.t("code_used" if refused.reason == "used" else "code_error"))
+        reason = "code_used" if refused.reason == "used" else "code_error"
+        return None, None, _error(i18n.t(reason))
     if scan:
         tokens.scan_pre_auth_code(code, phone=phone, wechat_user_id=user_id)
     # Remember where to send the browser, so the control API's consent can answer it too.
     code.redirect_uri = redirect_uri or code.redirect_uri
-    return code, None
+    return platform, code, None
 
 
 @bp.get("/cgi-bin/componentloginpage")
 def login_page():
     """PC authorization page: Referer check, then a QR code for the admin's phone."""
-    platform = tokens.platform()
+    with runtime.get().lock:
+        # An unknown component_appid is refused below, after the Referer check.
+        checked = _link_platform() or platforms.default()
+        domain = checked.initiating_domain
+        db.session.rollback()
     referer = _domain(request.headers.get("Referer"))
-    if not current_app.config["SANDBOX_RELAX_REFERER"] and referer != platform.initiating_domain:
+    if not current_app.config["SANDBOX_RELAX_REFERER"] and referer != domain:
         return _error(i18n.t("referer_error", referer=referer or i18n.t("empty")), 403)
     with runtime.get().lock:
-        code, error = _check_link()
+        platform, code, error = _check_link()
         db.session.commit()
     if error:
         return error
@@ -132,6 +146,7 @@ def login_page():
         mobile_url=mobile_url,
         qr=Markup(media.qr_svg(mobile_url)),
         platform=platform,
+        platform_name=platforms.display_name(platform),
         expires_in=int((code.expires_at - code.issued_at) / 60),
     )
 
@@ -143,7 +158,7 @@ def bind_component():
     phone): pick the WeChat user, the account, the sets; confirm."""
     with runtime.get().lock:
         user = grants.find_user(request.values.get("wechat_user") or "")
-        code, error = _check_link(scan=True, wechat_user=user)
+        platform, code, error = _check_link(scan=True, wechat_user=user)
         db.session.commit()
     if error:
         return error
@@ -154,24 +169,27 @@ def bind_component():
     biz_appid = request.values.get("biz_appid") or None
     appid = biz_appid or request.values.get("account")
     if not appid:
-        return _account_list(user, auth_type)
+        return _account_list(platform, user, auth_type)
     account = grants.find_account(appid)
     if account is None or account.admin_id != user.id:
         return _error(i18n.t("biz_error"), 403)
+    if not platforms.may_authorize(platform, account):
+        return _error(i18n.t("unreleased"), 403)
     if request.method == "POST":
-        return _confirm(code, user, account, auth_type, biz_appid)
-    return _sets_page(user, account)
+        return _confirm(platform, code, user, account, auth_type, biz_appid)
+    return _sets_page(platform, user, account)
 
 
-def _account_list(user: WechatUser, auth_type: int | None):
+def _account_list(platform: Platform, user: WechatUser, auth_type: int | None):
     wanted = {1: {"official_account"}, 2: {"mini_program"}}.get(
         auth_type, {"official_account", "mini_program"}
     )
     rows = [
         {
             "account": a,
-            "ours": tokens.active_authorization(a) is not None,
-            "limit": grants.at_provider_limit(a),
+            "ours": tokens.active_authorization(a, platform.id) is not None,
+            "limit": grants.at_provider_limit(a, platform),
+            "unreleased": not platforms.may_authorize(platform, a),
         }
         for a in user.accounts
         if a.type in wanted and a.account_status == 1
@@ -179,12 +197,12 @@ def _account_list(user: WechatUser, auth_type: int | None):
     return render_template("sandbox/bind_accounts.html", user=user, rows=rows, args=_link_args())
 
 
-def _sets_page(user, account, error: str | None = None, status: int = 200):
+def _sets_page(platform: Platform, user, account, error: str | None = None, status: int = 200):
     category_ids = [_int_or_none(p) for p in request.values.get("category_id_list", "").split("|")]
-    offered = grants.offered_sets(account, [i for i in category_ids if i is not None])
-    grant = tokens.active_authorization(account)
+    offered = grants.offered_sets(account, platform, [i for i in category_ids if i is not None])
+    grant = tokens.active_authorization(account, platform.id)
     checked = set(grant.permission_set_ids) if grant else set(offered)
-    held = grants.held_elsewhere(account)
+    held = grants.held_elsewhere(account, platform)
     sets = [
         {
             "id": i,
@@ -201,11 +219,12 @@ def _sets_page(user, account, error: str | None = None, status: int = 200):
         sets=sets,
         args=_link_args(),
         error=error,
-        limit=grants.at_provider_limit(account),
+        limit=grants.at_provider_limit(account, platform),
+        platform_name=platforms.display_name(platform),
     ), status
 
 
-def _confirm(code, user, account, auth_type, biz_appid):
+def _confirm(platform, code, user, account, auth_type, biz_appid):
     set_ids = [int(i) for i in request.form.getlist("permission_set_ids") if i.isdigit()]
     with runtime.get().lock:
         try:
@@ -217,11 +236,12 @@ def _confirm(code, user, account, auth_type, biz_appid):
                 redirect_uri=request.values.get("redirect_uri"),
                 auth_type=auth_type,
                 biz_appid=biz_appid,
+                platform=platform,
             )
             db.session.commit()
         except ConsentError as refused:
             db.session.rollback()
-            return _sets_page(user, account, error=refused.message, status=422)
+            return _sets_page(platform, user, account, error=refused.message, status=422)
     pushes.send_outbox()
     return redirect(result["redirect_url"], code=303)
 
@@ -235,14 +255,19 @@ def assistant_users():
 
 @bp.get("/sandbox/assistant/<int:user_id>")
 def assistant(user_id):
-    """Security assistant: the user's accounts and their grants, with update and revoke."""
+    """Security assistant: the user's accounts and their grants (one per platform), with update
+    and revoke."""
     user = db.session.get(WechatUser, user_id) or abort(404)
     rows = []
     for account in user.accounts:
-        grant = tokens.active_authorization(account)
-        held = grants.held_elsewhere(account)
-        offered = [i for i in grants.offered_sets(account) if i not in held]
-        rows.append({"account": account, "grant": grant, "offered": offered})
+        held = []
+        for grant in tokens.active_authorizations(account):
+            platform = grant.platform
+            taken = grants.held_elsewhere(account, platform)
+            offered = [i for i in grants.offered_sets(account, platform) if i not in taken]
+            name = platforms.display_name(platform)
+            held.append({"grant": grant, "platform": platform, "name": name, "offered": offered})
+        rows.append({"account": account, "grants": held})
     return render_template(
         "sandbox/assistant.html", user=user, rows=rows, done=request.args.get("done")
     )
@@ -250,16 +275,19 @@ def assistant(user_id):
 
 @bp.post("/sandbox/assistant/<int:user_id>/<appid>")
 def assistant_change(user_id, appid):
-    """Untick sets (update) or revoke, pushing updateauthorized/unauthorized."""
+    """Untick sets (update) or revoke one platform's grant (form field component_appid; absent =
+    the default platform), pushing updateauthorized/unauthorized."""
     account = grants.find_account(appid)
     if account is None or account.admin_id != user_id:
         abort(404)
     with runtime.get().lock:
         try:
+            platform = platforms.require(request.form.get("component_appid"))
             if request.form.get("action") == "revoke":
-                grants.revoke(appid)
+                grants.revoke(platform, appid)
             else:
-                grants.update(appid, [int(i) for i in request.form.getlist("permission_set_ids")])
+                set_ids = [int(i) for i in request.form.getlist("permission_set_ids")]
+                grants.update(platform, appid, set_ids)
             db.session.commit()
         except ConsentError as refused:
             db.session.rollback()

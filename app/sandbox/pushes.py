@@ -1,4 +1,6 @@
-"""Pushes to the platform's URLs: a delivery queue, a worker thread, retries, faults (§2.4)."""
+"""Pushes to the platforms' URLs: a delivery queue, a worker thread, retries, faults (§2.4).
+
+Every push is sealed with its own platform's keys and follows that platform's push faults."""
 
 import queue
 import secrets
@@ -8,23 +10,15 @@ from urllib.parse import urlencode
 
 import requests
 from flask import Flask, current_app, g
-from sqlalchemy import select
 
-from app.sandbox import clock, runtime
-from app.sandbox.models import Delivery, DeliveryAttempt, db
+from app.sandbox import clock, platforms, runtime
+from app.sandbox.models import Delivery, DeliveryAttempt, Platform, db
 from app.wechat.crypto import MessageCrypto
 from app.wechat.events import build_event_xml
 
 
-def crypto() -> MessageCrypto:
-    """The platform's message crypto (token, EncodingAESKey, component appid)."""
-    config = current_app.config
-    return MessageCrypto(
-        config["WECHAT_TOKEN"], config["WECHAT_ENCODING_AES_KEY"], config["WECHAT_COMPONENT_APPID"]
-    )
-
-
 def signed_post(
+    box: MessageCrypto,
     url: str,
     inner_xml: str,
     *,
@@ -33,20 +27,23 @@ def signed_post(
     timeout: float | None = None,
 ):
     """POST an encrypted, signed push like WeChat; return (http_status, reply, error)."""
-    request_url, body = seal(url, inner_xml, to_user_name=to_user_name, extra_query=extra_query)
+    request_url, body = seal(
+        box, url, inner_xml, to_user_name=to_user_name, extra_query=extra_query
+    )
     return post(request_url, body, timeout or current_app.config["SANDBOX_PUSH_TIMEOUT"])
 
 
 def seal(
+    box: MessageCrypto,
     url: str,
     inner_xml: str,
     *,
     to_user_name: str | None = None,
     extra_query: dict | None = None,
 ) -> tuple[str, bytes]:
-    """Encrypt and sign a push like WeChat: (URL with the signed query, body bytes)."""
+    """Encrypt and sign a push like WeChat with a platform's crypto: (URL with the signed
+    query, body bytes)."""
     timestamp, nonce = str(int(clock.now())), str(secrets.randbelow(10**10))
-    box = crypto()
     body, msg_signature = box.encrypt_message(
         inner_xml, timestamp, nonce, to_user_name=to_user_name
     )
@@ -76,37 +73,34 @@ def post(request_url: str, body: bytes, timeout: float):
     return response.status_code, response.text, None
 
 
-def queue_event(info_type: str, fields: dict, authorizer_appid: str | None = None) -> Delivery:
-    """Record an event push to the authorization-event URL; it is sent after the commit."""
-    from app.sandbox.tokens import platform
-
+def queue_event(
+    platform: Platform, info_type: str, fields: dict, authorizer_appid: str | None = None
+) -> Delivery:
+    """Record an event push to the platform's authorization-event URL; it is sent after the
+    commit."""
     inner = build_event_xml(
-        info_type,
-        {
-            "AppId": current_app.config["WECHAT_COMPONENT_APPID"],
-            "CreateTime": int(clock.now()),
-            **fields,
-        },
+        info_type, {"AppId": platform.appid, "CreateTime": int(clock.now()), **fields}
     )
     delivery = Delivery(
+        platform_id=platform.id,
         info_type=info_type,
         authorizer_appid=authorizer_appid,
-        url=platform().event_url,
+        url=platform.event_url,
         inner_xml=inner,
         created_at=clock.now(),
     )
     db.session.add(delivery)
     db.session.flush()
-    g.setdefault("sandbox_outbox", []).append(delivery.id)
+    g.setdefault("sandbox_outbox", []).append((delivery.id, platform.appid))
     return delivery
 
 
 def send_outbox() -> None:
     """Hand the deliveries queued in this context to the pusher (call after committing)."""
-    ids = g.pop("sandbox_outbox", [])
+    queued = g.pop("sandbox_outbox", [])
     pusher = runtime.get().pusher
-    for delivery_id in ids:
-        pusher.submit(delivery_id)
+    for delivery_id, component_appid in queued:
+        pusher.submit(delivery_id, component_appid)
 
 
 class Pusher:
@@ -116,7 +110,8 @@ class Pusher:
         self.app = app
         self.queue: queue.Queue[int] = queue.Queue()
         self.pending = 0
-        self.held: list[int] = []  # out-of-order fault: waits for the next delivery
+        # out-of-order fault, per platform: waits for the platform's next delivery
+        self.held: dict[str, list[int]] = {}
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
 
@@ -124,18 +119,19 @@ class Pusher:
     def sync(self) -> bool:
         return bool(self.app.config["SANDBOX_SYNC_PUSHES"])
 
-    def submit(self, delivery_id: int) -> None:
-        """Apply push faults, then deliver (inline or through the worker)."""
-        faults = runtime.get(self.app).push_faults
+    def submit(self, delivery_id: int, component_appid: str) -> None:
+        """Apply the platform's push faults, then deliver (inline or through the worker)."""
+        faults = runtime.get(self.app).pushes_of(component_appid)
         ids = [delivery_id]
         if faults.get("duplicate"):
             ids.append(self._duplicate(delivery_id))
         if faults.get("out_of_order"):
             with self.cond:
-                self.held.extend(ids)
-                if len(self.held) < 2:
+                held = self.held.setdefault(component_appid, [])
+                held.extend(ids)
+                if len(held) < 2:
                     return  # wait for a later delivery to overtake this one
-                ids, self.held = self.held[::-1], []
+                ids, self.held[component_appid] = held[::-1], []
         for one in ids:
             self._schedule(one, float(faults.get("delay") or 0))
 
@@ -143,6 +139,7 @@ class Pusher:
         with self.app.app_context(), runtime.get(self.app).lock:
             original = db.session.get(Delivery, delivery_id)
             copy = Delivery(
+                platform_id=original.platform_id,
                 info_type=original.info_type,
                 authorizer_appid=original.authorizer_appid,
                 url=original.url,
@@ -190,7 +187,8 @@ class Pusher:
     def flush(self, timeout: float = 30.0) -> bool:
         """Release held deliveries and wait until nothing is pending; False on timeout."""
         with self.cond:
-            held, self.held = self.held, []
+            held = [one for ids in self.held.values() for one in ids]
+            self.held = {}
         for delivery_id in held:
             self._schedule(delivery_id, 0)
         deadline = time.monotonic() + timeout
@@ -210,12 +208,13 @@ class Pusher:
             if delivery is None:  # the world was reset while this push waited
                 return
             url, inner = delivery.url, delivery.inner_xml
+            box = platforms.crypto(db.session.get(Platform, delivery.platform_id))
             db.session.rollback()
             status = "failed"
             for number in range(1, config["SANDBOX_PUSH_ATTEMPTS"] + 1):
                 if number > 1:
                     time.sleep(config["SANDBOX_PUSH_RETRY_DELAY"])
-                http_status, reply, error = signed_post(url, inner)
+                http_status, reply, error = signed_post(box, url, inner)
                 with runtime.get(self.app).lock:
                     db.session.add(
                         DeliveryAttempt(
@@ -234,9 +233,3 @@ class Pusher:
             with runtime.get(self.app).lock:
                 db.session.get(Delivery, delivery_id).status = status
                 db.session.commit()
-
-
-def deliveries(limit: int = 100) -> list[Delivery]:
-    """The most recent deliveries, newest first."""
-    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-    return list(db.session.execute(query).scalars())

@@ -1,14 +1,16 @@
-"""WeChat's release (全网发布) checks, run against the platform's message URL."""
+"""WeChat's release (全网发布) checks, run per platform against its message URL with its keys."""
 
 import random
 import time
+from dataclasses import dataclass
 
 from defusedxml import ElementTree
 from flask import current_app
 from sqlalchemy import select
 
-from app.sandbox import catalog, clock, grants, pushes, runtime, tokens
-from app.sandbox.models import CustomMessage, Delivery, DeliveryAttempt, db
+from app.sandbox import catalog, clock, grants, platforms, pushes, runtime, tokens
+from app.sandbox.models import CustomMessage, Delivery, DeliveryAttempt, Platform, db
+from app.wechat.crypto import MessageCrypto
 from app.wechat.events import build_message_xml
 from app.wechat.release import API_REPLY_SUFFIX, EVENT_REPLY_SUFFIX, QUERY_AUTH_PREFIX, TEXT_REPLY
 from app.wechat.release import TEXT_TRIGGER as TEXT
@@ -17,8 +19,29 @@ TEST_OPENID = "ozy4qt5QUADNXORxCVipKMV9dss0"
 EVENT = "LOCATION"
 
 
-def run(wait_seconds: float | None = None, appids: list[str] | None = None, group=1) -> dict:
-    """Run the checks for one group of test accounts (WeChat picks one at random)."""
+@dataclass(frozen=True)
+class Target:
+    """The platform under check, read once (the checks run outside the world lock)."""
+
+    platform_id: int
+    component_appid: str
+    message_url: str
+    crypto: MessageCrypto
+
+
+def run(
+    platform_id: int,
+    wait_seconds: float | None = None,
+    appids: list[str] | None = None,
+    group=1,
+) -> dict:
+    """Run a platform's checks for one group of test accounts (WeChat picks one at random)."""
+    with runtime.get().lock:
+        platform = db.session.get(Platform, platform_id)
+        target = Target(
+            platform.id, platform.appid, platform.message_url, platforms.crypto(platform)
+        )
+        db.session.rollback()
     wait = float(
         wait_seconds if wait_seconds is not None else current_app.config["SANDBOX_RELEASE_WAIT"]
     )
@@ -32,10 +55,11 @@ def run(wait_seconds: float | None = None, appids: list[str] | None = None, grou
         if not appids and group != "all" and spec["group"] != int(group):
             continue
         if spec["type"] == "official_account":
-            results.append(_check_event(spec))
-        results.append(_check_text(spec))
-        results.append(_check_query_auth_code(spec, wait))
+            results.append(_check_event(target, spec))
+        results.append(_check_text(target, spec))
+        results.append(_check_query_auth_code(target, spec, wait))
     return {
+        "component_appid": target.component_appid,
         "group": group,
         "passed": bool(results) and all(r["passed"] for r in results),
         "checks": results,
@@ -53,15 +77,22 @@ def _result(spec: dict, check: str, passed: bool, reason: str, reply=None) -> di
     }
 
 
-def _send(spec: dict, msg_type: str, check: str, **fields) -> tuple[int | None, str, str | None]:
+def _send(
+    target: Target, spec: dict, msg_type: str, check: str, **fields
+) -> tuple[int | None, str, str | None]:
     """Encrypt and POST one message as WeChat relays it; record it as a delivery."""
     inner = build_message_xml(spec["user_name"], TEST_OPENID, int(clock.now()), msg_type, **fields)
-    url = tokens.platform().message_url.replace("$APPID$", spec["appid"])
+    url = target.message_url.replace("$APPID$", spec["appid"])
     status, reply, error = pushes.signed_post(
-        url, inner, to_user_name=spec["user_name"], extra_query={"openid": TEST_OPENID}
+        target.crypto,
+        url,
+        inner,
+        to_user_name=spec["user_name"],
+        extra_query={"openid": TEST_OPENID},
     )
     with runtime.get().lock:
         delivery = Delivery(
+            platform_id=target.platform_id,
             info_type=f"release:{check}",
             authorizer_appid=spec["appid"],
             url=url,
@@ -85,11 +116,10 @@ def _send(spec: dict, msg_type: str, check: str, **fields) -> tuple[int | None, 
     return status, reply or "", error
 
 
-def _reply_fields(reply: str) -> dict[str, str]:
-    """Parse a passive reply, decrypting it when it is encrypted."""
+def _reply_fields(box: MessageCrypto, reply: str) -> dict[str, str]:
+    """Parse a passive reply, decrypting it (with the platform's key) when it is encrypted."""
     root = ElementTree.fromstring(reply.encode("utf-8"))
     if root.find("Encrypt") is not None:
-        box = pushes.crypto()
         inner = (
             box.open_reply(reply)
             if root.find("MsgSignature") is not None
@@ -99,11 +129,13 @@ def _reply_fields(reply: str) -> dict[str, str]:
     return {child.tag: child.text or "" for child in root}
 
 
-def _expect_text(spec: dict, check: str, expected: str, status, reply: str, error) -> dict:
+def _expect_text(
+    target: Target, spec: dict, check: str, expected: str, status, reply: str, error
+) -> dict:
     if error or status != 200:
         return _result(spec, check, False, f"HTTP {status or error}", reply)
     try:
-        fields = _reply_fields(reply)
+        fields = _reply_fields(target.crypto, reply)
     except Exception as exc:  # any unparsable reply is a failed check, with the reason
         return _result(spec, check, False, f"reply is not valid (encrypted) XML: {exc}", reply)
     if fields.get("MsgType") != "text" or fields.get("Content") != expected:
@@ -115,8 +147,9 @@ def _expect_text(spec: dict, check: str, expected: str, status, reply: str, erro
     return _result(spec, check, True, "ok", reply)
 
 
-def _check_event(spec: dict) -> dict:
+def _check_event(target: Target, spec: dict) -> dict:
     status, reply, error = _send(
+        target,
         spec,
         "event",
         "event",
@@ -125,23 +158,25 @@ def _check_event(spec: dict) -> dict:
         Longitude="113.352425",
         Precision="119.385040",
     )
-    return _expect_text(spec, "event", EVENT + EVENT_REPLY_SUFFIX, status, reply, error)
+    return _expect_text(target, spec, "event", EVENT + EVENT_REPLY_SUFFIX, status, reply, error)
 
 
-def _check_text(spec: dict) -> dict:
-    status, reply, error = _send(spec, "text", "text", Content=TEXT, MsgId=int(time.time()))
-    return _expect_text(spec, "text", TEXT_REPLY, status, reply, error)
+def _check_text(target: Target, spec: dict) -> dict:
+    status, reply, error = _send(target, spec, "text", "text", Content=TEXT, MsgId=int(time.time()))
+    return _expect_text(target, spec, "text", TEXT_REPLY, status, reply, error)
 
 
-def _check_query_auth_code(spec: dict, wait: float) -> dict:
+def _check_query_auth_code(target: Target, spec: dict, wait: float) -> dict:
     with runtime.get().lock:
         account = grants.find_account(spec["appid"])
-        if tokens.active_authorization(account) is None:
+        if tokens.active_authorization(account, target.platform_id) is None:
+            db.session.rollback()
             return _result(spec, "query_auth_code", False, "account is not authorized")
-        code = tokens.issue_auth_code(account, None).value
+        code = tokens.issue_auth_code(account, target.platform_id, None).value
         db.session.commit()
     started = clock.now()
     status, reply, error = _send(
+        target,
         spec,
         "text",
         "query_auth_code",
@@ -152,16 +187,20 @@ def _check_query_auth_code(spec: dict, wait: float) -> dict:
         return _result(spec, "query_auth_code", False, f"HTTP {status or error}", reply)
     if reply not in ("", "success"):
         return _result(spec, "query_auth_code", False, "the immediate reply must be empty", reply)
-    return _await_custom_message(spec, code, started, wait)
+    return _await_custom_message(target, spec, code, started, wait)
 
 
-def _await_custom_message(spec: dict, code: str, started: float, wait: float) -> dict:
+def _await_custom_message(
+    target: Target, spec: dict, code: str, started: float, wait: float
+) -> dict:
     deadline = time.monotonic() + wait
     expected = code + API_REPLY_SUFFIX
     while True:
         with runtime.get().lock:
             query = select(CustomMessage).filter(
-                CustomMessage.authorizer_appid == spec["appid"], CustomMessage.at >= started - 1
+                CustomMessage.platform_id == target.platform_id,
+                CustomMessage.authorizer_appid == spec["appid"],
+                CustomMessage.at >= started - 1,
             )
             sent = list(db.session.execute(query).scalars())
             db.session.rollback()

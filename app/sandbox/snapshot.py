@@ -1,9 +1,14 @@
-"""The whole world as JSON: what `GET /sandbox/api/state` and the dashboard show."""
+"""The whole world as JSON: what `GET /sandbox/api/state` and the dashboard show.
 
-from flask import current_app
+The state is seen from one platform (the default one unless `component_appid` names another):
+`platform`, `ticket`, `authorizations`, `credentials`, `deliveries`, `user_messages`,
+`custom_messages`, `faults`, `api_calls` and `release_check` are that platform's, and the
+accounts' provider counts, exclusive sets and offer are as that platform sees them. `platforms`
+lists every platform."""
+
 from sqlalchemy import select
 
-from app.sandbox import catalog, clock, faults, grants, messages, runtime, tokens, world
+from app.sandbox import clock, faults, grants, messages, platforms, runtime, tokens, world
 from app.sandbox.models import (
     Account,
     ApiCall,
@@ -11,18 +16,20 @@ from app.sandbox.models import (
     Credential,
     CustomMessage,
     Delivery,
+    Platform,
     WechatUser,
     db,
 )
 from app.wechat.events import parse_message
 
 
-def _all(model, *order):
-    return list(db.session.execute(select(model).order_by(*order or (model.id,))).scalars())
+def _all(model, *order, **filters):
+    query = select(model).filter_by(**filters).order_by(*order or (model.id,))
+    return list(db.session.execute(query).scalars())
 
 
-def account_json(account: Account) -> dict:
-    """One account with its admin, foreign grants and seeded scenario."""
+def account_json(account: Account, platform: Platform) -> dict:
+    """One account with its admin, other providers and seeded scenario, seen from `platform`."""
     return {
         "appid": account.appid,
         "type": account.type,
@@ -34,15 +41,18 @@ def account_json(account: Account) -> dict:
         "verify_type": account.verify_type,
         "release_test": account.release_test,
         "scenario": world.scenario(account),
-        "foreign_providers": len(account.foreign_grants),
-        "exclusive_held_elsewhere": sorted(grants.held_elsewhere(account)),
-        "offered_permission_set_ids": grants.offered_sets(account),
+        "foreign_providers": len(grants.other_providers(account, platform)),
+        "exclusive_held_elsewhere": sorted(grants.held_elsewhere(account, platform)),
+        "offered_permission_set_ids": grants.offered_sets(account, platform),
+        "may_authorize": platforms.may_authorize(platform, account),
+        "authorized_platforms": [g.platform.appid for g in tokens.active_authorizations(account)],
     }
 
 
 def grant_json(grant: Authorization) -> dict:
-    """Our platform's grant for one account."""
+    """One platform's grant for one account."""
     return {
+        "component_appid": grant.platform.appid,
         "authorizer_appid": grant.account.appid,
         "status": grant.status,
         "permission_set_ids": grant.permission_set_ids,
@@ -58,6 +68,7 @@ def delivery_json(delivery: Delivery) -> dict:
     """One push with its attempts."""
     return {
         "id": delivery.id,
+        "component_appid": delivery_platform(delivery),
         "info_type": delivery.info_type,
         "authorizer_appid": delivery.authorizer_appid,
         "url": delivery.url,
@@ -114,11 +125,20 @@ def user_message_json(delivery: Delivery) -> dict:
     }
 
 
-def user_messages(limit: int) -> list[Delivery]:
-    """The most recent user messages, oldest first."""
+def delivery_platform(delivery: Delivery) -> str | None:
+    """The component appid a delivery was made for."""
+    platform = db.session.get(Platform, delivery.platform_id)
+    return platform.appid if platform else None
+
+
+def user_messages(platform_id: int, limit: int) -> list[Delivery]:
+    """The platform's most recent user messages, oldest first."""
     query = (
         select(Delivery)
-        .filter(Delivery.info_type.startswith(messages.INFO_PREFIX))
+        .filter(
+            Delivery.platform_id == platform_id,
+            Delivery.info_type.startswith(messages.INFO_PREFIX),
+        )
         .order_by(Delivery.id.desc())
         .limit(limit)
     )
@@ -148,39 +168,22 @@ def credential_json(credential: Credential) -> dict:
     }
 
 
-def api_calls(today_only: bool = False) -> dict:
-    """Calls per API name (all days unless `today_only`)."""
+def api_calls(platform_id: int, today_only: bool = False) -> dict:
+    """The platform's calls per API name (all days unless `today_only`)."""
     counts: dict[str, int] = {}
-    for row in _all(ApiCall):
+    for row in _all(ApiCall, platform_id=platform_id):
         if not today_only or row.day == clock.beijing_day():
             counts[row.name] = counts.get(row.name, 0) + row.calls
     return counts
 
 
-def state(delivery_limit: int = 200) -> dict:
-    """Everything a test or the dashboard wants to know."""
-    platform = tokens.platform()
-    latest = tokens.latest_ticket()
-    credentials = _all(Credential)
+def state(platform: Platform, delivery_limit: int = 200) -> dict:
+    """Everything a test or the dashboard wants to know, seen from `platform`."""
+    latest = tokens.latest_ticket(platform.id)
+    described = platforms.platform_json(platform)
     return {
-        "platform": {
-            "appid": platform.appid,
-            "event_url": platform.event_url,
-            "message_url": platform.message_url,
-            "initiating_domain": platform.initiating_domain,
-            "ip_whitelist": list(current_app.config["SANDBOX_IP_WHITELIST"]),
-            "permission_set_ids": platform.permission_set_ids,
-            "permission_sets": [
-                {
-                    "id": i,
-                    "name": catalog.name(i),
-                    "name_en": catalog.name(i, "en"),
-                    "exclusive": catalog.is_exclusive(i),
-                }
-                for i in platform.permission_set_ids
-            ],
-            "ticket_push_running": platform.ticket_push_running,
-        },
+        "platform": {key: described[key] for key in PLATFORM_KEYS},
+        "platforms": [platforms.platform_json(p) for p in platforms.all_platforms()],
         "clock": {
             "offset_seconds": runtime.get().clock_offset,
             "now": clock.now(),
@@ -198,11 +201,13 @@ def state(delivery_limit: int = 200) -> dict:
             }
             for u in _all(WechatUser)
         ],
-        "accounts": [account_json(a) for a in _all(Account)],
-        "authorizations": [grant_json(g) for g in _all(Authorization)],
-        "credentials": [credential_json(c) for c in credentials],
-        "deliveries": [delivery_json(d) for d in _all(Delivery)[-delivery_limit:]],
-        "user_messages": [user_message_json(d) for d in user_messages(delivery_limit)],
+        "accounts": [account_json(a, platform) for a in _all(Account)],
+        "authorizations": [grant_json(g) for g in _all(Authorization, platform_id=platform.id)],
+        "credentials": [credential_json(c) for c in _all(Credential, platform_id=platform.id)],
+        "deliveries": [
+            delivery_json(d) for d in _all(Delivery, platform_id=platform.id)[-delivery_limit:]
+        ],
+        "user_messages": [user_message_json(d) for d in user_messages(platform.id, delivery_limit)],
         "custom_messages": [
             {
                 "authorizer_appid": m.authorizer_appid,
@@ -211,9 +216,31 @@ def state(delivery_limit: int = 200) -> dict:
                 "content": m.content,
                 "at": clock.iso(m.at),
             }
-            for m in _all(CustomMessage)
+            for m in _all(CustomMessage, platform_id=platform.id)
         ],
-        "faults": faults.snapshot(),
-        "api_calls": api_calls(),
-        "release_check": runtime.get().last_release_check,
+        "faults": faults.snapshot(platform.appid),
+        "api_calls": api_calls(platform.id),
+        "release_check": runtime.get().last_release_check.get(platform.appid),
     }
+
+
+# What the single-platform `platform` key always showed (the `platforms[]` entries say more).
+PLATFORM_KEYS = (
+    "appid",
+    "name",
+    "event_url",
+    "message_url",
+    "initiating_domain",
+    "ip_whitelist",
+    "permission_set_ids",
+    "permission_sets",
+    "ticket_push_running",
+    "release_state",
+    "released_at",
+    "test_accounts",
+)
+
+
+def all_authorizations() -> list[dict]:
+    """Every platform's grants (the dashboard's table)."""
+    return [grant_json(g) for g in _all(Authorization, Authorization.account_id, Authorization.id)]

@@ -1,11 +1,14 @@
-"""Seed the world: the platform, fake WeChat users and their accounts (deterministic per seed)."""
+"""Seed the world: the default platform, fake WeChat users and their accounts (deterministic per
+seed)."""
 
 import random
 import secrets
 
 from flask import current_app
+from sqlalchemy import select
 
 from app.sandbox import catalog, clock
+from app.sandbox.config import parse_ip_list
 from app.sandbox.models import Account, Authorization, ForeignGrant, Platform, WechatUser, db
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
@@ -103,6 +106,9 @@ def seed_world(seed: int | None = None) -> None:
     """Drop everything and build a fresh world from the app config (same seed, same world)."""
     config = current_app.config
     rng = random.Random(config["SANDBOX_SEED"] if seed is None else seed)
+    # drop_all runs on its own connection: this session must not hold the tables (PostgreSQL
+    # would wait forever for its open transaction).
+    db.session.rollback()
     db.drop_all()
     db.create_all()
     platform = Platform(
@@ -116,6 +122,10 @@ def seed_world(seed: int | None = None) -> None:
         permission_set_ids=parse_ids(config["SANDBOX_PERMISSION_SETS"]),
         ticket_push_running=True,
         quota_clears={},
+        release_state="released",
+        test_accounts=[],
+        ip_whitelist=parse_ip_list(config["SANDBOX_IP_WHITELIST"]),
+        quotas=dict(config["SANDBOX_QUOTAS"]),
     )
     db.session.add(platform)
     users = [_make_user(rng, i) for i in range(max(1, config["SANDBOX_USERS"]))]
@@ -126,7 +136,9 @@ def seed_world(seed: int | None = None) -> None:
         for _ in range(config["SANDBOX_ACCOUNTS_PER_USER"]):
             account = _make_account(rng, user, rng.choice(["official_account", "mini_program"]))
             _random_foreign_grants(rng, account)
-    _release_test_accounts(rng, platform)
+    _release_test_accounts(rng)
+    db.session.flush()
+    authorize_release_test_accounts(platform)
     db.session.commit()
 
 
@@ -214,13 +226,12 @@ def _scenario_accounts(rng: random.Random, user: WechatUser) -> None:
     _grant(mp, "有赞", [17, 18], rng)  # 18 development & analytics is exclusive
 
 
-def _release_test_accounts(rng: random.Random, platform: Platform) -> None:
-    """WeChat's release-test accounts, already authorized to our platform."""
+def _release_test_accounts(rng: random.Random) -> None:
+    """WeChat's release-test accounts (authorized to every platform, see below)."""
     admin = WechatUser(name="全网发布测试", wechat_id="weixin_release_test", color="#576B95")
     db.session.add(admin)
-    at = clock.now()
     for spec in catalog.release_accounts():
-        account = _make_account(
+        _make_account(
             rng,
             admin,
             spec["type"],
@@ -231,9 +242,18 @@ def _release_test_accounts(rng: random.Random, platform: Platform) -> None:
             verify_type=0,
             release_test=True,
         )
+
+
+def authorize_release_test_accounts(platform: Platform) -> None:
+    """WeChat adds its release-test accounts to every platform and authorizes them with the
+    platform's sets, so that the release check can run."""
+    at = clock.now()
+    accounts = db.session.execute(select(Account).filter_by(release_test=True).order_by(Account.id))
+    for account in accounts.scalars():
         sets = [i for i in platform.permission_set_ids if catalog.applies(i, account.type)]
         db.session.add(
             Authorization(
+                platform=platform,
                 account=account,
                 status="active",
                 permission_set_ids=sets,

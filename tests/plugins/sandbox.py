@@ -22,6 +22,11 @@ Typical portal end-to-end use::
         ... follow result["redirect_url"] ...
         assert sandbox.state()["api_calls"]["api_query_auth"] == 1
 
+Several platforms: ``sandbox.add_platform(appid=…, secret=…, …)`` registers another one; the
+helpers take ``component_appid=`` (absent = the default platform), e.g.
+``sandbox.component_token(component_appid=b)``, ``sandbox.push_ticket(component_appid=b)``,
+``sandbox.configure(component_appid=b, event_url=…)``, ``sandbox.state(component_appid=b)``.
+
 The server's settings can be overridden per session by defining a ``sandbox_config`` fixture
 (a dict passed to ``create_app``) in a conftest.
 """
@@ -49,6 +54,7 @@ class SandboxServer:
         self.app = app
         self.url = url
         self.http = requests.Session()
+        self.secrets: dict[str, str] = {}  # component appid -> AppSecret of added platforms
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -76,23 +82,39 @@ class SandboxServer:
 
     # --- control API --------------------------------------------------------------------------
 
-    def state(self) -> dict:
-        """GET /sandbox/api/state."""
-        return self.http.get(f"{self.url}/sandbox/api/state", timeout=30).json()
+    def state(self, component_appid: str | None = None) -> dict:
+        """GET /sandbox/api/state (seen from one platform; default: the first)."""
+        params = {"component_appid": component_appid} if component_appid else None
+        return self.http.get(f"{self.url}/sandbox/api/state", params=params, timeout=30).json()
 
     def reset(self, seed: int | None = None, **platform) -> None:
-        """Reseed the world; then apply ``configure(**platform)`` if given."""
+        """Reseed the world (one platform again); then apply ``configure(**platform)``."""
         self.control("reset", {"seed": seed} if seed is not None else {})
+        self.secrets.clear()
         if platform:
             self.configure(**platform)
 
     def configure(self, **platform) -> dict:
-        """Repoint event_url / message_url / initiating_domain / permission_set_ids."""
+        """Repoint event_url / message_url / initiating_domain / permission_set_ids (of the
+        platform ``component_appid=`` names, default the first)."""
         return self.control("platform", platform)
 
-    def push_ticket(self) -> str:
+    def add_platform(self, **body) -> dict:
+        """POST /sandbox/api/platforms {appid, secret, token, encoding_aes_key, event_url,
+        message_url, initiating_domain, permission_set_ids, name?, release_state?,
+        test_accounts?, ip_whitelist?}; returns the platform."""
+        platform = self.control("platforms", body, expect=201)
+        self.secrets[platform["appid"]] = body["secret"]
+        return platform
+
+    def release(self, component_appid: str, **body) -> dict:
+        """POST /sandbox/api/platforms/<appid>/release {state?, test_accounts?}."""
+        return self.control(f"platforms/{component_appid}/release", body)
+
+    def push_ticket(self, component_appid: str | None = None) -> str:
         """Mint and push a component_verify_ticket; returns its value."""
-        return self.control("push-ticket")["ticket"]
+        body = {"component_appid": component_appid} if component_appid else {}
+        return self.control("push-ticket", body)["ticket"]
 
     def consent(
         self,
@@ -102,6 +124,7 @@ class SandboxServer:
         permission_set_ids,
         *,
         redirect_uri: str | None = None,
+        component_appid: str | None = None,
         expect: int = 200,
     ) -> dict:
         """Do the phone flow; returns {redirect_url, auth_code, expires_in, info_type, …}."""
@@ -113,18 +136,28 @@ class SandboxServer:
         }
         if redirect_uri:
             body["redirect_uri"] = redirect_uri
+        if component_appid:
+            body["component_appid"] = component_appid
         return self.control("consent", body, expect=expect)
 
-    def revoke(self, authorizer_appid: str) -> dict:
+    def revoke(self, authorizer_appid: str, component_appid: str | None = None) -> dict:
         """The merchant revokes (pushes unauthorized)."""
-        return self.control("revoke", {"authorizer_appid": authorizer_appid})
+        body = {"authorizer_appid": authorizer_appid}
+        if component_appid:
+            body["component_appid"] = component_appid
+        return self.control("revoke", body)
 
-    def update(self, authorizer_appid: str, permission_set_ids) -> dict:
+    def update(
+        self, authorizer_appid: str, permission_set_ids, component_appid: str | None = None
+    ) -> dict:
         """The merchant changes the sets (pushes updateauthorized if they changed)."""
-        return self.control(
-            "update",
-            {"authorizer_appid": authorizer_appid, "permission_set_ids": list(permission_set_ids)},
-        )
+        body = {
+            "authorizer_appid": authorizer_appid,
+            "permission_set_ids": list(permission_set_ids),
+        }
+        if component_appid:
+            body["component_appid"] = component_appid
+        return self.control("update", body)
 
     def set_faults(self, **body) -> dict:
         """POST /sandbox/api/faults, e.g. ``set_faults(endpoints={"api_query_auth":
@@ -197,24 +230,25 @@ class SandboxServer:
             return account
         raise LookupError(f"no account with scenario={scenario!r} type={type!r}")
 
-    def component_token(self) -> str:
+    def component_token(self, component_appid: str | None = None) -> str:
         """Push a ticket and exchange it for a component_access_token (not via the portal)."""
-        ticket = self.push_ticket()
+        appid = component_appid or self.component_appid
+        ticket = self.push_ticket(component_appid)
         result = self.wechat(
             "component/api_component_token",
             {
-                "component_appid": self.component_appid,
-                "component_appsecret": self.component_secret,
+                "component_appid": appid,
+                "component_appsecret": self.secrets.get(appid, self.component_secret),
                 "component_verify_ticket": ticket,
             },
         )
         return result["component_access_token"]
 
-    def pre_auth_code(self, token: str) -> str:
+    def pre_auth_code(self, token: str, component_appid: str | None = None) -> str:
         """A fresh pre_auth_code."""
         result = self.wechat(
             "component/api_create_preauthcode",
-            {"component_appid": self.component_appid},
+            {"component_appid": component_appid or self.component_appid},
             token=token,
         )
         return result["pre_auth_code"]
@@ -227,17 +261,19 @@ class SandboxServer:
         type: str = "official_account",
         permission_set_ids=None,
         redirect_uri: str | None = None,
+        component_appid: str | None = None,
     ) -> dict:
         """Consent for a seeded account with a fresh pre_auth_code; returns the consent result
         plus "account"."""
         account = self.account(scenario=scenario, type=type)
         sets = permission_set_ids or account["offered_permission_set_ids"][:2]
         result = self.consent(
-            self.pre_auth_code(token),
+            self.pre_auth_code(token, component_appid),
             account["admin"],
             account["appid"],
             sets,
             redirect_uri=redirect_uri,
+            component_appid=component_appid,
         )
         return {**result, "account": account}
 
