@@ -64,7 +64,7 @@ def test_async_route_target_down_then_up_gets_every_message_once_in_order(
     for offset in (2, 0, 1):
         response = wechat.send(account.appid, text_xml(account, f"m{offset}", at=T0 + offset))
         assert response.status_code == 200 and response.text == "success"
-        assert response.seconds < 1
+        assert response.seconds < 2  # at once (with slack for a loaded machine)
     wait_until(lambda: behave.refused >= 1)  # the outbox tried within moments, no job needed
 
     behave.up = True
