@@ -9,16 +9,16 @@ the delivery is `dead` and the group's next message goes (a dead head never bloc
 A paused route holds its deliveries (no attempts); a deleted route takes them along (FK cascade).
 `replay` and `replay_dead` put dead deliveries back in line.
 
-How work is taken, safely across processes and hosts. A drain claims heads in batches: one
-guarded UPDATE leases up to N due heads of free groups (`lease_until`); their requests go out
-concurrently (RELAY_OUTBOX_CONCURRENCY threads sharing urllib3 keep-alive connections, at a third
-of requests' CPU per request); outcomes are written in batches as they come in, each fenced by
-the lease it was claimed with. Deliveries waiting behind their group's head are parked
-(`next_attempt_at` = PARKED), so that a long backlog behind a dead target costs nothing per
-claim; finishing a head un-parks the next one. Claims and outcome writes of all processes take
-turns on one transaction-level PostgreSQL advisory lock (SQLite has a single writer anyway): each
-sees the others' leases, so even a message that arrives late, older than the one in flight, waits
-its turn. A claim takes a few milliseconds for a whole batch.
+How work is taken, safely across processes and hosts. A drain works in turns, one transaction
+each: it writes the outcomes that came in since its last turn (each fenced by the lease it was
+claimed with), then one guarded UPDATE leases up to N due heads of free groups (`lease_until`).
+Their requests go out concurrently (RELAY_OUTBOX_CONCURRENCY threads sharing urllib3 keep-alive
+connections, at a third of requests' CPU per request) while the next turn is taken.
+Deliveries waiting behind their group's head are parked (`next_attempt_at` = PARKED), so that a
+long backlog behind a dead target costs nothing per claim; finishing a head un-parks the next one.
+The drains of all processes take turns on one transaction-level PostgreSQL advisory lock (SQLite
+has a single writer anyway): each sees the others' leases, so even a message that arrives late,
+older than the one in flight, waits its turn. A turn takes a few milliseconds for a whole batch.
 
 Throughput grows with the number of groups that have work; within one group, messages go one
 after the other (each waits for the previous outcome to be written).
@@ -89,7 +89,7 @@ DRAIN_LIMIT = 5000  # deliveries attempted per job run (the next run goes on)
 IDLE_SECONDS = 60.0  # a woken drainer thread ends after this long without work
 # Deliveries claimed per sender thread: a few queued behind each request keep the threads busy
 # while outcomes are written and the next batch is claimed.
-CLAIMED_ROUNDS = 4
+CLAIMED_ROUNDS = 8
 PARK_BATCH = 1000  # waiting deliveries parked per claim
 MAX_ANSWER_BYTES = 64 * 1024  # of an answer's body, read (and ignored) to keep its connection
 
@@ -215,20 +215,37 @@ def drain(*, limit: int = DRAIN_LIMIT, session: urllib3.PoolManager | None = Non
     http = session or _pools[concurrency]
     in_flight: dict[Future, _Claim] = {}
     attempted = delivered = 0
+    finished: list[tuple[_Claim, _Outcome]] = []
     may_claim = True
     while True:
         room = min(CLAIMED_ROUNDS * concurrency - len(in_flight), limit - attempted)
-        if may_claim and room > 0:
-            claims = _claim(room)
-            may_claim = len(claims) == room  # a short claim: nothing else is due right now
-            for claim in claims:
-                in_flight[senders.submit(_send, claim.request, timeout, http)] = claim
-            attempted += len(claims)
+        room = max(0, room) if may_claim else 0
+        claims, just_delivered = _turn(finished, room)
+        delivered += just_delivered
+        may_claim = room > 0 and len(claims) == room  # a short claim: nothing else is due now
+        for claim in claims:
+            in_flight[senders.submit(_send, claim.request, timeout, http)] = claim
+        attempted += len(claims)
         if not in_flight:
             return DrainResult(attempted, delivered)
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        delivered += _record([(in_flight.pop(future), future.result()) for future in done])
-        may_claim = True
+        finished = [(in_flight.pop(future), future.result()) for future in done]
+        may_claim = True  # a finished head lets its group's next message go
+
+
+def _turn(results: list[tuple[_Claim, _Outcome]], limit: int) -> tuple[list[_Claim], int]:
+    """One transaction, taking turns with every other process: write the outcomes that came in,
+    then lease up to `limit` more. Returns the new claims and how many outcomes delivered."""
+    if not results and limit <= 0:
+        return [], 0
+    with taking_turns():
+        counts = _record(results)
+        claims = _claim(limit) if limit > 0 else []
+    db.session.commit()  # hold no transaction (or SQLite read snapshot) while sending
+    for status, count in counts.items():
+        if count:
+            metrics.RELAY_DELIVERIES.labels(mode="async", status=status).inc(count)
+    return claims, counts["delivered"]
 
 
 @dataclass(frozen=True)
@@ -342,19 +359,16 @@ def _order(delivery):
 
 def _claim(limit: int) -> list[_Claim]:
     """Lease up to `limit` due heads of free groups; after a short claim, park what waits behind
-    a head (so that the next claims do not scan it again)."""
+    a head (so that the next claims do not scan it again). Each statement is whole on its own
+    (SQLite has one writer; on PostgreSQL the caller takes turns)."""
     now = clock.now()
     lease_until = now + _lease()
     statements = _statements()
-    # Each statement is whole on its own (SQLite: one writer; PostgreSQL: the lock).
-    with taking_turns():
-        leased = {"now": now, "lease_until": lease_until, "n": limit}
-        ids = db.session.scalars(statements.lease, leased).all()
-        if len(ids) < limit:
-            db.session.execute(statements.park, {"now": now, "n": PARK_BATCH})
-        claims = _requests_for(ids, lease_until) if ids else []
-    db.session.commit()  # hold no transaction (or SQLite read snapshot) while sending
-    return claims
+    leased = {"now": now, "lease_until": lease_until, "n": limit}
+    ids = db.session.scalars(statements.lease, leased).all()
+    if len(ids) < limit:
+        db.session.execute(statements.park, {"now": now, "n": PARK_BATCH})
+    return _requests_for(ids, lease_until) if ids else []
 
 
 def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
@@ -466,13 +480,14 @@ def _describe(error: Exception) -> str:
     return type(error).__name__[:100]
 
 
-def _record(results: list[tuple[_Claim, _Outcome]]) -> int:
-    """Write a batch of outcomes (each only while its lease is ours); returns how many delivered."""
+def _record(results: list[tuple[_Claim, _Outcome]]) -> dict[str, int]:
+    """Write a batch of outcomes (each only while its lease is ours); returns counts by status."""
+    counts = {"delivered": 0, "retry": 0, "dead": 0}
     if not results:
-        return 0
+        return counts
     now = clock.now()
     max_attempts = int(current_app.config["RELAY_MAX_ATTEMPTS"])
-    rows, finished, counts = [], [], {"delivered": 0, "retry": 0, "dead": 0}
+    rows, finished = [], []
     for claim, outcome in results:
         attempts = claim.attempts + 1
         if outcome.ok:
@@ -498,27 +513,22 @@ def _record(results: list[tuple[_Claim, _Outcome]]) -> int:
             }
         )
     statements = _statements()
-    with taking_turns():
-        db.session.execute(statements.outcome, rows)
-        if finished:
-            db.session.execute(
-                statements.release_next,
-                [
-                    {
-                        "p_route": claim.route_id,
-                        "p_account": claim.authorizer_id,
-                        "p_time": claim.create_time,
-                        "p_message": claim.message_id,
-                        "p_now": now,
-                    }
-                    for claim in finished
-                ],
-            )
-    db.session.commit()
-    for status, count in counts.items():
-        if count:
-            metrics.RELAY_DELIVERIES.labels(mode="async", status=status).inc(count)
-    return counts["delivered"]
+    db.session.execute(statements.outcome, rows)
+    if finished:
+        db.session.execute(
+            statements.release_next,
+            [
+                {
+                    "p_route": claim.route_id,
+                    "p_account": claim.authorizer_id,
+                    "p_time": claim.create_time,
+                    "p_message": claim.message_id,
+                    "p_now": now,
+                }
+                for claim in finished
+            ],
+        )
+    return counts
 
 
 def release_groups(groups: Iterable[tuple[int, int]]) -> None:
