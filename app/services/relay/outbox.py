@@ -42,6 +42,7 @@ import functools
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -52,10 +53,13 @@ import certifi
 import urllib3
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import (
+    BigInteger,
     Integer,
     Text,
     Update,
     bindparam,
+    case,
+    column,
     exists,
     func,
     literal_column,
@@ -64,6 +68,7 @@ from sqlalchemy import (
     tuple_,
     type_coerce,
     update,
+    values,
 )
 from sqlalchemy.orm import aliased
 
@@ -252,8 +257,6 @@ def _turn(results: list[tuple[_Claim, _Outcome]], limit: int) -> tuple[list[_Cla
 class _Statements:
     lease: Update  # binds now, lease_until, n; returns the leased ids
     park: Update  # binds now, n
-    outcome: Update  # executemany: b_id, b_lease, b_status, ...
-    release_next: Update  # executemany: p_route, p_account, p_time, p_message, p_now
     release_oldest: Update  # executemany: p_route, p_account, p_now
 
 
@@ -294,19 +297,6 @@ def _statements() -> _Statements:
         .limit(bindparam("n", type_=Integer))
     )
     table = RelayDelivery.__table__
-    after = aliased(RelayDelivery, name="successor")
-    successor = (
-        select(after.id)
-        .where(
-            after.route_id == bindparam("p_route"),
-            after.authorizer_id == bindparam("p_account"),
-            after.status == PENDING,
-            _order(after) > tuple_(bindparam("p_time"), bindparam("p_message")),
-        )
-        .order_by(after.create_time, after.message_id)
-        .limit(1)
-        .scalar_subquery()
-    )
     oldest = aliased(RelayDelivery, name="oldest")
     head = (
         select(oldest.id)
@@ -330,21 +320,6 @@ def _statements() -> _Statements:
         .where(RelayDelivery.id.in_(behind_a_head.scalar_subquery()))
         .values(next_attempt_at=PARKED)
         .execution_options(synchronize_session=False),
-        outcome=update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.lease_until == bindparam("b_lease"))
-        .values(
-            status=bindparam("b_status"),
-            attempts=bindparam("b_attempts"),
-            next_attempt_at=bindparam("b_next"),
-            lease_until=None,
-            last_status_code=bindparam("b_code"),
-            last_error=bindparam("b_error"),
-            duration_ms=bindparam("b_ms"),
-            delivered_at=bindparam("b_delivered_at"),
-        ),
-        release_next=update(table)
-        .where(table.c.id == successor, table.c.next_attempt_at == PARKED)
-        .values(unpark),
         release_oldest=update(table)
         .where(table.c.id == head, table.c.next_attempt_at == PARKED)
         .values(unpark),
@@ -481,13 +456,15 @@ def _describe(error: Exception) -> str:
 
 
 def _record(results: list[tuple[_Claim, _Outcome]]) -> dict[str, int]:
-    """Write a batch of outcomes (each only while its lease is ours); returns counts by status."""
+    """Write a batch of outcomes (each only while its lease is ours); returns counts by status.
+    Outcomes alike (most are "delivered, 200") go in one UPDATE, whatever their number."""
     counts = {"delivered": 0, "retry": 0, "dead": 0}
     if not results:
         return counts
     now = clock.now()
     max_attempts = int(current_app.config["RELAY_MAX_ATTEMPTS"])
-    rows, finished = [], []
+    alike: dict[tuple, dict[int, int]] = defaultdict(dict)  # -> {delivery id: duration_ms}
+    finished = []
     for claim, outcome in results:
         attempts = claim.attempts + 1
         if outcome.ok:
@@ -499,36 +476,66 @@ def _record(results: list[tuple[_Claim, _Outcome]]) -> dict[str, int]:
         counts["retry" if status == "pending" else status] += 1
         if status != "pending":
             finished.append(claim)
-        rows.append(
-            {
-                "b_id": claim.delivery_id,
-                "b_lease": claim.lease_until,
-                "b_status": status,
-                "b_attempts": attempts,
-                "b_next": next_attempt_at,
-                "b_code": outcome.status_code,
-                "b_error": outcome.error,
-                "b_ms": outcome.duration_ms,
-                "b_delivered_at": now if status == "delivered" else None,
-            }
-        )
-    statements = _statements()
-    db.session.execute(statements.outcome, rows)
-    if finished:
+        key = (claim.lease_until, status, next_attempt_at, outcome.status_code, outcome.error)
+        alike[key][claim.delivery_id] = outcome.duration_ms
+    table = RelayDelivery.__table__
+    for (lease_until, status, next_attempt_at, code, error), durations in alike.items():
         db.session.execute(
-            statements.release_next,
-            [
-                {
-                    "p_route": claim.route_id,
-                    "p_account": claim.authorizer_id,
-                    "p_time": claim.create_time,
-                    "p_message": claim.message_id,
-                    "p_now": now,
-                }
-                for claim in finished
-            ],
+            update(table)
+            .where(table.c.id.in_(list(durations)), table.c.lease_until == lease_until)
+            .values(
+                status=status,
+                attempts=table.c.attempts + 1,
+                next_attempt_at=next_attempt_at,
+                lease_until=None,
+                last_status_code=code,
+                last_error=error,
+                duration_ms=case(durations, value=table.c.id),
+                delivered_at=now if status == "delivered" else None,
+            )
         )
+    if finished:
+        _release_next(finished, now)
     return counts
+
+
+def _release_next(finished: list[_Claim], now: datetime) -> None:
+    """Un-park the message after each finished head, in one statement. Harmless when that is not
+    the group's new head (the next claim parks it again): what matters is that a group's oldest
+    pending delivery is never left parked."""
+    heads = (
+        values(
+            column("route_id", Integer),
+            column("authorizer_id", Integer),
+            column("create_time", BigInteger),
+            column("message_id", Integer),
+            name="finished",
+        )
+        .data([(c.route_id, c.authorizer_id, c.create_time, c.message_id) for c in finished])
+        .cte("finished")
+    )
+    after = aliased(RelayDelivery, name="successor")
+    successor = (
+        select(after.id)
+        .where(
+            after.route_id == heads.c.route_id,
+            after.authorizer_id == heads.c.authorizer_id,
+            after.status == PENDING,
+            _order(after) > tuple_(heads.c.create_time, heads.c.message_id),
+        )
+        .order_by(after.create_time, after.message_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    db.session.execute(
+        update(RelayDelivery)
+        .where(
+            RelayDelivery.id.in_(select(successor).select_from(heads)),
+            RelayDelivery.next_attempt_at == PARKED,
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def release_groups(groups: Iterable[tuple[int, int]]) -> None:
