@@ -30,6 +30,9 @@ FAMILIES = {
     "grantdesk_wechat_api_seconds": "histogram",
     "grantdesk_job_last_success_timestamp_seconds": "gauge",
     "grantdesk_http_request_seconds": "histogram",
+    "grantdesk_relay_messages": "counter",
+    "grantdesk_relay_deliveries": "counter",
+    "grantdesk_relay_reply_seconds": "histogram",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

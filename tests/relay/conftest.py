@@ -29,6 +29,7 @@ from app.extensions import db
 from app.models import Authorizer, Grant, RelayDelivery, RelayMessage
 from app.models.grants import GrantStatus
 from app.services import clock
+from app.services.relay import inbound
 from app.wechat._xml import build_xml
 from tests import factories
 
@@ -146,6 +147,7 @@ class Service:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms stall
 
             def do_POST(self):  # noqa: N802 - http.server's naming
                 split = urllib.parse.urlsplit(self.path)
@@ -239,8 +241,17 @@ def merchant(app):
     return factories.make_merchant()
 
 
+def settled(timeout: float = 5) -> None:
+    """Wait until this process wrote every reply outcome (written after the answer went out)."""
+    deadline = time.monotonic() + timeout
+    while inbound._in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not inbound._in_flight, "reply outcomes not written"
+
+
 def counts() -> tuple[int, int]:
     """(messages, deliveries) stored."""
+    settled()
     db.session.rollback()
     return (
         db.session.scalar(select(func.count()).select_from(RelayMessage)),
@@ -249,6 +260,7 @@ def counts() -> tuple[int, int]:
 
 
 def deliveries() -> list[RelayDelivery]:
+    settled()
     db.session.rollback()
     db.session.expire_all()
     return list(db.session.scalars(select(RelayDelivery).order_by(RelayDelivery.id)))

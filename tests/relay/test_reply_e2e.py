@@ -20,6 +20,7 @@ from tests.relay.conftest import (
     json_body,
     json_signature_ok,
     make_account,
+    settled,
     text_xml,
     wechatpy_text_handler,
 )
@@ -288,6 +289,7 @@ def test_reply_deliveries_are_marked_abandoned_when_their_request_died(
     # A first request that crashed mid-forward left its delivery in flight.
     live_portal.app.config["RELAY_REPLY_TIMEOUT"] = 0.0  # stored, never forwarded
     assert wechat.send(account.appid, inner).text == "success"
+    settled()
     db.session.execute(
         RelayDelivery.__table__.update().values(status="in_flight")
     )  # as if the process died before settling
@@ -300,3 +302,75 @@ def test_reply_deliveries_are_marked_abandoned_when_their_request_died(
     assert time.perf_counter() - started < 0.5
     (delivery,) = deliveries()
     assert delivery.status == "late" and service.calls() == 0
+
+
+def test_the_inbox_retry_run_marks_forgotten_in_flight_deliveries_late(
+    live_portal, wechat, services, merchant, portal_clock
+):
+    from app.services.platform import intake
+
+    behave, _ = wechatpy_text_handler(TOKEN)
+    account = make_account(merchant)
+    reply_route(services(behave))
+    assert wechat.send(account.appid, text_xml(account)).status_code == 200
+    settled()
+    db.session.execute(RelayDelivery.__table__.update().values(status="in_flight"))
+    db.session.commit()
+    assert live_portal.call(inbound.mark_abandoned) == ""  # not old enough yet
+    portal_clock.travel(120)
+    summary = live_portal.call(intake.retry_failed_events)
+    assert "relay: 1 abandoned reply deliveries marked late" in summary
+    (delivery,) = deliveries()
+    assert (delivery.status, delivery.last_error) == ("late", "abandoned in flight")
+
+
+def test_a_message_sealed_with_the_previous_key_is_answered_with_it(
+    live_portal, wechat, services, merchant
+):
+    """During an EncodingAESKey rotation WeChat may still seal with the old key: the reply goes
+    back under the key the message came with."""
+    from wechatpy.crypto import WeChatCrypto
+
+    config = live_portal.app.config
+    old_key, new_key = config["WECHAT_ENCODING_AES_KEY"], "N" * 43
+    config.update(WECHAT_ENCODING_AES_KEY=new_key, WECHAT_PREVIOUS_ENCODING_AES_KEY=old_key)
+    live_portal.app.extensions.pop("grantdesk.wechat", None)  # rebuild MessageCrypto
+    behave, replies = wechatpy_text_handler(TOKEN)
+    account = make_account(merchant)
+    reply_route(services(behave))
+
+    response = wechat.send(account.appid, text_xml(account, "old key", msg_id="7020"))
+
+    assert wechat.open_reply(response.text) == replies["7020"]  # wechat.crypto has the old key
+    current = WeChatCrypto(config["WECHAT_TOKEN"], new_key, config["WECHAT_COMPONENT_APPID"])
+    with pytest.raises(Exception):  # noqa: B017 - any failure: not readable with the new key
+        outer = xmltodict.parse(response.text)["xml"]
+        current.decrypt_message(response.text, outer["MsgSignature"], outer["TimeStamp"],
+                                outer["Nonce"])  # fmt: skip
+
+
+def test_relay_outcomes_are_counted(live_portal, wechat, services, merchant):
+    from app import metrics
+
+    def count(outcome):
+        return metrics.RELAY_MESSAGES.labels(outcome=outcome)._value.get()
+
+    def delivered():
+        return metrics.RELAY_DELIVERIES.labels(mode="reply", status="delivered")._value.get()
+
+    before = {name: count(name) for name in ("stored", "duplicate", "no_route", "not_active")}
+    before_delivered, before_seconds = delivered(), metrics.RELAY_REPLY_SECONDS._sum.get()
+    behave, _ = wechatpy_text_handler(TOKEN, delay=lambda: 0.05)
+    account = make_account(merchant)
+    reply_route(services(behave), msg_types=["text"])
+    inner = text_xml(account, msg_id="7030")
+    wechat.send(account.appid, inner)
+    wechat.send(account.appid, inner)
+    wechat.send(account.appid, event_xml(account))
+    wechat.send("wxnotheld00000002", text_xml(account))
+    after = {name: count(name) for name in before}
+    assert {name: after[name] - before[name] for name in before} == {
+        "stored": 1, "duplicate": 1, "no_route": 1, "not_active": 1,
+    }  # fmt: skip
+    assert delivered() == before_delivered + 1
+    assert metrics.RELAY_REPLY_SECONDS._sum.get() - before_seconds >= 0.05

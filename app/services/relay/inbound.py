@@ -41,7 +41,7 @@ from app.extensions import db, message_crypto
 from app.models import Authorizer, Grant, RelayDelivery, RelayMessage, RelayRoute
 from app.models.grants import GrantStatus
 from app.services import clock
-from app.services.platform import health
+from app.services.platform import health, intake
 from app.services.relay import transport
 from app.services.relay.formats import Outgoing, build_request, read_reply
 from app.services.relay.routes import pick_reply_route, scope_includes, type_key, types_match
@@ -58,11 +58,14 @@ MIN_FORWARD_SECONDS = 0.05
 POLL_SECONDS = (0.005, 0.01, 0.02, 0.05)
 # An in_flight reply delivery this much older than the budget lost its request (a crash).
 ABANDON_GRACE = 0.5
+ABANDONED_AFTER = timedelta(minutes=1)  # the periodic sweep's (mark_abandoned) margin
 # Forwards run on these threads so the budget is a hard deadline (requests' timeouts are per
 # phase, not total); a late forward finishes here, its answer dropped.
 _forwarders = ThreadPoolExecutor(max_workers=32, thread_name_prefix="relay-reply")
-# Reply deliveries being forwarded by this process: a retry here waits on the event.
-_in_flight: dict[int, threading.Event] = {}
+# Outcomes are written after the answer went out (see _settle_later).
+_settlers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-settle")
+# Reply deliveries this process is forwarding (until settled): a retry here waits on them.
+_in_flight: dict[int, _Pending] = {}
 _in_flight_lock = threading.Lock()
 # Called (no arguments) after messages with async deliveries were committed: the outbox's
 # wake-up (see `on_async_stored`).
@@ -153,9 +156,9 @@ _REPLY_STATE = (
 
 
 def find_account(appid: str) -> Account | None:
-    """The account with an active grant and its candidate routes, or None (one query)."""
+    """The account with an active grant and its candidate routes, or None (one query, in the
+    session's transaction: the caller ends it, by storing the message or by a rollback)."""
     rows = db.session.connection().execute(_LOOKUP, {"appid": appid}).all()
-    db.session.commit()  # a read: end it, so nothing stays open
     if not rows:
         return None
     first = rows[0]
@@ -184,7 +187,7 @@ def dedupe_key(appid: str, message: Message) -> str:
 
 
 def message_type(message: Message) -> str:
-    """ "text", "image", ..., "event.subscribe" (events lower-cased)."""
+    """The message's type as routes name it: text, image, ..., event.subscribe (lower case)."""
     event = message.event if isinstance(message, EventMessage) else message.fields.get("Event")
     return type_key(message.msg_type, event)
 
@@ -200,15 +203,19 @@ def relay(
     """Relay a verified message for `appid`; returns the reply body for WeChat ("success" or
     encrypted reply XML). `arrived` is the request's time.perf_counter() at arrival."""
     deadline = arrived + current_app.config["RELAY_REPLY_TIMEOUT"]
+    # The lookup and the insert share one transaction (fewer round trips on the hot path).
     account = find_account(appid)
     if account is None:
+        db.session.rollback()
         health.count("messages:other")  # not ours to read: we keep the count only
         return _outcome("not_active")
     if account.user_name and account.user_name != message.to_user_name:
+        db.session.rollback()
         return _outcome("misaddressed")
     key = message_type(message)
     routes = [route for route in account.routes if types_match(route.msg_types, key)]
     if not routes:
+        db.session.rollback()
         return _outcome("no_route")
     reply_route = pick_reply_route(routes)
     extra = [route for route in routes if route.mode == "reply" and route is not reply_route]
@@ -240,10 +247,13 @@ def relay(
         fields=message.fields,
     )
     try:
-        reply = _forward(reply_route, outgoing, delivery_id, deadline)
-    finally:
-        _release(delivery_id)
-    return _encrypted(reply, args, opened)
+        result = _forward(reply_route, outgoing, deadline)
+    except BaseException:
+        _forget(delivery_id)  # its waiters fall back to the row (abandoned after the budget)
+        raise
+    _publish(delivery_id, result)
+    _settle_later(delivery_id, result)
+    return _encrypted(result.reply, args, opened)
 
 
 def _outcome(outcome: str) -> str:
@@ -282,7 +292,7 @@ def _store(
                 {**common, "message_id": message_id, "route_id": reply_route.id,
                  "mode": "reply", "status": "in_flight"},
             ).scalar_one()  # fmt: skip
-            _hold(delivery_id)
+            _hold(delivery_id)  # before the commit: a retry here may see the row at once
         if async_routes:
             connection.execute(
                 _INSERT_DELIVERY,
@@ -293,14 +303,14 @@ def _store(
     except IntegrityError:
         db.session.rollback()
         if delivery_id is not None:
-            _release(delivery_id)
+            _forget(delivery_id)
         if not _already_stored(digest):  # e.g. a route deleted meanwhile: nothing to relay
             log.warning("relay: message not stored (a route or the account changed meanwhile)")
         return None
     except BaseException:
         db.session.rollback()
         if delivery_id is not None:
-            _release(delivery_id)
+            _forget(delivery_id)
         raise
     return message_id, delivery_id
 
@@ -332,9 +342,9 @@ class _Result:
     attempts: int = 1
 
 
-def _forward(route: RouteView, outgoing: Outgoing, delivery_id: int, deadline: float) -> str | None:
-    """Forward to the reply route within the deadline; settle the delivery; the checked
-    plaintext reply or None."""
+def _forward(route: RouteView, outgoing: Outgoing, deadline: float) -> _Result:
+    """Forward to the reply route within the deadline: the outcome, with the checked plaintext
+    reply when delivered."""
     now = int(clock.now().timestamp())
     request = build_request(route, outgoing, timestamp=now)
     remaining = deadline - time.perf_counter()
@@ -342,9 +352,8 @@ def _forward(route: RouteView, outgoing: Outgoing, delivery_id: int, deadline: f
         result = _Result("late", error="no time left to forward", attempts=0)
     else:
         result = _call(route, outgoing, request, now, deadline, remaining)
-    _settle(delivery_id, result)
     metrics.RELAY_DELIVERIES.labels(mode="reply", status=result.status).inc()
-    return result.reply
+    return result
 
 
 def _call(route, outgoing, request, now: int, deadline: float, remaining: float) -> _Result:
@@ -380,7 +389,7 @@ def _post_timed(request, timeout: float) -> tuple[int, bytes, float]:
 
 
 def _settle(delivery_id: int, result: _Result) -> None:
-    """Record the outcome (only over `in_flight`: a retry may have declared it late)."""
+    """Record the outcome (only over `in_flight`: a retry may have declared it abandoned)."""
     now = clock.now()
     db.session.connection().execute(
         update(RelayDelivery.__table__)
@@ -398,6 +407,27 @@ def _settle(delivery_id: int, result: _Result) -> None:
     db.session.commit()
 
 
+def _settle_later(delivery_id: int, result: _Result) -> None:
+    """Write the outcome after WeChat has its answer: the commit is off the reply's latency.
+    This process's retries read the published result meanwhile; other processes' see the row
+    once committed (a crash before that leaves it in flight: abandoned after the budget)."""
+    app = current_app._get_current_object()
+
+    def run():
+        try:
+            with app.app_context():
+                try:
+                    _settle(delivery_id, result)
+                finally:
+                    db.session.remove()
+        except Exception as exc:
+            log.warning("relay: delivery %s not settled: %s", delivery_id, type(exc).__name__)
+        finally:
+            _forget(delivery_id)
+
+    _settlers.submit(run)
+
+
 def _encrypted(reply: str | None, args: Mapping[str, str], opened: OpenedMessage) -> str:
     if reply is None:
         return SUCCESS
@@ -409,16 +439,32 @@ def _encrypted(reply: str | None, args: Mapping[str, str], opened: OpenedMessage
 # --- WeChat's retries ---------------------------------------------------------------------------
 
 
+class _Pending:
+    """A reply delivery this process is forwarding: its outcome once known."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.result: _Result | None = None
+
+
 def _hold(delivery_id: int) -> None:
     with _in_flight_lock:
-        _in_flight[delivery_id] = threading.Event()
+        _in_flight[delivery_id] = _Pending()
 
 
-def _release(delivery_id: int) -> None:
+def _publish(delivery_id: int, result: _Result) -> None:
     with _in_flight_lock:
-        event = _in_flight.pop(delivery_id, None)
-    if event is not None:
-        event.set()
+        pending = _in_flight.get(delivery_id)
+    if pending is not None:
+        pending.result = result
+        pending.done.set()
+
+
+def _forget(delivery_id: int) -> None:
+    with _in_flight_lock:
+        pending = _in_flight.pop(delivery_id, None)
+    if pending is not None:
+        pending.done.set()  # a waiter without a result reads the row
 
 
 def _answer_retry(
@@ -430,21 +476,23 @@ def _answer_retry(
     if state is None:
         return SUCCESS
     delivery_id, status, reply, created_at = state
-    if status == "in_flight" and _abandoned(created_at):
-        _settle(delivery_id, _Result("late", error="abandoned in flight", attempts=0))
-        return SUCCESS
     polls = iter(POLL_SECONDS)
     while status == "in_flight":
+        with _in_flight_lock:
+            pending = _in_flight.get(delivery_id)
+        if pending is None and _abandoned(created_at):
+            _settle(delivery_id, _Result("late", error="abandoned in flight", attempts=0))
+            return SUCCESS
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             return SUCCESS
-        with _in_flight_lock:
-            event = _in_flight.get(delivery_id)
-        pause = min(remaining, next(polls, POLL_SECONDS[-1]))
-        if event is not None:
-            event.wait(remaining)  # set when this process's forward settled
+        if pending is not None:  # forwarded by this process: woken by its outcome
+            pending.done.wait(remaining)
+            if pending.result is not None:
+                status, reply = pending.result.status, pending.result.reply
+                break
         else:
-            time.sleep(pause)
+            time.sleep(min(remaining, next(polls, POLL_SECONDS[-1])))
         _, status, reply, _ = _reply_state(digest)
     return _encrypted(reply, args, opened) if status == "delivered" else SUCCESS
 
@@ -456,5 +504,26 @@ def _reply_state(digest: str):
 
 
 def _abandoned(created_at: datetime) -> bool:
+    return created_at < _abandon_cutoff()
+
+
+def _abandon_cutoff() -> datetime:
     budget = timedelta(seconds=current_app.config["RELAY_REPLY_TIMEOUT"] + ABANDON_GRACE)
-    return created_at < clock.now() - budget
+    return clock.now() - budget
+
+
+def mark_abandoned() -> str:
+    """Reply deliveries left in flight past the budget (their process died mid-forward, and no
+    retry of the message came to notice): late. Runs with every inbox retry run; returns a
+    summary, "" when there were none."""
+    cutoff = clock.now() - ABANDONED_AFTER  # well past any settle still queued in a process
+    done = db.session.execute(
+        update(RelayDelivery.__table__)
+        .where(_deliveries.status == "in_flight", _deliveries.created_at < cutoff)
+        .values(status="late", last_error="abandoned in flight")
+    ).rowcount
+    db.session.commit()
+    return f"relay: {done} abandoned reply deliveries marked late" if done else ""
+
+
+intake.register_retry(mark_abandoned)
