@@ -33,6 +33,7 @@ FAMILIES = {
     "grantdesk_relay_messages": "counter",
     "grantdesk_relay_deliveries": "counter",
     "grantdesk_relay_reply_seconds": "histogram",
+    "grantdesk_relay_outbox_pending": "gauge",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,15 +9,19 @@ the delivery is `dead` and the group's next message goes (a dead head never bloc
 A paused route holds its deliveries (no attempts); a deleted route takes them along (FK cascade).
 `replay` and `replay_dead` put dead deliveries back in line.
 
-How work is taken, safely across processes and hosts. A drain claims heads in batches: one
-guarded UPDATE leases up to N due heads of free groups (`lease_until`), their requests go out
-concurrently (RELAY_OUTBOX_CONCURRENCY threads, one keep-alive requests.Session each), and the
-outcomes are written in batches, each fenced by the lease it was claimed with. Deliveries waiting
-behind their group's head are parked (`next_attempt_at` = PARKED) so that a long backlog behind
-a dead target costs nothing per claim; finishing a head un-parks the next one. Claims and outcome
-writes of all processes take turns on one transaction-level PostgreSQL advisory lock (SQLite has
-a single writer anyway): each sees the others' leases, so a message that arrives late, older than
-the one in flight, waits its turn too. A claim is a few milliseconds for a whole batch.
+How work is taken, safely across processes and hosts. A drain works in turns, one transaction
+each: it writes the outcomes that came in since its last turn (each fenced by the lease it was
+claimed with), then one guarded UPDATE leases up to N due heads of free groups (`lease_until`).
+Their requests go out concurrently (RELAY_OUTBOX_CONCURRENCY threads sharing urllib3 keep-alive
+connections, at a third of requests' CPU per request) while the next turn is taken.
+Deliveries waiting behind their group's head are parked (`next_attempt_at` = PARKED), so that a
+long backlog behind a dead target costs nothing per claim; finishing a head un-parks the next one.
+The drains of all processes take turns on one transaction-level PostgreSQL advisory lock (SQLite
+has a single writer anyway): each sees the others' leases, so even a message that arrives late,
+older than the one in flight, waits its turn. A turn takes a few milliseconds for a whole batch.
+
+Throughput grows with the number of groups that have work; within one group, messages go one
+after the other (each waits for the previous outcome to be written).
 
 How draining is started (the choice). Two paths run the same `drain`:
 - `wake()`: called after the intake committed async deliveries (registered below with
@@ -34,25 +38,45 @@ Payloads and replies are never logged: only ids, counts and exception type names
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import requests
+import certifi
+import urllib3
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import and_, bindparam, exists, func, literal_column, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Text,
+    Update,
+    bindparam,
+    case,
+    column,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+    values,
+)
 from sqlalchemy.orm import aliased
 
-from app import metrics
+from app import metrics, vault
 from app.extensions import db
 from app.models import Authorizer, RelayDelivery, RelayMessage, RelayRoute, User
 from app.services import DomainError, audit, clock
-from app.services.relay import formats, inbound, transport
+from app.services.relay import formats, inbound
 from app.wechat.errors import MalformedMessage
 from app.wechat.events import parse_message
 
@@ -68,8 +92,11 @@ PENDING = literal_column("'pending'")
 LOCK_KEY = int.from_bytes(b"relayobx", "big")
 DRAIN_LIMIT = 5000  # deliveries attempted per job run (the next run goes on)
 IDLE_SECONDS = 60.0  # a woken drainer thread ends after this long without work
-WRITE_EVERY = 0.05  # seconds: outcomes are written in batches at least this often
-DRAIN_CHUNKS = 8  # of an answer's body, read (8 KiB each) and ignored
+# Deliveries claimed per sender thread: a few queued behind each request keep the threads busy
+# while outcomes are written and the next batch is claimed.
+CLAIMED_ROUNDS = 8
+PARK_BATCH = 1000  # waiting deliveries parked per claim
+MAX_ANSWER_BYTES = 64 * 1024  # of an answer's body, read (and ignored) to keep its connection
 
 
 class NotDead(DomainError):
@@ -81,9 +108,9 @@ class NotDead(DomainError):
 # --- the job and the low-latency path -----------------------------------------------------------
 
 
-def deliver_due(*, limit: int = DRAIN_LIMIT, session: requests.Session | None = None) -> int:
+def deliver_due(*, limit: int = DRAIN_LIMIT, session: urllib3.PoolManager | None = None) -> int:
     """Send due deliveries until none is due or `limit` were attempted; returns how many were
-    delivered. `session` (tests) replaces the per-thread HTTP sessions."""
+    delivered. `session`: the connection pool to send through (default: this process's)."""
     return drain(limit=limit, session=session).delivered
 
 
@@ -182,60 +209,74 @@ class _Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def drain(*, limit: int = DRAIN_LIMIT, session: requests.Session | None = None) -> DrainResult:
+def drain(*, limit: int = DRAIN_LIMIT, session: urllib3.PoolManager | None = None) -> DrainResult:
     """Claim, send and record until nothing is due (or `limit` attempts), keeping the senders busy:
-    outcomes are written as they come in, and each finished head lets its group's next one go."""
+    outcomes are written as they come in (all that finished meanwhile in one transaction), and
+    each finished head lets its group's next message go at the next claim."""
     config = current_app.config
     concurrency = max(1, int(config["RELAY_OUTBOX_CONCURRENCY"]))
     timeout = float(config["RELAY_DELIVERY_TIMEOUT"])
-    capacity = 2 * concurrency  # claimed at once: a queued request waits one round at most
     senders = _executor(concurrency)
+    http = session or _pools[concurrency]
     in_flight: dict[Future, _Claim] = {}
     attempted = delivered = 0
+    finished: list[tuple[_Claim, _Outcome]] = []
     may_claim = True
     while True:
-        room = min(capacity - len(in_flight), limit - attempted)
-        if may_claim and room > 0 and (not in_flight or room >= concurrency // 2):
-            claims = _claim(room)
-            may_claim = len(claims) == room  # a short claim: nothing else is due right now
-            for claim in claims:
-                in_flight[senders.submit(_send, claim.request, timeout, session)] = claim
-            attempted += len(claims)
+        room = min(CLAIMED_ROUNDS * concurrency - len(in_flight), limit - attempted)
+        room = max(0, room) if may_claim else 0
+        claims, just_delivered = _turn(finished, room)
+        delivered += just_delivered
+        may_claim = room > 0 and len(claims) == room  # a short claim: nothing else is due now
+        for claim in claims:
+            in_flight[senders.submit(_send, claim.request, timeout, http)] = claim
+        attempted += len(claims)
         if not in_flight:
             return DrainResult(attempted, delivered)
-        done, _ = wait(in_flight, timeout=WRITE_EVERY, return_when=ALL_COMPLETED)
-        if not done:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        delivered += _record([(in_flight.pop(future), future.result()) for future in done])
-        may_claim = True
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        finished = [(in_flight.pop(future), future.result()) for future in done]
+        may_claim = True  # a finished head lets its group's next message go
 
 
-def _claim(limit: int) -> list[_Claim]:
-    """Lease up to `limit` due heads of free groups, and park what waits behind a head."""
-    now = clock.now()
-    lease_until = now + _lease()
+def _turn(results: list[tuple[_Claim, _Outcome]], limit: int) -> tuple[list[_Claim], int]:
+    """One transaction, taking turns with every other process: write the outcomes that came in,
+    then lease up to `limit` more. Returns the new claims and how many outcomes delivered."""
+    if not results and limit <= 0:
+        return [], 0
+    with taking_turns():
+        counts = _record(results)
+        claims = _claim(limit) if limit > 0 else []
+    db.session.commit()  # hold no transaction (or SQLite read snapshot) while sending
+    for status, count in counts.items():
+        if count:
+            metrics.RELAY_DELIVERIES.labels(mode="async", status=status).inc(count)
+    return claims, counts["delivered"]
+
+
+@dataclass(frozen=True)
+class _Statements:
+    lease: Update  # binds now, lease_until, n; returns the leased ids
+    park: Update  # binds now, n
+    release_oldest: Update  # executemany: p_route, p_account, p_now
+
+
+@functools.cache
+def _statements() -> _Statements:
+    """The outbox's statements, built once per process (they run many times a second)."""
     candidate = aliased(RelayDelivery, name="candidate")
     other = aliased(RelayDelivery, name="other")
+    now = bindparam("now")
     same_group = (
         other.route_id == candidate.route_id,
         other.authorizer_id == candidate.authorizer_id,
         other.status == PENDING,
         other.id != candidate.id,
     )
-    older = or_(
-        other.create_time < candidate.create_time,
-        and_(other.create_time == candidate.create_time, other.message_id < candidate.message_id),
-    )
+    older = _order(other) < _order(candidate)
     due = (
         candidate.status == PENDING,
         candidate.next_attempt_at <= now,
         or_(candidate.lease_until.is_(None), candidate.lease_until < now),
-    )
-    behind_a_head = (
-        select(candidate.id)
-        .where(*due, exists().where(*same_group, older))
-        .order_by(candidate.next_attempt_at, candidate.id)
-        .limit(4 * limit)
     )
     free_heads = (
         select(candidate.id)
@@ -247,30 +288,62 @@ def _claim(limit: int) -> list[_Claim]:
             ~exists().where(*same_group, or_(older, other.lease_until >= now)),
         )
         .order_by(candidate.next_attempt_at, candidate.id)
-        .limit(limit)
+        .limit(bindparam("n", type_=Integer))
     )
-    # Each statement is whole on its own (SQLite: one writer; PostgreSQL: the lock).
-    with taking_turns():
-        db.session.execute(
-            update(RelayDelivery)
-            .where(RelayDelivery.id.in_(behind_a_head.scalar_subquery()))
-            .values(next_attempt_at=PARKED)
-            .execution_options(synchronize_session=False)
+    behind_a_head = (
+        select(candidate.id)
+        .where(*due, exists().where(*same_group, older))
+        .order_by(candidate.next_attempt_at, candidate.id)
+        .limit(bindparam("n", type_=Integer))
+    )
+    table = RelayDelivery.__table__
+    oldest = aliased(RelayDelivery, name="oldest")
+    head = (
+        select(oldest.id)
+        .where(
+            oldest.route_id == bindparam("p_route"),
+            oldest.authorizer_id == bindparam("p_account"),
+            oldest.status == PENDING,
         )
-        ids = db.session.scalars(
-            update(RelayDelivery)
-            .where(RelayDelivery.id.in_(free_heads.scalar_subquery()))
-            .values(lease_until=lease_until)
-            .returning(RelayDelivery.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    db.session.commit()
-    if not ids:
-        return []
-    try:
-        return _requests_for(ids, lease_until)
-    finally:
-        db.session.commit()  # hold no transaction (or SQLite read snapshot) while sending
+        .order_by(oldest.create_time, oldest.message_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    unpark = {"next_attempt_at": bindparam("p_now")}
+    return _Statements(
+        lease=update(RelayDelivery)
+        .where(RelayDelivery.id.in_(free_heads.scalar_subquery()))
+        .values(lease_until=bindparam("lease_until"))
+        .returning(RelayDelivery.id)
+        .execution_options(synchronize_session=False),
+        park=update(RelayDelivery)
+        .where(RelayDelivery.id.in_(behind_a_head.scalar_subquery()))
+        .values(next_attempt_at=PARKED)
+        .execution_options(synchronize_session=False),
+        release_oldest=update(table)
+        .where(table.c.id == head, table.c.next_attempt_at == PARKED)
+        .values(unpark),
+    )
+
+
+def _order(delivery):
+    """A delivery's place in its group: CreateTime, then message id (a row value, so that
+    PostgreSQL scans the ordered index from there)."""
+    return tuple_(delivery.create_time, delivery.message_id)
+
+
+def _claim(limit: int) -> list[_Claim]:
+    """Lease up to `limit` due heads of free groups; after a short claim, park what waits behind
+    a head (so that the next claims do not scan it again). Each statement is whole on its own
+    (SQLite has one writer; on PostgreSQL the caller takes turns)."""
+    now = clock.now()
+    lease_until = now + _lease()
+    statements = _statements()
+    leased = {"now": now, "lease_until": lease_until, "n": limit}
+    ids = db.session.scalars(statements.lease, leased).all()
+    if len(ids) < limit:
+        db.session.execute(statements.park, {"now": now, "n": PARK_BATCH})
+    return _requests_for(ids, lease_until) if ids else []
 
 
 def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
@@ -287,20 +360,19 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
             RelayMessage.received_at,
             Authorizer.appid,
             Authorizer.merchant_id,
+            RelayRoute.url,
+            RelayRoute.format,
+            type_coerce(RelayRoute.token, Text).label("sealed_token"),  # opened once per route
+            type_coerce(RelayRoute.secret, Text).label("sealed_secret"),
         )
         .join(RelayMessage, RelayMessage.id == RelayDelivery.message_id)
         .join(Authorizer, Authorizer.id == RelayDelivery.authorizer_id)
+        .join(RelayRoute, RelayRoute.id == RelayDelivery.route_id)
         .where(RelayDelivery.id.in_(ids))
-        .order_by(RelayDelivery.id)
     ).all()
-    targets = {
-        route.id: _Target(route.url, route.format, route.token, route.secret)
-        for route in db.session.scalars(
-            select(RelayRoute).where(RelayRoute.id.in_({row.route_id for row in rows}))
-        )
-    }
     component_appid = current_app.config["WECHAT_COMPONENT_APPID"]
     timestamp = int(clock.now().timestamp())
+    targets: dict[int, _Target] = {}
     claims = []
     for row in rows:
         try:
@@ -318,8 +390,12 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
                 xml=row.payload,
                 fields=fields,
             )
-            target = targets.get(row.route_id)  # None: the route was deleted just now
-            request = target and formats.build_request(target, outgoing, timestamp=timestamp)
+            target = targets.get(row.route_id)
+            if target is None:
+                target = targets[row.route_id] = _Target(
+                    row.url, row.format, _open(row.sealed_token), _open(row.sealed_secret)
+                )
+            request = formats.build_request(target, outgoing, timestamp=timestamp)
         claims.append(
             _Claim(
                 row.id,
@@ -335,39 +411,60 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
     return claims
 
 
-def _send(
-    request: formats.Request | None, timeout: float, session: requests.Session | None
-) -> _Outcome:
+def _open(sealed: str | None) -> str | None:
+    return None if sealed is None else vault.current_vault().decrypt(sealed)
+
+
+def _send(request: formats.Request | None, timeout: float, http: urllib3.PoolManager) -> _Outcome:
     """One attempt (in a sender thread, no database): any 2xx delivers; the body is ignored."""
     if request is None:
         return _Outcome(None, "unreadable message", 0)
-    http = session or transport.session()
     started = time.perf_counter()
     try:
-        with http.post(
+        response = http.request(
+            "POST",
             request.url,
-            data=request.body,
+            body=request.body,
             headers=request.headers,
-            timeout=timeout,
-            allow_redirects=False,  # a redirect is not a delivery
-            stream=True,
-        ) as response:
-            status_code, error = response.status_code, None
-            # Read a short body so the connection is kept alive; a long one is cut off.
-            for _ in zip(range(DRAIN_CHUNKS), response.iter_content(8192), strict=False):
-                pass
-    except requests.RequestException as exc:
-        status_code, error = None, transport.describe(exc)
-    return _Outcome(status_code, error, int((time.perf_counter() - started) * 1000))
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            redirect=False,  # a redirect is not a delivery
+            retries=False,  # the outbox retries, with backoff
+            preload_content=False,
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        return _Outcome(None, _describe(exc), int((time.perf_counter() - started) * 1000))
+    try:
+        # Read a short answer so that its connection is kept alive; a long one is cut off.
+        if len(response.read(MAX_ANSWER_BYTES + 1, decode_content=False)) > MAX_ANSWER_BYTES:
+            response.close()
+    except urllib3.exceptions.HTTPError:
+        response.close()  # the status line came: that is the answer
+    finally:
+        response.release_conn()
+    return _Outcome(response.status, None, int((time.perf_counter() - started) * 1000))
 
 
-def _record(results: list[tuple[_Claim, _Outcome]]) -> int:
-    """Write a batch of outcomes (each only while its lease is ours); returns how many delivered."""
+def _describe(error: Exception) -> str:
+    """A short, content-free description of a failed attempt (as the reply path words it)."""
+    if isinstance(error, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(error, urllib3.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(error, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError):
+        return "connection error"
+    return type(error).__name__[:100]
+
+
+def _record(results: list[tuple[_Claim, _Outcome]]) -> dict[str, int]:
+    """Write a batch of outcomes (each only while its lease is ours); returns counts by status.
+    Outcomes alike (most are "delivered, 200") go in one UPDATE, whatever their number."""
+    counts = {"delivered": 0, "retry": 0, "dead": 0}
     if not results:
-        return 0
+        return counts
     now = clock.now()
     max_attempts = int(current_app.config["RELAY_MAX_ATTEMPTS"])
-    rows, finished, counts = [], [], {"delivered": 0, "retry": 0, "dead": 0}
+    alike: dict[tuple, dict[int, int]] = defaultdict(dict)  # -> {delivery id: duration_ms}
+    finished = []
     for claim, outcome in results:
         attempts = claim.attempts + 1
         if outcome.ok:
@@ -379,83 +476,65 @@ def _record(results: list[tuple[_Claim, _Outcome]]) -> int:
         counts["retry" if status == "pending" else status] += 1
         if status != "pending":
             finished.append(claim)
-        rows.append(
-            {
-                "b_id": claim.delivery_id,
-                "b_lease": claim.lease_until,
-                "b_status": status,
-                "b_attempts": attempts,
-                "b_next": next_attempt_at,
-                "b_code": outcome.status_code,
-                "b_error": outcome.error,
-                "b_ms": outcome.duration_ms,
-                "b_delivered_at": now if status == "delivered" else None,
-            }
-        )
+        key = (claim.lease_until, status, next_attempt_at, outcome.status_code, outcome.error)
+        alike[key][claim.delivery_id] = outcome.duration_ms
     table = RelayDelivery.__table__
-    with taking_turns():
+    for (lease_until, status, next_attempt_at, code, error), durations in alike.items():
         db.session.execute(
             update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.lease_until == bindparam("b_lease"))
+            .where(table.c.id.in_(list(durations)), table.c.lease_until == lease_until)
             .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                next_attempt_at=bindparam("b_next"),
+                status=status,
+                attempts=table.c.attempts + 1,
+                next_attempt_at=next_attempt_at,
                 lease_until=None,
-                last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"),
-                duration_ms=bindparam("b_ms"),
-                delivered_at=bindparam("b_delivered_at"),
-            ),
-            rows,
+                last_status_code=code,
+                last_error=error,
+                duration_ms=case(durations, value=table.c.id),
+                delivered_at=now if status == "delivered" else None,
+            )
         )
+    if finished:
         _release_next(finished, now)
-    db.session.commit()
-    for status, count in counts.items():
-        if count:
-            metrics.RELAY_DELIVERIES.labels(mode="async", status=status).inc(count)
-    return counts["delivered"]
+    return counts
 
 
 def _release_next(finished: list[_Claim], now: datetime) -> None:
-    """Un-park the message after each finished head (harmless if it is not the new head: the
-    next claim parks it again; what matters is that a group's oldest pending is never parked)."""
-    if not finished:
-        return
-    table = RelayDelivery.__table__
-    after = table.alias("successor")
-    successor = (
-        select(after.c.id)
-        .where(
-            after.c.route_id == bindparam("p_route"),
-            after.c.authorizer_id == bindparam("p_account"),
-            after.c.status == PENDING,
-            or_(
-                after.c.create_time > bindparam("p_time"),
-                and_(
-                    after.c.create_time == bindparam("p_time"),
-                    after.c.message_id > bindparam("p_message"),
-                ),
-            ),
+    """Un-park the message after each finished head, in one statement. Harmless when that is not
+    the group's new head (the next claim parks it again): what matters is that a group's oldest
+    pending delivery is never left parked."""
+    heads = (
+        values(
+            column("route_id", Integer),
+            column("authorizer_id", Integer),
+            column("create_time", BigInteger),
+            column("message_id", Integer),
+            name="finished",
         )
-        .order_by(after.c.create_time, after.c.message_id)
+        .data([(c.route_id, c.authorizer_id, c.create_time, c.message_id) for c in finished])
+        .cte("finished")
+    )
+    after = aliased(RelayDelivery, name="successor")
+    successor = (
+        select(after.id)
+        .where(
+            after.route_id == heads.c.route_id,
+            after.authorizer_id == heads.c.authorizer_id,
+            after.status == PENDING,
+            _order(after) > tuple_(heads.c.create_time, heads.c.message_id),
+        )
+        .order_by(after.create_time, after.message_id)
         .limit(1)
         .scalar_subquery()
     )
     db.session.execute(
-        update(table)
-        .where(table.c.id == successor, table.c.next_attempt_at == PARKED)
-        .values(next_attempt_at=bindparam("p_now")),
-        [
-            {
-                "p_route": claim.route_id,
-                "p_account": claim.authorizer_id,
-                "p_time": claim.create_time,
-                "p_message": claim.message_id,
-                "p_now": now,
-            }
-            for claim in finished
-        ],
+        update(RelayDelivery)
+        .where(
+            RelayDelivery.id.in_(select(successor).select_from(heads)),
+            RelayDelivery.next_attempt_at == PARKED,
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -463,29 +542,10 @@ def release_groups(groups: Iterable[tuple[int, int]]) -> None:
     """Un-park the oldest pending delivery of each (route_id, authorizer_id) group: for callers
     that delete pending rows (retention), which may have taken a group's head. Call it while
     `taking_turns()` in the same transaction as the deletion."""
-    table = RelayDelivery.__table__
-    oldest = table.alias("oldest")
-    head = (
-        select(oldest.c.id)
-        .where(
-            oldest.c.route_id == bindparam("p_route"),
-            oldest.c.authorizer_id == bindparam("p_account"),
-            oldest.c.status == PENDING,
-        )
-        .order_by(oldest.c.create_time, oldest.c.message_id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    params = [
-        {"p_route": route, "p_account": account, "p_now": clock.now()} for route, account in groups
-    ]
+    now = clock.now()
+    params = [{"p_route": route, "p_account": account, "p_now": now} for route, account in groups]
     if params:
-        db.session.execute(
-            update(table)
-            .where(table.c.id == head, table.c.next_attempt_at == PARKED)
-            .values(next_attempt_at=bindparam("p_now")),
-            params,
-        )
+        db.session.execute(_statements().release_oldest, params)
 
 
 @contextmanager
@@ -502,21 +562,30 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _lease() -> timedelta:
-    # A claimed delivery waits for one round of sends at most, then takes its own timeout.
-    return timedelta(seconds=3 * float(current_app.config["RELAY_DELIVERY_TIMEOUT"]) + 30)
+    """Long enough for a claimed delivery to wait behind the others claimed, then be tried (a
+    process that dies holding leases delays their groups this long at most)."""
+    timeout = float(current_app.config["RELAY_DELIVERY_TIMEOUT"])
+    return timedelta(seconds=(CLAIMED_ROUNDS + 1) * timeout + 30)
 
 
 _executors: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[int, urllib3.PoolManager] = {}
 _executors_lock = threading.Lock()
 
 
 def _executor(concurrency: int) -> ThreadPoolExecutor:
-    """This process's sender threads (created after any fork, on first use)."""
+    """This process's sender threads and their keep-alive connections (created after any fork,
+    on first use)."""
     with _executors_lock:
         executor = _executors.get(concurrency)
         if executor is None:
             executor = _executors[concurrency] = ThreadPoolExecutor(
                 max_workers=concurrency, thread_name_prefix="relay-sender"
+            )
+            _pools[concurrency] = urllib3.PoolManager(
+                num_pools=100,  # hosts whose keep-alive connections are kept
+                maxsize=concurrency,  # each sender may hold one connection to every host
+                ca_certs=certifi.where(),  # the CA bundle requests uses elsewhere
             )
         return executor
 
