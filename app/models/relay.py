@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -84,13 +85,16 @@ class RelayDelivery(Base):
     __table_args__ = (
         UniqueConstraint("message_id", "route_id"),
         Index("ix_relay_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
-        # The ordered outbox: the oldest open delivery per (route, account) goes first.
+        # The ordered outbox: the oldest pending delivery per (route, account) goes first. Only
+        # pending rows: a group's check never walks its delivered history.
         Index(
             "ix_relay_deliveries_route_account_order",
             "route_id",
             "authorizer_id",
             "create_time",
             "message_id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
         ),
         # The console's per-route counts and timings over the retention window.
         Index("ix_relay_deliveries_route_created", "route_id", "created_at"),

@@ -132,6 +132,8 @@ def upgrade():
             "ix_relay_deliveries_route_account_order",
             ["route_id", "authorizer_id", "create_time", "message_id"],
             unique=False,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
         )
         batch_op.create_index(
             "ix_relay_deliveries_status_next_attempt_at",
