@@ -25,7 +25,13 @@ from app.services.console import actions, bulk
 from app.services.console import queries as queries
 from app.services.custody import serve
 from app.services.relay import stats as relay_stats
-from app.staff.forms import AccountFilterForm, AssignForm, ConfirmForm, DismissForm
+from app.staff.forms import (
+    AccountFilterForm,
+    AssignForm,
+    ConfirmForm,
+    DismissForm,
+    require_confirmation,
+)
 
 bp = Blueprint("accounts", __name__)
 
@@ -137,8 +143,7 @@ def bulk_confirm(action: str):
 @require_staff_role("operator")
 def bulk_apply(action: str):
     """Run a confirmed bulk action (each account audited, the run too) and say how it went."""
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     f = _selected_filter()
     back = url_for("staff.accounts.index", **_query_args(f))
     try:
@@ -218,8 +223,7 @@ def confirm(authorizer_id: int, action: str):
 def refresh_token(authorizer_id: int):
     """Refresh the access token now (audited)."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     try:
         actions.refresh_token_now(authorizer, actor=current_user)
     except DomainError as error:
@@ -234,8 +238,7 @@ def refresh_token(authorizer_id: int):
 def resync(authorizer_id: int):
     """Re-read profile and grant from WeChat (audited)."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     try:
         actions.resync_authorizer(authorizer, actor=current_user)
     except DomainError:
@@ -250,8 +253,7 @@ def resync(authorizer_id: int):
 def purge(authorizer_id: int):
     """Purge the account once WeChat confirms it is revoked (audited)."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     try:
         actions.purge_account(authorizer, actor=current_user)
     except DomainError as error:
@@ -285,8 +287,7 @@ def confirm_replay(event_id: int):
 def replay(event_id: int):
     """Run a failed event's handler again (audited)."""
     event = db.get_or_404(InboxEvent, event_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     appid = event.authorizer_appid
     try:
         outcome = actions.replay_event(event, actor=current_user)

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, time, timedelta
 
+from flask import abort
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -47,6 +48,12 @@ class InviteForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """An empty form: a button with a CSRF token, for confirmed actions."""
+
+
+def require_confirmation() -> None:
+    """Answer 400 unless the request carries a valid ConfirmForm (its CSRF token)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
 
 
 class GetForm(FlaskForm):

@@ -23,7 +23,7 @@ from app.htmx import render
 from app.models import Merchant, RelayDelivery, RelayRoute
 from app.services.custody import apikeys
 from app.services.relay import outbox, routes, stats
-from app.staff.forms import ConfirmForm, RelayRouteForm
+from app.staff.forms import ConfirmForm, RelayRouteForm, require_confirmation
 
 bp = Blueprint("integrations", __name__)
 
@@ -133,7 +133,7 @@ def resume_route(route_id: int):
 
 def _set_paused(route_id: int, paused: bool):
     route = db.get_or_404(RelayRoute, route_id)
-    _confirmed()
+    require_confirmation()
     routes.set_paused(route, paused, actor=current_user)
     if paused:
         flash(_("Route %(name)s paused.", name=route.name), "success")
@@ -147,7 +147,7 @@ def _set_paused(route_id: int, paused: bool):
 def test_route(route_id: int):
     """Send a made-up text message to the route now and show what came back."""
     route = db.get_or_404(RelayRoute, route_id)
-    _confirmed()
+    require_confirmation()
     return _render_route(route, fragment="test_result", test_result=routes.test_send(route))
 
 
@@ -155,14 +155,7 @@ def test_route(route_id: int):
 @require_staff_role("admin")
 def confirm_delete(route_id: int):
     """Confirmation page before deleting a route."""
-    route = db.get_or_404(RelayRoute, route_id)
-    return render_template(
-        "staff/confirm_relay.html",
-        action="delete",
-        route=route,
-        counts=stats.route_stats([route.id])[route.id].counts,
-        form=ConfirmForm(),
-    )
+    return _confirmation_page(route_id, "delete")
 
 
 @bp.post("/relay/<int:route_id>/delete")
@@ -170,7 +163,7 @@ def confirm_delete(route_id: int):
 def delete_route(route_id: int):
     """Delete a route with its deliveries (audited)."""
     route = db.get_or_404(RelayRoute, route_id)
-    _confirmed()
+    require_confirmation()
     name = route.name
     routes.delete_route(route, actor=current_user)
     flash(_("Route %(name)s deleted.", name=name), "success")
@@ -184,7 +177,7 @@ def replay(route_id: int, delivery_id: int):
     delivery = db.get_or_404(RelayDelivery, delivery_id)
     if delivery.route_id != route_id:
         abort(404)
-    _confirmed()
+    require_confirmation()
     try:
         outbox.replay(delivery, actor=current_user)
     except outbox.NotDead:
@@ -198,14 +191,7 @@ def replay(route_id: int, delivery_id: int):
 @require_staff_role("operator")
 def confirm_replay_dead(route_id: int):
     """Confirmation page before replaying every dead letter of a route."""
-    route = db.get_or_404(RelayRoute, route_id)
-    return render_template(
-        "staff/confirm_relay.html",
-        action="replay",
-        route=route,
-        counts=stats.route_stats([route.id])[route.id].counts,
-        form=ConfirmForm(),
-    )
+    return _confirmation_page(route_id, "replay")
 
 
 @bp.post("/relay/<int:route_id>/dead/replay")
@@ -213,16 +199,20 @@ def confirm_replay_dead(route_id: int):
 def replay_dead(route_id: int):
     """Queue every dead delivery of a route again (audited)."""
     route = db.get_or_404(RelayRoute, route_id)
-    _confirmed()
+    require_confirmation()
     n = outbox.replay_dead(route_id=route.id, actor=current_user)
     flash(ngettext("%(num)d dead delivery is queued again.",
                    "%(num)d dead deliveries are queued again.", n), "success")  # fmt: skip
     return _back(route.id, "#dead_letters")
 
 
-def _confirmed() -> None:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+def _confirmation_page(route_id: int, action: str):
+    """What deleting the route, or replaying its dead letters, will touch; then the button."""
+    route = db.get_or_404(RelayRoute, route_id)
+    counts = stats.route_stats([route.id])[route.id].counts
+    return render_template(
+        "staff/confirm_relay.html", action=action, route=route, counts=counts, form=ConfirmForm()
+    )
 
 
 def _saved(route):

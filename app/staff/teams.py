@@ -11,7 +11,7 @@ from app.extensions import db
 from app.merchant.forms import MemberRoleForm
 from app.models import Merchant, User
 from app.services.access import teams
-from app.staff.forms import ConfirmForm
+from app.staff.forms import ConfirmForm, require_confirmation
 
 bp = Blueprint("teams", __name__)
 
@@ -23,11 +23,6 @@ def urls_for(merchant_id: int) -> dict:
 
 def _back(merchant_id: int):
     return redirect(url_for("staff.merchant", merchant_id=merchant_id), code=303)
-
-
-def _confirmed() -> None:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
 
 
 @bp.get("")
@@ -42,7 +37,7 @@ def index(merchant_id: int):
 def resend(merchant_id: int, invitation_id: int):
     """Send a merchant's pending invitation again, valid for another full period."""
     db.get_or_404(Merchant, merchant_id)
-    _confirmed()
+    require_confirmation()
     try:
         sent = teams.resend(merchant_id, invitation_id, actor=current_user)
     except teams.NotFound:
@@ -60,7 +55,7 @@ def resend(merchant_id: int, invitation_id: int):
 def revoke(merchant_id: int, invitation_id: int):
     """Withdraw a merchant's pending invitation."""
     db.get_or_404(Merchant, merchant_id)
-    _confirmed()
+    require_confirmation()
     try:
         teams.revoke(merchant_id, invitation_id, actor=current_user)
     except teams.NotFound:
@@ -103,7 +98,7 @@ def confirm_remove(merchant_id: int, user_id: int):
 @require_staff_role("admin")
 def remove(merchant_id: int, user_id: int):
     """Remove a member from a merchant (never the last administrator)."""
-    _confirmed()
+    require_confirmation()
     try:
         teams.remove(merchant_id, user_id, actor=current_user)
     except teams.NotFound:

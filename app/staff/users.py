@@ -11,7 +11,7 @@ from app.htmx import render
 from app.models import User
 from app.services import accounts
 from app.services.access import mfa, roles
-from app.staff.forms import ConfirmForm, StaffRoleForm, StaffUserForm
+from app.staff.forms import ConfirmForm, StaffRoleForm, StaffUserForm, require_confirmation
 
 bp = Blueprint("users", __name__)
 
@@ -80,8 +80,7 @@ def confirm_reset_two_factor(user_id: int):
 def reset_two_factor(user_id: int):
     """Remove a staff member's lost authenticator (they enroll again; their sessions end)."""
     user = _other_staff_member(user_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     mfa.reset(user, actor=current_user)
     flash(_("Two-factor sign-in of %(email)s was reset.", email=user.email), "success")
     return redirect(url_for("staff.users.index"), code=303)
