@@ -5,12 +5,13 @@ redirect stored meanwhile. D8: a redirect whose exchange fails transiently, for 
 WeChat sends no push for (nothing changed), must still complete through the retry job.
 """
 
+import contextlib
 import threading
 import time
 
 from sqlalchemy import func, select, text
 
-from app.extensions import db
+from app.extensions import db, wechat_client
 from app.merchant import queries
 from app.models import AuthorizationSession, Authorizer, InboxEvent, SessionStatus
 from app.services.authorization import sessions
@@ -46,11 +47,24 @@ def _unsettled_events():
     )
 
 
-def _wait_for_calls(flow, name, count, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while flow.calls(name) < count:
-        assert time.monotonic() < deadline, f"{name} was not called {count} times"
-        time.sleep(0.02)
+@contextlib.contextmanager
+def _retry_backoff_held(flow):
+    """Hold the portal's WeChat retry backoff until the block ends: a push whose call failed
+    waits, inside `_apply`, for exactly as long as the test needs, however slow the machine.
+    Yields an event set once a retry is waiting."""
+    client = flow.portal.call(wechat_client)
+    waiting, release = threading.Event(), threading.Event()
+
+    def held(_seconds):
+        waiting.set()
+        assert release.wait(60), "the held retry was never released"
+
+    client._sleep = held
+    try:
+        yield waiting
+    finally:
+        release.set()
+        client._sleep = time.sleep
 
 
 def test_a_delayed_push_result_is_not_written_over_a_newer_redirect(flow):
@@ -62,17 +76,16 @@ def test_a_delayed_push_result_is_not_written_over_a_newer_redirect(flow):
     _connect(flow, account, [1, 2])
     session = _update_session(flow, appid, [1, 2, 4])
     link = flow.link(session)
-    info_calls = flow.calls("api_get_authorizer_info")
-    flow.sandbox.set_faults(
-        endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1, "latency": 2.0}}
-    )
+    flow.sandbox.set_faults(endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1}})
     flow.sandbox.update(appid, [1, 3])
-    pushes = threading.Thread(target=flow.sandbox.flush)
-    pushes.start()
-    # The push exchanged its code and now waits for api_get_authorizer_info inside `_apply`.
-    _wait_for_calls(flow, "api_get_authorizer_info", info_calls + 1)
-    result = flow.consent(link, account, [1, 2, 4])
-    flow.follow(result["redirect_url"])
+    with _retry_backoff_held(flow) as push_waits:
+        pushes = threading.Thread(target=flow.sandbox.flush)
+        pushes.start()
+        # The push exchanged its code; its api_get_authorizer_info failed once and its retry
+        # waits inside `_apply` while the merchant consents and the redirect stores the grant.
+        assert push_waits.wait(30)
+        result = flow.consent(link, account, [1, 2, 4])
+        flow.follow(result["redirect_url"])
     pushes.join(60)
     flow.sandbox.flush()
 
@@ -135,20 +148,21 @@ def test_a_delayed_push_result_waits_for_wechat_when_the_reread_fails(flow, port
     _connect(flow, account, [1, 2])
     session = _update_session(flow, appid, [1, 2, 4])
     link = flow.link(session)
-    info_calls = flow.calls("api_get_authorizer_info")
-    flow.sandbox.set_faults(
-        endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1, "latency": 2.0}}
-    )
+    flow.sandbox.set_faults(endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1}})
     flow.sandbox.update(appid, [1, 3])
-    pushes = threading.Thread(target=flow.sandbox.flush)
-    pushes.start()
-    _wait_for_calls(flow, "api_get_authorizer_info", info_calls + 1)
-    result = flow.consent(link, account, [1, 2, 4])
-    flow.follow(result["redirect_url"])
-    assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
-    # WeChat stops answering before the push's exchange result reaches the database.
-    flow.sandbox.set_faults(endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 100}})
+    with _retry_backoff_held(flow) as push_waits:
+        pushes = threading.Thread(target=flow.sandbox.flush)
+        pushes.start()
+        assert push_waits.wait(30)
+        result = flow.consent(link, account, [1, 2, 4])
+        flow.follow(result["redirect_url"])
+        assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
+        # WeChat stops answering before the push's exchange result reaches the database.
+        flow.sandbox.set_faults(
+            endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 100}}
+        )
     pushes.join(60)
+    assert not pushes.is_alive()
     assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
     assert flow.portal.call(_unsettled_events) == 1  # the security assistant's push stays due
 
