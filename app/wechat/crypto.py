@@ -80,8 +80,10 @@ class OpenedMessage:
     """A verified, decrypted push: inner XML plus which outer form and key were used. Ref §1.6."""
 
     xml: str
-    outer_tag: str  # "AppId" (platform events) or "ToUserName" (authorizer messages)
-    outer_value: str
+    # "AppId" (platform events), "ToUserName" (authorizer messages), or None for the envelope
+    # the WeChat SDKs' encrypt helpers build (<Encrypt>, <MsgSignature>, <TimeStamp>, <Nonce>).
+    outer_tag: str | None
+    outer_value: str | None
     used_previous_key: bool
 
 
@@ -210,12 +212,14 @@ class MessageCrypto:
         encrypt = fields.get("Encrypt")
         if not encrypt:
             raise MalformedMessage("outer XML needs exactly one non-empty <Encrypt>")
-        form = "AppId" if "AppId" in fields else "ToUserName"
-        if (form == "AppId") == ("ToUserName" in fields):  # neither, or both
-            raise MalformedMessage("outer XML needs exactly one of <AppId> or <ToUserName>")
+        if "AppId" in fields and "ToUserName" in fields:
+            raise MalformedMessage("outer XML has both <AppId> and <ToUserName>")
+        # The outer tag only routes: msg_signature covers <Encrypt> alone, and the receive-id
+        # inside it is what proves the sender. So an envelope without one is accepted too.
+        form = "AppId" if "AppId" in fields else "ToUserName" if "ToUserName" in fields else None
         self.verify_signature(msg_signature, timestamp, nonce, encrypt)
         xml, used_previous = self._decrypt(encrypt)
-        return OpenedMessage(xml, form, fields[form], used_previous)
+        return OpenedMessage(xml, form, fields.get(form) if form else None, used_previous)
 
     def decrypt_message(
         self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str

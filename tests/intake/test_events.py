@@ -29,6 +29,26 @@ def test_ticket_push_is_stored_and_answered_with_exactly_success(push):
     assert all("ticket@@@" not in str(e.details) for e in db.session.scalars(select(AuditEntry)))
 
 
+def test_a_push_in_the_envelope_a_wechat_sdk_builds_is_accepted(client, app):
+    """wechatpy's encrypt_message output posted as it is (no outer <AppId>): the signature and
+    the receive-id prove it, so the ticket is stored like any other."""
+    from wechatpy.crypto import WeChatCrypto
+
+    config = app.config
+    sdk = WeChatCrypto(config["WECHAT_TOKEN"], config["WECHAT_ENCODING_AES_KEY"],
+                       config["WECHAT_COMPONENT_APPID"])  # fmt: skip
+    timestamp, nonce = str(int(time.time())), "7654321"
+    body = sdk.encrypt_message(ticket_xml("ticket@@@sdk"), nonce, timestamp)
+    signature = body.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
+    query = f"timestamp={timestamp}&nonce={nonce}&encrypt_type=aes&msg_signature={signature}"
+    response = client.post(f"/wechat/events?{query}", data=body, content_type="text/xml")
+    assert (response.status_code, response.data) == (200, b"success")
+    assert credentials.current_ticket() == "ticket@@@sdk"
+    tampered = client.post(f"/wechat/events?{query.replace('msg_signature=', 'msg_signature=0')}",
+                           data=body, content_type="text/xml")  # fmt: skip
+    assert tampered.status_code == 403
+
+
 def test_a_retried_push_is_acknowledged_and_changes_nothing(push):
     xml = ticket_xml("ticket@@@same", create_time=1_700_000_000)
     assert push(xml).data == b"success"

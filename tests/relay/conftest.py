@@ -94,22 +94,28 @@ class WeChat:
         )  # fmt: skip
         self.http = requests.Session()
 
-    def seal(self, inner_xml: str, to_user_name: str) -> tuple[str, dict]:
+    def seal(self, inner_xml: str, to_user_name: str, *, sdk_envelope=False) -> tuple[str, dict]:
+        """WeChat's envelope (<ToUserName>, <Encrypt>), or with `sdk_envelope` the one the SDK
+        builds (<Encrypt>, <MsgSignature>, <TimeStamp>, <Nonce>), as a harness might send it."""
         nonce = str(secrets.randbelow(10**9))
-        sealed = xmltodict.parse(self.crypto.encrypt_message(inner_xml, nonce))["xml"]
-        body = (
+        envelope = self.crypto.encrypt_message(inner_xml, nonce)
+        sealed = xmltodict.parse(envelope)["xml"]
+        body = envelope if sdk_envelope else (
             f"<xml><ToUserName><![CDATA[{to_user_name}]]></ToUserName>"
             f"<Encrypt><![CDATA[{sealed['Encrypt']}]]></Encrypt></xml>"
-        )
+        )  # fmt: skip
         params = {"signature": "x", "timestamp": sealed["TimeStamp"], "nonce": nonce,
                   "openid": "o_user_0001", "encrypt_type": "aes",
                   "msg_signature": sealed["MsgSignature"]}  # fmt: skip
         return body, params
 
-    def send(self, appid: str, inner_xml: str, *, to_user_name=None, params=None, body=None):
+    def send(
+        self, appid: str, inner_xml: str, *, to_user_name=None, params=None, body=None,
+        sdk_envelope=False,
+    ):  # fmt: skip
         """POST like WeChat (5 s timeout); returns the response with `.seconds` set."""
         to_user_name = to_user_name or xmltodict.parse(inner_xml)["xml"]["ToUserName"]
-        sealed_body, sealed_params = self.seal(inner_xml, to_user_name)
+        sealed_body, sealed_params = self.seal(inner_xml, to_user_name, sdk_envelope=sdk_envelope)
         started = time.perf_counter()
         response = self.http.post(
             f"{self.base_url}/wechat/messages/{appid}",

@@ -67,6 +67,25 @@ def test_a_wechatpy_handler_answers_through_the_relay(live_portal, wechat, servi
     assert (message.msg_type, message.payload) == ("text", inner)
 
 
+def test_a_message_in_the_envelope_a_wechat_sdk_builds_is_relayed(
+    live_portal, wechat, services, merchant
+):
+    """A harness playing WeChat with wechatpy may POST encrypt_message's output as it is
+    (<Encrypt>, <MsgSignature>, <TimeStamp>, <Nonce>, no <ToUserName>): relayed and answered."""
+    behave, replies = wechatpy_text_handler(TOKEN)
+    service = services(behave)
+    account = make_account(merchant)
+    reply_route(service, merchant_id=merchant.id)
+    inner = text_xml(account, "hello", msg_id="7101")
+
+    response = wechat.send(account.appid, inner, sdk_envelope=True)
+
+    assert response.status_code == 200
+    assert wechat.open_reply(response.text) == replies["7101"]
+    assert [seen["body"].decode() for seen in service.seen] == [inner]
+    assert [d.status for d in deliveries()] == ["delivered"]
+
+
 def test_the_same_through_json(live_portal, wechat, services, merchant):
     def behave(seen):
         assert json_signature_ok(SECRET, seen)

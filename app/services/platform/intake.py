@@ -104,7 +104,8 @@ def read_body(stream: BinaryIO, content_length: int | None) -> bytes:
 
 
 def open_push(body: bytes, args: Mapping[str, str], *, outer_tag: str) -> OpenedMessage:
-    """Verify msg_signature and decrypt; the outer form must be `outer_tag` (AppId/ToUserName)."""
+    """Verify msg_signature and decrypt. An outer routing tag, when present, must be
+    `outer_tag` (AppId for platform events, ToUserName for authorizer messages)."""
     params = [args.get(name) for name in ("msg_signature", "timestamp", "nonce")]
     if not all(params) or not body:
         raise Rejected("missing_parameters")
@@ -119,9 +120,9 @@ def open_push(body: bytes, args: Mapping[str, str], *, outer_tag: str) -> Opened
         raise Rejected("malformed") from None
     except (DecryptError, CryptoError):
         raise Rejected("undecryptable") from None
-    if opened.outer_tag != outer_tag:
+    if opened.outer_tag not in (outer_tag, None):
         raise Rejected("malformed")
-    if outer_tag == "AppId" and opened.outer_value != crypto.appid:
+    if opened.outer_tag == "AppId" and opened.outer_value != crypto.appid:
         raise Rejected("wrong_appid")
     return opened
 

@@ -63,6 +63,27 @@ def test_official_vector_through_envelope(v: dict) -> None:
     )
 
 
+def test_an_envelope_built_by_a_wechat_sdk_opens_without_a_routing_tag(
+    crypto: MessageCrypto,
+) -> None:
+    """wechatpy's encrypt_message (like EasyWeChat's and WxJava's encrypt helpers) seals a push
+    as <Encrypt>, <MsgSignature>, <TimeStamp>, <Nonce>: the signature and the receive-id inside
+    <Encrypt> prove it, so the missing <AppId>/<ToUserName> is no reason to refuse it."""
+    from wechatpy.crypto import WeChatCrypto
+
+    inner = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Content>hi</Content></xml>"
+    body = WeChatCrypto(TOKEN, KEY, APPID).encrypt_message(inner, NONCE, TS)
+    signature = body.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
+    opened = crypto.open_message(body.encode(), signature, TS, NONCE)
+    assert (opened.outer_tag, opened.outer_value, opened.xml) == (None, None, inner)
+    with pytest.raises(errors.SignatureError):
+        crypto.open_message(body.encode(), "0" * 40, TS, NONCE)
+    foreign = WeChatCrypto(TOKEN, KEY, "wxsomeoneelse0001").encrypt_message(inner, NONCE, TS)
+    foreign_signature = foreign.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
+    with pytest.raises(errors.AppIdMismatch):
+        crypto.open_message(foreign.encode(), foreign_signature, TS, NONCE)
+
+
 def test_official_reply_vector_encrypt_reply() -> None:
     v = VECTORS["vectors"][1]
     c = MessageCrypto(v["token"], v["encoding_aes_key"], v["appid"])
@@ -212,7 +233,6 @@ DTD_ONLY = '<!DOCTYPE xml SYSTEM "http://example.com/x.dtd"><xml><AppId>a</AppId
         b"<xml><AppId>a</AppId></xml>",
         b"<xml><AppId>a</AppId><Encrypt></Encrypt></xml>",
         b"<xml><AppId>a</AppId><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>",
-        b"<xml><Encrypt>abc</Encrypt></xml>",
         b"<xml><AppId>a</AppId><ToUserName>b</ToUserName><Encrypt>abc</Encrypt></xml>",
         b"<xml><AppId>a</AppId><Encrypt><x>abc</x></Encrypt></xml>",
         b"<xml>junk<AppId>a</AppId><Encrypt>abc</Encrypt></xml>",
