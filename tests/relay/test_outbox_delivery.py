@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import socket
 import time
 
 import pytest
@@ -57,6 +58,20 @@ def test_target_down_then_up_delivers_in_create_time_order_once(app, service, po
     assert {d.status for d in deliveries()} == {"delivered"}
     assert outbox.deliver_due() == 0
     assert len(service.accepted) == 5  # each once
+
+
+def test_a_refused_connection_is_recorded_as_one_not_as_a_timeout(app, portal_clock):
+    """urllib3's NewConnectionError subclasses its TimeoutError: the console must still say
+    that nothing listens, not that the service was slow."""
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    route = make_route(f"http://127.0.0.1:{port}/hook")
+    store_message(make_account(), [route], create_time=T0)
+    assert outbox.deliver_due() == 0
+    (delivery,) = deliveries()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert (delivery.last_status_code, delivery.last_error) == (None, "connection error")
 
 
 def test_backoff_doubles_then_dead_after_eight_attempts_and_the_group_goes_on(

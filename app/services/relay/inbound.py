@@ -31,7 +31,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import requests
 from flask import current_app
 from sqlalchemy import Text, and_, bindparam, insert, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
@@ -59,9 +58,11 @@ POLL_SECONDS = (0.005, 0.01, 0.02, 0.05)
 # An in_flight reply delivery this much older than the budget lost its request (a crash).
 ABANDON_GRACE = 0.5
 ABANDONED_AFTER = timedelta(minutes=1)  # the periodic sweep's (mark_abandoned) margin
-# Forwards run on these threads so the budget is a hard deadline (requests' timeouts are per
-# phase, not total); a late forward finishes here, its answer dropped.
-_forwarders = ThreadPoolExecutor(max_workers=32, thread_name_prefix="relay-reply")
+# Forwards run on these threads so the budget is a hard deadline (HTTP timeouts are per phase,
+# not total); a late forward finishes here, its answer dropped.
+_forwarders = ThreadPoolExecutor(
+    max_workers=transport.SHARED_POOL_SIZE, thread_name_prefix="relay-reply"
+)
 # Outcomes are written after the answer went out (see _settle_later).
 _settlers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-settle")
 # Reply deliveries this process is forwarding (until settled): a retry here waits on them.
@@ -363,10 +364,9 @@ def _call(route, outgoing, request, now: int, deadline: float, remaining: float)
     except FutureTimeout:
         started = future.cancel() is False  # a queued forward never reaches the handler
         return _Result("late", error="timeout", attempts=1 if started else 0)
-    except requests.Timeout:
-        return _Result("late", error="timeout")
     except Exception as exc:  # refused, reset, too large, ...: never the reply's content
-        return _Result("failed", error=transport.describe(exc))
+        error = transport.describe(exc)
+        return _Result("late" if error == "timeout" else "failed", error=error)
     duration_ms = int(seconds * 1000)
     if not 200 <= status_code < 300:
         return _Result("failed", status_code=status_code, error=f"HTTP {status_code}",

@@ -13,7 +13,7 @@ How work is taken, safely across processes and hosts. A drain works in turns, on
 each: it writes the outcomes that came in since its last turn (each fenced by the lease it was
 claimed with), then one guarded UPDATE leases up to N due heads of free groups (`lease_until`).
 Their requests go out concurrently (RELAY_OUTBOX_CONCURRENCY threads sharing urllib3 keep-alive
-connections, at a third of requests' CPU per request) while the next turn is taken.
+connections, see transport.py) while the next turn is taken.
 Deliveries waiting behind their group's head are parked (`next_attempt_at` = PARKED), so that a
 long backlog behind a dead target costs nothing per claim; finishing a head un-parks the next one.
 The drains of all processes take turns on one transaction-level PostgreSQL advisory lock (SQLite
@@ -49,7 +49,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import certifi
 import urllib3
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import (
@@ -76,7 +75,7 @@ from app import metrics, vault
 from app.extensions import db
 from app.models import Authorizer, RelayDelivery, RelayMessage, RelayRoute, User
 from app.services import DomainError, audit, clock
-from app.services.relay import formats, inbound
+from app.services.relay import formats, inbound, transport
 from app.wechat.errors import MalformedMessage
 from app.wechat.events import parse_message
 
@@ -217,7 +216,7 @@ def drain(*, limit: int = DRAIN_LIMIT, session: urllib3.PoolManager | None = Non
     concurrency = max(1, int(config["RELAY_OUTBOX_CONCURRENCY"]))
     timeout = float(config["RELAY_DELIVERY_TIMEOUT"])
     senders = _executor(concurrency)
-    http = session or _pools[concurrency]
+    http = session or transport.pool(concurrency)
     in_flight: dict[Future, _Claim] = {}
     attempted = delivered = 0
     finished: list[tuple[_Claim, _Outcome]] = []
@@ -421,38 +420,12 @@ def _send(request: formats.Request | None, timeout: float, http: urllib3.PoolMan
         return _Outcome(None, "unreadable message", 0)
     started = time.perf_counter()
     try:
-        response = http.request(
-            "POST",
-            request.url,
-            body=request.body,
-            headers=request.headers,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            redirect=False,  # a redirect is not a delivery
-            retries=False,  # the outbox retries, with backoff
-            preload_content=False,
-        )
-    except urllib3.exceptions.HTTPError as exc:
-        return _Outcome(None, _describe(exc), int((time.perf_counter() - started) * 1000))
-    try:
-        # Read a short answer so that its connection is kept alive; a long one is cut off.
-        if len(response.read(MAX_ANSWER_BYTES + 1, decode_content=False)) > MAX_ANSWER_BYTES:
-            response.close()
-    except urllib3.exceptions.HTTPError:
-        response.close()  # the status line came: that is the answer
-    finally:
-        response.release_conn()
-    return _Outcome(response.status, None, int((time.perf_counter() - started) * 1000))
-
-
-def _describe(error: Exception) -> str:
-    """A short, content-free description of a failed attempt (as the reply path words it)."""
-    if isinstance(error, urllib3.exceptions.TimeoutError):
-        return "timeout"
-    if isinstance(error, urllib3.exceptions.SSLError):
-        return "TLS error"
-    if isinstance(error, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError):
-        return "connection error"
-    return type(error).__name__[:100]
+        status, _ = transport.post(request, timeout=timeout, max_bytes=MAX_ANSWER_BYTES, http=http)
+    except transport.TooLarge as exc:
+        status = exc.status  # the status line came: that is the answer
+    except transport.HTTPError as exc:
+        return _Outcome(None, transport.describe(exc), int((time.perf_counter() - started) * 1000))
+    return _Outcome(status, None, int((time.perf_counter() - started) * 1000))
 
 
 def _record(results: list[tuple[_Claim, _Outcome]]) -> dict[str, int]:
@@ -569,23 +542,17 @@ def _lease() -> timedelta:
 
 
 _executors: dict[int, ThreadPoolExecutor] = {}
-_pools: dict[int, urllib3.PoolManager] = {}
 _executors_lock = threading.Lock()
 
 
 def _executor(concurrency: int) -> ThreadPoolExecutor:
-    """This process's sender threads and their keep-alive connections (created after any fork,
-    on first use)."""
+    """This process's sender threads (created after any fork, on first use); their keep-alive
+    connections are transport.pool(concurrency)."""
     with _executors_lock:
         executor = _executors.get(concurrency)
         if executor is None:
             executor = _executors[concurrency] = ThreadPoolExecutor(
                 max_workers=concurrency, thread_name_prefix="relay-sender"
-            )
-            _pools[concurrency] = urllib3.PoolManager(
-                num_pools=100,  # hosts whose keep-alive connections are kept
-                maxsize=concurrency,  # each sender may hold one connection to every host
-                ca_certs=certifi.where(),  # the CA bundle requests uses elsewhere
             )
         return executor
 

@@ -1,60 +1,87 @@
-"""HTTP to the provider's services: one requests.Session per thread, no redirects, a capped
-reply body. Errors are described in a few words, never with the reply's content."""
+"""HTTP to the provider's services, for the reply path, test-sends and the outbox alike: urllib3
+keep-alive pools (a third of requests' cost per call, on the reply's critical path), no
+redirects followed, no retries here (the outbox retries with backoff; a reply is never
+retried), answers capped. Errors are described in a few words, never with the answer's content.
+"""
 
 from __future__ import annotations
 
 import threading
 
-import requests
+import certifi
+import urllib3
 
 from app.services.relay.formats import Request
 from app.wechat._xml import MAX_XML_BYTES
 
 MAX_REPLY_BYTES = MAX_XML_BYTES  # a passive reply is a few KiB; more is not a reply
-_local = threading.local()
+HTTPError = urllib3.exceptions.HTTPError  # what post() raises for a failed call, besides TooLarge
+SHARED_POOL_SIZE = 32  # connections per host for callers without a pool: reply forwards, test-sends
+
+_pools: dict[int, urllib3.PoolManager] = {}
+_pools_lock = threading.Lock()
 
 
-class ReplyTooLarge(Exception):
-    """The service answered with more than MAX_REPLY_BYTES."""
+class TooLarge(Exception):
+    """The service answered with more than the allowed bytes (`status`: its status code)."""
+
+    def __init__(self, status: int, max_bytes: int):
+        super().__init__(f"answer larger than {max_bytes} bytes")
+        self.status = status
 
 
-def session() -> requests.Session:
-    """This thread's session (keep-alive connections are reused per thread)."""
-    current = getattr(_local, "session", None)
-    if current is None:
-        current = _local.session = requests.Session()
-    return current
+def pool(maxsize: int) -> urllib3.PoolManager:
+    """This process's keep-alive connections for `maxsize` concurrent callers (created on first
+    use, after any fork)."""
+    with _pools_lock:
+        found = _pools.get(maxsize)
+        if found is None:
+            found = _pools[maxsize] = urllib3.PoolManager(
+                num_pools=100,  # hosts whose keep-alive connections are kept
+                maxsize=maxsize,  # each caller may hold one connection to every host
+                ca_certs=certifi.where(),  # the CA bundle requests uses for WeChat's API
+            )
+        return found
 
 
 def post(
-    request: Request, *, timeout: float | tuple[float, float], max_bytes: int = MAX_REPLY_BYTES
+    request: Request,
+    *,
+    timeout: float,
+    max_bytes: int = MAX_REPLY_BYTES,
+    http: urllib3.PoolManager | None = None,
 ) -> tuple[int, bytes]:
-    """POST `request`; returns (status code, body). Raises requests' exceptions, or
-    ReplyTooLarge. A redirect is answered as it is (3xx), never followed."""
-    with session().post(
+    """POST `request`; returns (status code, body). A redirect is answered as it is (3xx), never
+    followed. Raises HTTPError (refused, reset, timeout, ...) or TooLarge."""
+    response = (http or pool(SHARED_POOL_SIZE)).request(
+        "POST",
         request.url,
-        data=request.body,
+        body=request.body,
         headers=request.headers,
-        timeout=timeout,
-        allow_redirects=False,
-        stream=True,
-    ) as response:
-        body = bytearray()
-        for chunk in response.iter_content(8192):
-            body += chunk
-            if len(body) > max_bytes:
-                raise ReplyTooLarge(f"reply larger than {max_bytes} bytes")
-        return response.status_code, bytes(body)
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        redirect=False,
+        retries=False,
+        preload_content=False,
+    )
+    try:
+        body = response.read(max_bytes + 1, decode_content=False)
+        if len(body) > max_bytes:
+            response.close()  # the rest is not read: this connection is not reused
+            raise TooLarge(response.status, max_bytes)
+        return response.status, body
+    finally:
+        response.release_conn()
 
 
 def describe(error: BaseException) -> str:
     """A short, content-free description of a failed POST."""
-    if isinstance(error, requests.Timeout):
-        return "timeout"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "TLS error"
-    if isinstance(error, requests.ConnectionError):
+    # First: urllib3's NewConnectionError (refused, unresolvable) subclasses its TimeoutError.
+    if isinstance(error, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError):
         return "connection error"
-    if isinstance(error, ReplyTooLarge):
+    if isinstance(error, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(error, urllib3.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(error, TooLarge):
         return str(error)
     return type(error).__name__[:100]
