@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -72,6 +73,57 @@ def test_a_refused_connection_is_recorded_as_one_not_as_a_timeout(app, portal_cl
     (delivery,) = deliveries()
     assert (delivery.status, delivery.attempts) == ("pending", 1)
     assert (delivery.last_status_code, delivery.last_error) == (None, "connection error")
+
+
+class _RawService:
+    """Answers every request with the bytes `answer(n)` (n: the request's number), then closes."""
+
+    def __init__(self, answer):
+        self.answer, self.count = answer, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.count += 1
+                connection.sendall(self.answer(self.count))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nok",  # cut off
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,  # too long
+    ],
+    ids=["cut-off", "too-long"],
+)
+def test_an_answer_whose_status_line_came_is_the_answer(app, portal_clock, answer):
+    """A 200 whose body is cut off or too long to read still delivers (the status line is the
+    answer); its connection is dropped, never reused half-read by the next delivery."""
+    service = _RawService(lambda n: answer)
+    try:
+        route = make_route(service.url + "/hook")
+        account = make_account()
+        for i in range(3):
+            store_message(account, [route], create_time=T0 + i)
+        assert outbox.deliver_due() == 3
+        assert {(d.status, d.last_status_code) for d in deliveries()} == {("delivered", 200)}
+        assert service.count == 3
+    finally:
+        service.listener.close()
 
 
 def test_backoff_doubles_then_dead_after_eight_attempts_and_the_group_goes_on(

@@ -421,7 +421,7 @@ def _send(request: formats.Request | None, timeout: float, http: urllib3.PoolMan
     started = time.perf_counter()
     try:
         status, _ = transport.post(request, timeout=timeout, max_bytes=MAX_ANSWER_BYTES, http=http)
-    except transport.TooLarge as exc:
+    except transport.AnswerUnread as exc:
         status = exc.status  # the status line came: that is the answer
     except transport.HTTPError as exc:
         return _Outcome(None, transport.describe(exc), int((time.perf_counter() - started) * 1000))

@@ -526,7 +526,7 @@ def test_send(route: RelayRoute) -> TestSendResult:
     request = build_request(route, outgoing, timestamp=now)
     try:
         status, body = transport.post(request, timeout=timeout)
-    except (transport.HTTPError, transport.TooLarge) as exc:
+    except (transport.HTTPError, transport.AnswerUnread) as exc:
         return TestSendResult(None, None, _ms_since(started), transport.describe(exc))
     duration = _ms_since(started)
     if not 200 <= status < 300:

@@ -15,18 +15,18 @@ from app.services.relay.formats import Request
 from app.wechat._xml import MAX_XML_BYTES
 
 MAX_REPLY_BYTES = MAX_XML_BYTES  # a passive reply is a few KiB; more is not a reply
-HTTPError = urllib3.exceptions.HTTPError  # what post() raises for a failed call, besides TooLarge
+HTTPError = urllib3.exceptions.HTTPError  # what post() raises when no answer came
 SHARED_POOL_SIZE = 32  # connections per host for callers without a pool: reply forwards, test-sends
 
 _pools: dict[int, urllib3.PoolManager] = {}
 _pools_lock = threading.Lock()
 
 
-class TooLarge(Exception):
-    """The service answered with more than the allowed bytes (`status`: its status code)."""
+class AnswerUnread(Exception):
+    """The status line came, but the body was too large or cut off (`status`: the status)."""
 
-    def __init__(self, status: int, max_bytes: int):
-        super().__init__(f"answer larger than {max_bytes} bytes")
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
         self.status = status
 
 
@@ -52,7 +52,7 @@ def post(
     http: urllib3.PoolManager | None = None,
 ) -> tuple[int, bytes]:
     """POST `request`; returns (status code, body). A redirect is answered as it is (3xx), never
-    followed. Raises HTTPError (refused, reset, timeout, ...) or TooLarge."""
+    followed. Raises HTTPError (refused, reset, timeout, ...) or AnswerUnread."""
     response = (http or pool(SHARED_POOL_SIZE)).request(
         "POST",
         request.url,
@@ -66,11 +66,16 @@ def post(
     try:
         body = response.read(max_bytes + 1, decode_content=False)
         if len(body) > max_bytes:
-            response.close()  # the rest is not read: this connection is not reused
-            raise TooLarge(response.status, max_bytes)
-        return response.status, body
+            raise AnswerUnread(response.status, f"answer larger than {max_bytes} bytes")
+    except HTTPError as exc:
+        response.close()  # closed before it goes back to the pool: never reused half-read
+        raise AnswerUnread(response.status, f"answer cut off ({describe(exc)})") from None
+    except AnswerUnread:
+        response.close()
+        raise
     finally:
         response.release_conn()
+    return response.status, body
 
 
 def describe(error: BaseException) -> str:
@@ -82,6 +87,6 @@ def describe(error: BaseException) -> str:
         return "timeout"
     if isinstance(error, urllib3.exceptions.SSLError):
         return "TLS error"
-    if isinstance(error, TooLarge):
+    if isinstance(error, AnswerUnread):
         return str(error)
     return type(error).__name__[:100]
