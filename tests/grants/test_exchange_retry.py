@@ -67,10 +67,12 @@ def _retry_backoff_held(flow):
         client._sleep = time.sleep
 
 
-def test_a_delayed_push_result_is_not_written_over_a_newer_redirect(flow):
-    """D7: the security assistant's push (sets [1, 3]) is inside `_apply`, its
-    api_get_authorizer_info slowed by a failing try, when the merchant consents an update link
-    with [1, 2, 4] and the redirect stores it. The push's older result must not win."""
+@contextlib.contextmanager
+def _a_push_held_while_the_merchant_consents(flow):
+    """The security assistant's push (sets [1, 3]) exchanged its code; its
+    api_get_authorizer_info failed once and its retry waits inside `_apply` while the merchant
+    consents an update link with [1, 2, 4] and the redirect stores it. Yields (appid, update
+    session) with the push still held; the push goes on when the block ends."""
     account = flow.sandbox.account(scenario="fresh", type="official_account")
     appid = account["appid"]
     _connect(flow, account, [1, 2])
@@ -81,12 +83,18 @@ def test_a_delayed_push_result_is_not_written_over_a_newer_redirect(flow):
     with _retry_backoff_held(flow) as push_waits:
         pushes = threading.Thread(target=flow.sandbox.flush)
         pushes.start()
-        # The push exchanged its code; its api_get_authorizer_info failed once and its retry
-        # waits inside `_apply` while the merchant consents and the redirect stores the grant.
         assert push_waits.wait(30)
         result = flow.consent(link, account, [1, 2, 4])
         flow.follow(result["redirect_url"])
+        yield appid, session
     pushes.join(60)
+    assert not pushes.is_alive()
+
+
+def test_a_delayed_push_result_is_not_written_over_a_newer_redirect(flow):
+    """D7: the push's older result must not win over the grant the redirect stored meanwhile."""
+    with _a_push_held_while_the_merchant_consents(flow) as (appid, session):
+        pass
     flow.sandbox.flush()
 
     wechat = _wechat_grant(flow, appid)
@@ -143,26 +151,12 @@ def test_an_unpushed_update_whose_redirect_exchange_fails_completes_on_retry(flo
 def test_a_delayed_push_result_waits_for_wechat_when_the_reread_fails(flow, portal_clock):
     """D7 with WeChat unreachable for the re-read: the push's possibly older result is not
     applied on a guess; the push stays due and the retry job settles on WeChat's grant."""
-    account = flow.sandbox.account(scenario="fresh", type="official_account")
-    appid = account["appid"]
-    _connect(flow, account, [1, 2])
-    session = _update_session(flow, appid, [1, 2, 4])
-    link = flow.link(session)
-    flow.sandbox.set_faults(endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 1}})
-    flow.sandbox.update(appid, [1, 3])
-    with _retry_backoff_held(flow) as push_waits:
-        pushes = threading.Thread(target=flow.sandbox.flush)
-        pushes.start()
-        assert push_waits.wait(30)
-        result = flow.consent(link, account, [1, 2, 4])
-        flow.follow(result["redirect_url"])
+    with _a_push_held_while_the_merchant_consents(flow) as (appid, _):
         assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
         # WeChat stops answering before the push's exchange result reaches the database.
         flow.sandbox.set_faults(
             endpoints={"api_get_authorizer_info": {"errcode": -1, "times": 100}}
         )
-    pushes.join(60)
-    assert not pushes.is_alive()
     assert flow.authorizer(appid).grant.set_ids == [1, 2, 4]
     assert flow.portal.call(_unsettled_events) == 1  # the security assistant's push stays due
 
