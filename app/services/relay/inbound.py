@@ -1,15 +1,16 @@
 """The message URL's relay path: find the account and its routes, store once, reply in time.
 
 After `platform/messages.py` verified and decrypted a message (and answered the release-check
-accounts itself):
-1. one query finds the account with an active grant and the unpaused routes whose scope
-   includes it; a message for an account we do not hold as active, or addressed to another
+accounts itself), the message joins this process's group commit (`_GroupCommit`): the messages
+that requests store at the same moment share one transaction, written by whichever came first.
+1. one query finds the accounts with an active grant and the unpaused routes whose scope
+   includes them; a message for an account we do not hold as active, or addressed to another
    account than the path names, gets `success` and nothing is stored;
 2. no route takes the message's type: `success`, nothing stored;
-3. one transaction stores the message and one delivery per route (async: `pending`, for the
-   outbox; reply: `in_flight`). Its insert takes the dedupe key before anything is forwarded,
-   so a retry of the same message finds the row (or waits on the uncommitted one) and never
-   reaches the handler again; with a reply route the commit runs while the handler works;
+3. the transaction stores each message and one delivery per route (async: `pending`, for the
+   outbox; reply: `in_flight`) and commits before anything is forwarded or acknowledged. The
+   dedupe key is unique (ON CONFLICT DO NOTHING), so a retry of the same message finds the row
+   and never reaches the handler again;
 4. the reply route gets the message synchronously within what is left of RELAY_REPLY_TIMEOUT,
    counted from the request's arrival; its checked reply is stored (encrypted) on the delivery
    and returned encrypted with the platform's key. Past the budget: `success`, `late`. An error,
@@ -17,7 +18,7 @@ accounts itself):
 5. WeChat's retries wait for the first request's outcome (a process-local event, else polling
    the delivery row) within their own budget and get the same reply, encrypted anew. An
    `in_flight` row older than the budget (its request died mid-forward) is treated as late.
-No transaction is open while a retry waits, nor once the commit that overlaps the forward ended.
+No transaction is open while the handler is called or while a retry waits.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import Text, and_, bindparam, insert, select, type_coerce, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app import metrics, vault
@@ -117,10 +119,11 @@ class Account:
     routes: tuple[RouteView, ...]
 
 
-# One statement per message: the account with an active grant, outer-joined to the unpaused
+# One statement per batch: the accounts with an active grant, each outer-joined to the unpaused
 # routes whose scope includes it (type filters are applied in Python: they are JSON lists).
 _LOOKUP = (
     select(
+        Authorizer.appid,
         Authorizer.id,
         Authorizer.merchant_id,
         Authorizer.user_name,
@@ -143,12 +146,13 @@ _LOOKUP = (
             scope_includes(Authorizer.appid, Authorizer.merchant_id),
         ),
     )
-    .where(Authorizer.appid == bindparam("appid"))
+    .where(Authorizer.appid.in_(bindparam("appids", expanding=True)))
     .order_by(RelayRoute.id)
 )
-_INSERT_MESSAGE = insert(RelayMessage.__table__).returning(RelayMessage.__table__.c.id)
-_INSERT_DELIVERY = insert(RelayDelivery.__table__)
-_INSERT_REPLY_DELIVERY = insert(RelayDelivery.__table__).returning(RelayDelivery.__table__.c.id)
+_INSERT_DELIVERIES = insert(RelayDelivery.__table__)
+_INSERT_REPLY_DELIVERIES = _INSERT_DELIVERIES.returning(
+    RelayDelivery.__table__.c.message_id, RelayDelivery.__table__.c.id
+)
 _deliveries = RelayDelivery.__table__.c
 _REPLY_STATE = (
     select(_deliveries.id, _deliveries.status, _deliveries.reply, _deliveries.created_at)
@@ -157,12 +161,16 @@ _REPLY_STATE = (
 )
 
 
-def find_account(appid: str) -> Account | None:
-    """The account with an active grant and its candidate routes, or None (one query, in the
-    session's transaction: the caller ends it, by storing the message or by a rollback)."""
-    rows = db.session.connection().execute(_LOOKUP, {"appid": appid}).all()
-    if not rows:
-        return None
+def _find_accounts(appids: set[str]) -> dict[str, Account]:
+    """The accounts among `appids` with an active grant, with their candidate routes (one query,
+    in the session's transaction)."""
+    rows: dict[str, list] = {}
+    for row in db.session.connection().execute(_LOOKUP, {"appids": sorted(appids)}):
+        rows.setdefault(row.appid, []).append(row)
+    return {appid: _account(appid, found) for appid, found in rows.items()}
+
+
+def _account(appid: str, rows: list) -> Account:
     first = rows[0]
     routes = tuple(
         RouteView(
@@ -205,51 +213,34 @@ def relay(
     """Relay a verified message for `appid`; returns the reply body for WeChat ("success" or
     encrypted reply XML). `arrived` is the request's time.perf_counter() at arrival."""
     deadline = arrived + current_app.config["RELAY_REPLY_TIMEOUT"]
-    # The lookup and the insert share one transaction (fewer round trips on the hot path).
-    account = find_account(appid)
-    if account is None:
-        db.session.rollback()
-        health.count("messages:other")  # not ours to read: we keep the count only
-        return _outcome("not_active")
-    if account.user_name and account.user_name != message.to_user_name:
-        db.session.rollback()
-        return _outcome("misaddressed")
-    key = message_type(message)
-    routes = [route for route in account.routes if types_match(route.msg_types, key)]
-    if not routes:
-        db.session.rollback()
-        return _outcome("no_route")
-    reply_route = pick_reply_route(routes)
-    extra = [route for route in routes if route.mode == "reply" and route is not reply_route]
-    if extra:  # overlapping reply routes (see routes.py): only the most specific one answers
-        log.warning("relay: reply routes %s also match; route %s answers",
-                    [route.id for route in extra], reply_route.id)  # fmt: skip
-    async_routes = [route for route in routes if route.mode == "async"]
-    digest = dedupe_key(appid, message)
-    received_at = clock.now()
-    # With a reply route the commit runs while the handler works (one round trip less on the
-    # reply's path): the uncommitted row already holds the message's dedupe key against retries.
-    stored = _store(account, message, opened.xml, key, digest, received_at, reply_route,
-                    async_routes, commit=reply_route is None)  # fmt: skip
-    if stored is None:
+    arrival = _Arrival(appid, message, opened.xml, message_type(message),
+                       dedupe_key(appid, message), clock.now())  # fmt: skip
+    _group_commit().store(arrival)
+    if arrival.error is not None:
+        raise StoreFailed() from arrival.error
+    if arrival.outcome == "duplicate":
         metrics.RELAY_MESSAGES.labels(outcome="duplicate").inc()
-        return _answer_retry(digest, args, opened, deadline)
-    message_id, delivery_id = stored
+        return _answer_retry(arrival.digest, args, opened, deadline)
+    if arrival.outcome != "stored":
+        if arrival.outcome == "not_active":
+            health.count("messages:other")  # not ours to read: we keep the count only
+        return _outcome(arrival.outcome)
+    metrics.RELAY_MESSAGES.labels(outcome="stored").inc()
+    reply_route, delivery_id = arrival.reply_route, arrival.delivery_id
     if reply_route is None:
-        _stored(async_routes)
         return SUCCESS
     outgoing = Outgoing(
-        message_id=message_id,
+        message_id=arrival.message_id,
         delivery_id=delivery_id,
         component_appid=message_crypto().appid,
         authorizer_appid=appid,
-        merchant_id=account.merchant_id,
-        received_at=received_at,
+        merchant_id=arrival.account.merchant_id,
+        received_at=arrival.received_at,
         xml=opened.xml,
         fields=message.fields,
     )
     try:
-        result = _forward(reply_route, outgoing, deadline, meanwhile=lambda: _commit(async_routes))
+        result = _forward(reply_route, outgoing, deadline)
     except BaseException:
         _forget(delivery_id)  # its waiters fall back to the row (abandoned after the budget)
         raise
@@ -263,85 +254,198 @@ def _outcome(outcome: str) -> str:
     return SUCCESS
 
 
-def _commit(async_routes: list[RouteView]) -> None:
-    """Commit the stored message (a failure raises: nothing is acknowledged, WeChat retries)."""
+# --- storing: group commit --------------------------------------------------------------------
+
+
+class StoreFailed(Exception):
+    """The database refused the batch this message was in: nothing is acknowledged (500), so
+    WeChat retries it."""
+
+
+@dataclass(eq=False)
+class _Arrival:
+    """A verified message waiting to be stored, and what storing it came to."""
+
+    appid: str
+    message: Message
+    xml: str
+    key: str  # its type, as routes name it
+    digest: str
+    received_at: datetime
+    outcome: str | None = None  # stored | duplicate | not_active | misaddressed | no_route
+    account: Account | None = None
+    reply_route: RouteView | None = None
+    async_routes: list[RouteView] = field(default_factory=list)
+    message_id: int | None = None
+    delivery_id: int | None = None  # the reply delivery, held in flight
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """One transaction for the messages this process's requests store at the same moment: the
+    first to come is the leader and writes everyone's (lookup, inserts, commit), the others wait
+    for it. A lone message is its own leader, so there is no hand-off at low load; under load
+    the round trips and the commit are shared (see bench/README.md)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._queue: list[_Arrival] = []
+        self._writing = False
+
+    def store(self, arrival: _Arrival) -> None:
+        with self._cond:
+            self._queue.append(arrival)
+            while self._writing and not arrival.done:
+                self._cond.wait()
+            if arrival.done:
+                return
+            self._writing = True
+            batch, self._queue = self._queue, []
+        try:
+            _write(batch)
+        except BaseException as exc:  # e.g. the worker stopping: nobody is left undecided
+            for item in batch:
+                if item.outcome is None and item.error is None:
+                    item.error = exc
+            raise
+        finally:
+            with self._cond:
+                for item in batch:
+                    item.done = True
+                self._writing = False
+                self._cond.notify_all()
+
+
+def _group_commit() -> _GroupCommit:
+    """This app's group commit (one per app and process)."""
+    return current_app.extensions.setdefault("grantdesk.relay_group_commit", _GroupCommit())
+
+
+def _write(batch: list[_Arrival]) -> None:
+    """Store a batch, deciding each arrival's outcome. A batch that breaks a constraint (a route
+    deleted meanwhile) is written again one arrival at a time, so that only the bad one fails;
+    any other error fails the batch (each request answers 500 and WeChat retries)."""
     try:
+        _write_once(batch)
+        return
+    except IntegrityError:
+        db.session.rollback()
+    except Exception as exc:
+        db.session.rollback()
+        for item in batch:
+            item.error = exc
+        return
+    for item in batch:
+        item.outcome = item.account = item.reply_route = item.message_id = None
+        try:
+            _write_once([item])
+        except IntegrityError:
+            db.session.rollback()
+            log.warning("relay: message not stored (a route or the account changed meanwhile)")
+            item.outcome = "duplicate"  # answered from its row if there is one, else success
+        except Exception as exc:
+            db.session.rollback()
+            item.error = exc
+
+
+def _write_once(batch: list[_Arrival]) -> None:
+    """One transaction: look the accounts up, insert the new messages (a stored one is a
+    retry: ON CONFLICT DO NOTHING) and one delivery per route, hold the reply deliveries in
+    flight, commit, then wake the outbox."""
+    accounts = _find_accounts({item.appid for item in batch})
+    new: list[_Arrival] = []
+    for item in batch:
+        if not _route(item, accounts.get(item.appid)):
+            continue
+        if any(other.digest == item.digest for other in new):
+            item.outcome = "duplicate"  # WeChat's retry, in the same batch
+        else:
+            new.append(item)
+    connection = db.session.connection()
+    held: list[int] = []
+    try:
+        if new:
+            # In dedupe-key order: two processes' batches then wait on each other's keys in
+            # one order, never in a circle (a deadlock would fail both batches).
+            rows = [{"authorizer_id": item.account.id, "dedupe_key": item.digest,
+                     "msg_type": item.key[:64], "create_time": item.message.create_time,
+                     "received_at": item.received_at, "payload": item.xml}
+                    for item in sorted(new, key=lambda item: item.digest)]  # fmt: skip
+            ids = dict(connection.execute(_insert_messages(), _params(rows)).all())
+            replies, pending = [], []
+            for item in new:
+                item.message_id = ids.get(item.digest)
+                item.outcome = "stored" if item.message_id is not None else "duplicate"
+                if item.message_id is None:
+                    continue
+                now = item.received_at
+                common = {"authorizer_id": item.account.id, "message_id": item.message_id,
+                          "create_time": item.message.create_time, "attempts": 0,
+                          "next_attempt_at": now, "created_at": now}  # fmt: skip
+                if item.reply_route is not None:
+                    replies.append({**common, "route_id": item.reply_route.id, "mode": "reply",
+                                    "status": "in_flight"})  # fmt: skip
+                pending += [{**common, "route_id": route.id, "mode": "async", "status": "pending"}
+                            for route in item.async_routes]  # fmt: skip
+            if replies:
+                by_message = dict(
+                    connection.execute(_INSERT_REPLY_DELIVERIES, _params(replies)).all()
+                )
+                for item in new:
+                    if item.outcome == "stored" and item.reply_route is not None:
+                        item.delivery_id = by_message[item.message_id]
+                        _hold(item.delivery_id)  # before the commit: a retry may see the row
+                        held.append(item.delivery_id)
+            if pending:
+                connection.execute(_INSERT_DELIVERIES, _params(pending))
         db.session.commit()
     except BaseException:
-        db.session.rollback()
+        for delivery_id in held:
+            _forget(delivery_id)
         raise
-    _stored(async_routes)
-
-
-def _stored(async_routes: list[RouteView]) -> None:
-    """After the commit: count the message, and wake the outbox for its async deliveries."""
-    metrics.RELAY_MESSAGES.labels(outcome="stored").inc()
-    if async_routes:
+    if any(item.outcome == "stored" and item.async_routes for item in new):
         _wake_outbox()
 
 
-# --- storing ----------------------------------------------------------------------------------
+def _route(item: _Arrival, account: Account | None) -> bool:
+    """Decide where `item` goes; True when it is to be stored (its outcome is set otherwise)."""
+    if account is None:
+        item.outcome = "not_active"
+        return False
+    if account.user_name and account.user_name != item.message.to_user_name:
+        item.outcome = "misaddressed"
+        return False
+    routes = [route for route in account.routes if types_match(route.msg_types, item.key)]
+    if not routes:
+        item.outcome = "no_route"
+        return False
+    item.account = account
+    item.reply_route = pick_reply_route(routes)
+    extra = [route for route in routes if route.mode == "reply" and route is not item.reply_route]
+    if extra:  # overlapping reply routes (see routes.py): only the most specific one answers
+        log.warning("relay: reply routes %s also match; route %s answers",
+                    [route.id for route in extra], item.reply_route.id)  # fmt: skip
+    item.async_routes = [route for route in routes if route.mode == "async"]
+    return True
 
 
-def _store(
-    account: Account,
-    message: Message,
-    xml: str,
-    key: str,
-    digest: str,
-    now: datetime,
-    reply_route: RouteView | None,
-    async_routes: list[RouteView],
-    *,
-    commit: bool,
-) -> tuple[int, int | None] | None:
-    """Insert the message and its deliveries in one transaction, committed unless `commit` is
-    false (the caller commits); (message id, reply delivery id), or None when the message is
-    already stored (a retry)."""
-    connection = db.session.connection()
-    delivery_id = None
-    common = {"authorizer_id": account.id, "create_time": message.create_time, "attempts": 0,
-              "next_attempt_at": now, "created_at": now}  # fmt: skip
-    try:
-        message_id = connection.execute(
-            _INSERT_MESSAGE,
-            {"authorizer_id": account.id, "dedupe_key": digest, "msg_type": key[:64],
-             "create_time": message.create_time, "received_at": now, "payload": xml},
-        ).scalar_one()  # fmt: skip
-        if reply_route is not None:
-            delivery_id = connection.execute(
-                _INSERT_REPLY_DELIVERY,
-                {**common, "message_id": message_id, "route_id": reply_route.id,
-                 "mode": "reply", "status": "in_flight"},
-            ).scalar_one()  # fmt: skip
-            _hold(delivery_id)  # before the commit: a retry here may see the row at once
-        if async_routes:
-            connection.execute(
-                _INSERT_DELIVERY,
-                [{**common, "message_id": message_id, "route_id": route.id, "mode": "async",
-                  "status": "pending"} for route in async_routes],
-            )  # fmt: skip
-        if commit:
-            db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if delivery_id is not None:
-            _forget(delivery_id)
-        if not _already_stored(digest):  # e.g. a route deleted meanwhile: nothing to relay
-            log.warning("relay: message not stored (a route or the account changed meanwhile)")
-        return None
-    except BaseException:
-        db.session.rollback()
-        if delivery_id is not None:
-            _forget(delivery_id)
-        raise
-    return message_id, delivery_id
+def _params(rows: list[dict]) -> list[dict] | dict:
+    """One row as a plain execute (cheaper than SQLAlchemy's multi-row path: the usual case at
+    low load), several as one multi-row statement."""
+    return rows[0] if len(rows) == 1 else rows
 
 
-def _already_stored(digest: str) -> bool:
-    found = db.session.scalar(select(RelayMessage.id).where(RelayMessage.dedupe_key == digest))
-    db.session.commit()
-    return found is not None
+def _insert_messages():
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, id (a retry of a
+    stored message, or twice in one batch, inserts nothing), in the database's dialect."""
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    table = RelayMessage.__table__
+    return (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.dedupe_key, table.c.id)
+    )
 
 
 def _wake_outbox() -> None:
@@ -365,20 +469,16 @@ class _Result:
     attempts: int = 1
 
 
-def _forward(
-    route: RouteView, outgoing: Outgoing, deadline: float, *, meanwhile: Callable[[], None]
-) -> _Result:
-    """Forward to the reply route within the deadline, running `meanwhile` while the handler
-    works: the outcome, with the checked plaintext reply when delivered."""
+def _forward(route: RouteView, outgoing: Outgoing, deadline: float) -> _Result:
+    """Forward to the reply route within the deadline: the outcome, with the checked plaintext
+    reply when delivered."""
     now = int(clock.now().timestamp())
     request = build_request(route, outgoing, timestamp=now)
     remaining = deadline - time.perf_counter()
     if remaining < MIN_FORWARD_SECONDS:
-        meanwhile()
         result = _Result("late", error="no time left to forward", attempts=0)
     else:
         future = _forwarders.submit(_post_timed, request, remaining)
-        meanwhile()
         result = _outcome_of(future, route, outgoing, now, deadline)
     metrics.RELAY_DELIVERIES.labels(mode="reply", status=result.status).inc()
     return result
