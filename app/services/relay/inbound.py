@@ -149,6 +149,14 @@ _LOOKUP = (
     .where(Authorizer.appid.in_(bindparam("appids", expanding=True)))
     .order_by(RelayRoute.id)
 )
+# A retry of a stored message inserts nothing (no error, no rollback); the RETURNING
+# rows say which were new. The ON CONFLICT clause is written per dialect.
+_INSERT_MESSAGES = {
+    module.dialect.name: module.insert(RelayMessage.__table__)
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(RelayMessage.__table__.c.dedupe_key, RelayMessage.__table__.c.id)
+    for module in (postgresql, sqlite)
+}
 _INSERT_DELIVERIES = insert(RelayDelivery.__table__)
 _INSERT_REPLY_DELIVERIES = _INSERT_DELIVERIES.returning(
     RelayDelivery.__table__.c.message_id, RelayDelivery.__table__.c.id
@@ -337,7 +345,8 @@ def _write(batch: list[_Arrival]) -> None:
             item.error = exc
         return
     for item in batch:
-        item.outcome = item.account = item.reply_route = item.message_id = None
+        item.outcome = item.account = item.reply_route = None
+        item.message_id = item.delivery_id = None
         try:
             _write_once([item])
         except IntegrityError:
@@ -372,7 +381,8 @@ def _write_once(batch: list[_Arrival]) -> None:
                      "msg_type": item.key[:64], "create_time": item.message.create_time,
                      "received_at": item.received_at, "payload": item.xml}
                     for item in sorted(new, key=lambda item: item.digest)]  # fmt: skip
-            ids = dict(connection.execute(_insert_messages(), _params(rows)).all())
+            insert_messages = _INSERT_MESSAGES[connection.dialect.name]
+            ids = dict(connection.execute(insert_messages, _params(rows)).all())
             replies, pending = [], []
             for item in new:
                 item.message_id = ids.get(item.digest)
@@ -434,18 +444,6 @@ def _params(rows: list[dict]) -> list[dict] | dict:
     """One row as a plain execute (cheaper than SQLAlchemy's multi-row path: the usual case at
     low load), several as one multi-row statement."""
     return rows[0] if len(rows) == 1 else rows
-
-
-def _insert_messages():
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, id (a retry of a
-    stored message, or twice in one batch, inserts nothing), in the database's dialect."""
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    table = RelayMessage.__table__
-    return (
-        dialect.insert(table)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(table.c.dedupe_key, table.c.id)
-    )
 
 
 def _wake_outbox() -> None:
