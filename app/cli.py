@@ -32,6 +32,9 @@ def register_commands(app: Flask) -> None:
     from app.cli_relay import relay_group  # message relay routes (issue #15)
 
     app.cli.add_command(relay_group)
+    from app.cli_platform import platform_group  # several platforms (issue #16)
+
+    app.cli.add_command(platform_group)
 
 
 def _invitation_url(token: str) -> str:

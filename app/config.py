@@ -51,6 +51,10 @@ class Config:
     WECHAT_TOKEN = _env("WECHAT_TOKEN", DEV_WECHAT["WECHAT_TOKEN"])
     WECHAT_ENCODING_AES_KEY = _env("WECHAT_ENCODING_AES_KEY", DEV_WECHAT["WECHAT_ENCODING_AES_KEY"])
     WECHAT_PREVIOUS_ENCODING_AES_KEY = _env("WECHAT_PREVIOUS_ENCODING_AES_KEY")
+    # The default platform's name in the console and the wizard (its AppID when unset).
+    PLATFORM_DEFAULT_NAME = _env("PLATFORM_DEFAULT_NAME")
+    # How long a process keeps the other platforms' keys before reading the table again.
+    PLATFORM_CACHE_SECONDS = _env_int("PLATFORM_CACHE_SECONDS", 10)
     WECHAT_API_BASE = _env("WECHAT_API_BASE", "https://api.weixin.qq.com")
     WECHAT_MP_BASE = _env("WECHAT_MP_BASE", "https://mp.weixin.qq.com")
     WECHAT_OPEN_BASE = _env("WECHAT_OPEN_BASE", "https://open.weixin.qq.com")

@@ -35,7 +35,7 @@ from bench._server import (  # noqa: E402
 
 def _pushes(count: int, kind: str) -> list[tuple[str, bytes]]:
     """Pre-sealed pushes (so the client's crypto is not measured): (query, body)."""
-    from app.extensions import message_crypto
+    from app.services.platform.platforms import message_crypto
     from app.wechat.events import build_event_xml
 
     out = []

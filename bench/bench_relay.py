@@ -229,7 +229,7 @@ def seal(app, accounts: list, count: int, first_msg_id: int) -> list[tuple[str, 
     """`count` text messages round-robin over `accounts`, encrypted and signed as WeChat sends
     them (the client's crypto is not measured): (path with query, body, MsgId). CreateTime grows
     per account, so the drain's order per account can be checked."""
-    from app.extensions import message_crypto
+    from app.services.platform.platforms import message_crypto
     from app.wechat.events import build_message_xml
 
     out = []
@@ -299,7 +299,7 @@ def plain(accounts: list, count: int, first_msg_id: int, token: str):
 
 def check_replies(app, samples: list) -> int:
     """Decrypt every reply the bench got: the handler's text, addressed to the user."""
-    from app.extensions import message_crypto
+    from app.services.platform.platforms import message_crypto
 
     bad = 0
     with app.app_context():

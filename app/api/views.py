@@ -5,15 +5,15 @@ from functools import wraps
 from pathlib import Path
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.orm import joinedload
 
 from app.extensions import csrf, db
-from app.models import Authorizer, ComponentCredential, Grant, GrantStatus
+from app.models import Authorizer, ComponentCredential, Grant, GrantStatus, Platform
 from app.services import audit, clock
 from app.services.authorization.authorizers import AuthorizerNotFound
 from app.services.custody import apikeys, serve
-from app.services.platform import credentials
+from app.services.platform import credentials, platforms
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
@@ -75,6 +75,7 @@ def _iso(value):
 def authorizer_json(authorizer: Authorizer) -> dict:
     grant = authorizer.grant
     return {
+        "component_appid": platforms.default_appid(),
         "authorizer_appid": authorizer.appid,
         "merchant_id": authorizer.merchant_id,
         "account_type": authorizer.account_type,
@@ -107,13 +108,26 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _on_default_platform() -> bool:
+    """The `component_appid` parameter: False when it names another of our platforms (whose
+    accounts are not held yet); 404 when it names none of them."""
+    appid = request.args.get("component_appid")
+    if appid is None or platforms.is_default(appid):
+        return True
+    if platforms.keys(appid) is None:
+        raise ApiError(404, "platform_not_found", "no such platform")
+    return False
+
+
 @bp.get("/authorizers")
 @scope("authorizers:read")
 def list_authorizers():
-    """Authorizers, paged, filterable by status, merchant_id and account_type."""
+    """Authorizers, paged, filterable by component_appid, status, merchant_id, account_type."""
     page = _int_arg("page", 1, 1, 10**6)
     per_page = _int_arg("per_page", 50, 1, MAX_PER_PAGE)
     query = select(Authorizer).join(Grant)
+    if not _on_default_platform():
+        query = query.where(false())
     if status := request.args.get("status"):
         if status not in {s.value for s in GrantStatus}:
             raise ApiError(400, "invalid_parameter", "unknown status")
@@ -131,6 +145,8 @@ def list_authorizers():
 
 
 def _authorizer(appid: str) -> Authorizer:
+    if not _on_default_platform():
+        raise ApiError(404, "authorizer_not_found", "no such authorizer")
     authorizer = db.session.scalar(
         select(Authorizer)
         .where(Authorizer.appid == appid)
@@ -152,6 +168,8 @@ def get_authorizer(appid: str):
 @scope("tokens:read")
 def authorizer_access_token(appid: str):
     """A valid authorizer_access_token from custody (refreshed under the lease if needed)."""
+    if not _on_default_platform():
+        raise ApiError(404, "authorizer_not_found", "no such authorizer")
     try:
         served = serve.access_token(appid)
     except AuthorizerNotFound:
@@ -168,6 +186,7 @@ def authorizer_access_token(appid: str):
     )  # fmt: skip
     db.session.commit()
     return jsonify({
+        "component_appid": platforms.default_appid(),
         "authorizer_appid": appid,
         "access_token": served.access_token,
         "expires_at": _iso(served.expires_at),
@@ -175,10 +194,44 @@ def authorizer_access_token(appid: str):
     })  # fmt: skip
 
 
+@bp.get("/platforms")
+def list_platforms():
+    """The third-party platforms this deployment serves (any valid key; never a secret)."""
+    rows = platforms.all_platforms()
+    db.session.commit()  # the default platform's row, written on first read
+    return jsonify({"items": [platform_json(row) for row in rows]})
+
+
+def platform_json(row: Platform) -> dict:
+    return {
+        "component_appid": row.component_appid,
+        "name": row.name,
+        "purpose": row.purpose,
+        "status": row.status,
+        "release_state": row.release_state,
+        "released_at": _iso(row.released_at),
+        "is_default": row.is_default,
+    }
+
+
 @bp.get("/component/access-token")
 @scope("component_token:read")
 def component_access_token():
-    """The component_access_token from custody."""
+    """The default platform's component_access_token from custody."""
+    return _component_token_json()
+
+
+@bp.get("/platforms/<component_appid>/component/access-token")
+@scope("component_token:read")
+def platform_component_access_token(component_appid: str):
+    """A platform's component_access_token from custody."""
+    if not platforms.known(component_appid):
+        raise ApiError(404, "platform_not_found", "no such platform")
+    with platforms.using(component_appid):
+        return _component_token_json()
+
+
+def _component_token_json():
     try:
         token = credentials.component_access_token()
     except credentials.CredentialsUnavailable:
@@ -189,14 +242,19 @@ def component_access_token():
             ComponentCredential.token_hash == credentials.token_hash(token)
         )
     )
+    appid = platforms.current_appid()
     audit.record(
-        "api.component_token_read", actor=f"api_key:{g.api_key.name}", api_key_id=g.api_key.id
-    )
+        "api.component_token_read", actor=f"api_key:{g.api_key.name}", api_key_id=g.api_key.id,
+        **({} if platforms.is_default(appid) else {"component_appid": appid}),
+    )  # fmt: skip
     db.session.commit()
     expires_in = int((expires_at - clock.now()).total_seconds()) if expires_at else 0
-    return jsonify(
-        {"component_access_token": token, "expires_at": _iso(expires_at), "expires_in": expires_in}
-    )
+    return jsonify({
+        "component_appid": appid,
+        "component_access_token": token,
+        "expires_at": _iso(expires_at),
+        "expires_in": expires_in,
+    })  # fmt: skip
 
 
 @bp.get("/openapi.json")

@@ -16,23 +16,33 @@ def _plain(text: str, status: int = 200) -> Response:
 
 
 @bp.post("/events")
-def events():
-    """Authorization-event URL: store the push once, then answer exactly `success`."""
+@bp.post("/<component_appid>/events")
+def events(component_appid: str | None = None):
+    """Authorization-event URL, one for every platform (routed by the push's AppId) or one
+    per platform: store the push once, then answer exactly `success`."""
     try:
-        intake.receive(request.stream, request.content_length, request.args)
+        intake.receive(
+            request.stream, request.content_length, request.args, component_appid=component_appid
+        )
     except intake.Rejected as exc:
         return _plain(exc.reason, exc.status)
     return _plain("success")
 
 
 @bp.post("/messages/<appid>")
-def messages_for(appid: str):
-    """Message-and-event URL: release-check answers for test accounts, else the relay (a
-    reply route's answer, or `success`)."""
+@bp.post("/<component_appid>/messages/<appid>")
+def messages_for(appid: str, component_appid: str | None = None):
+    """Message-and-event URL (the default platform's, or the named platform's): release-check
+    answers for test accounts, else the relay (a reply route's answer, or `success`)."""
     arrived = g.get("request_started") or time.perf_counter()  # set first thing by app/logs.py
     try:
         reply = messages.receive(
-            appid, request.stream, request.content_length, request.args, arrived=arrived
+            appid,
+            request.stream,
+            request.content_length,
+            request.args,
+            arrived=arrived,
+            component_appid=component_appid,
         )
     except intake.Rejected as exc:
         return _plain(exc.reason, exc.status)

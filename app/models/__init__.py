@@ -22,6 +22,7 @@ from app.models.merchant import Merchant
 from app.models.mfa import RecoveryCode, TotpCredential
 from app.models.notifications import AlertNotification
 from app.models.password_reset import PasswordReset, PasswordResetRequest
+from app.models.platform import Platform
 from app.models.provider import ProviderProfile, StaffNote
 from app.models.relay import RelayDelivery, RelayMessage, RelayRoute
 from app.models.sessions import UserSession
@@ -51,6 +52,7 @@ __all__ = [
     "OutgoingMail",
     "PasswordReset",
     "PasswordResetRequest",
+    "Platform",
     "PreAuthCode",
     "RecoveryCode",
     "RelayDelivery",

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Encrypted, utcnow
@@ -41,12 +41,17 @@ class ComponentCredential(Base):
 
 
 class HealthAlert(Base):
-    """A condition staff must see (ticket pushes stalled, foreign refresh, quota, ...)."""
+    """A condition staff must see (ticket pushes stalled, foreign refresh, quota, ...), one
+    row per kind and platform."""
 
     __tablename__ = "health_alerts"
+    __table_args__ = (
+        UniqueConstraint("kind", "component_appid", name="uq_health_alerts_kind_component_appid"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    component_appid: Mapped[str] = mapped_column(String(64))
     first_seen: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     count: Mapped[int] = mapped_column(Integer, default=1)

@@ -85,6 +85,7 @@ class OpenedMessage:
     outer_tag: str | None
     outer_value: str | None
     used_previous_key: bool
+    receive_id: str  # the appid sealed inside: the platform the push is for
 
 
 class MessageCrypto:
@@ -208,18 +209,35 @@ class MessageCrypto:
         self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str
     ) -> OpenedMessage:
         """Parse the outer XML, verify msg_signature, decrypt; keeps key/form details. Ref §1.8."""
-        fields = parse_fields(body, max_bytes=self._max_body_bytes, max_depth=_ENVELOPE_DEPTH)
-        encrypt = fields.get("Encrypt")
+        envelope = read_envelope(body, max_bytes=self._max_body_bytes)
+        return self.open_envelope(envelope, msg_signature, timestamp, nonce)
+
+    def open_envelope(
+        self, envelope: dict[str, str], msg_signature: str, timestamp: str, nonce: str
+    ) -> OpenedMessage:
+        """open_message for an envelope already read (to pick the platform by its AppId)."""
+        encrypt = envelope.get("Encrypt")
         if not encrypt:
             raise MalformedMessage("outer XML needs exactly one non-empty <Encrypt>")
-        if "AppId" in fields and "ToUserName" in fields:
+        if "AppId" in envelope and "ToUserName" in envelope:
             raise MalformedMessage("outer XML has both <AppId> and <ToUserName>")
         # The outer tag only routes: msg_signature covers <Encrypt> alone, and the receive-id
         # inside it is what proves the sender. So an envelope without one is accepted too.
-        form = "AppId" if "AppId" in fields else "ToUserName" if "ToUserName" in fields else None
+        form = (
+            "AppId" if "AppId" in envelope else "ToUserName" if "ToUserName" in envelope else None
+        )
         self.verify_signature(msg_signature, timestamp, nonce, encrypt)
         xml, used_previous = self._decrypt(encrypt)
-        return OpenedMessage(xml, form, fields.get(form) if form else None, used_previous)
+        outer_value = envelope.get(form) if form else None
+        return OpenedMessage(xml, form, outer_value, used_previous, self._appid)
+
+    def signs(
+        self, envelope: dict[str, str], msg_signature: str, timestamp: str, nonce: str
+    ) -> bool:
+        """Whether this platform's token made msg_signature (to route an envelope without an
+        AppId among several platforms)."""
+        expected = self.signature(timestamp, nonce, envelope.get("Encrypt") or "")
+        return _same(expected, msg_signature or "")
 
     def decrypt_message(
         self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str
@@ -274,6 +292,11 @@ class MessageCrypto:
             values["MsgSignature"], values["TimeStamp"], values["Nonce"], values["Encrypt"]
         )
         return self._decrypt(values["Encrypt"])[0]
+
+
+def read_envelope(body: bytes | str, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]:
+    """The outer XML of a push as fields (bounded like every parse). Reference §1.6."""
+    return parse_fields(body, max_bytes=max_bytes, max_depth=_ENVELOPE_DEPTH)
 
 
 def _bare_int(text: str) -> int | str:

@@ -32,8 +32,12 @@ def validate(value, schema, path="$"):
     kinds = schema.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds] if kinds else []
     checks = {"string": str, "integer": int, "array": list, "object": dict, "null": type(None)}
+    checks["boolean"] = bool
     if kinds:
-        ok = any(isinstance(value, checks[k]) and not isinstance(value, bool) for k in kinds)
+        ok = any(
+            isinstance(value, checks[k]) and isinstance(value, bool) == (k == "boolean")
+            for k in kinds
+        )
         assert ok, f"{path}: {value!r} is not {kinds}"
     if "enum" in schema:
         assert value in schema["enum"], f"{path}: {value!r} not in {schema['enum']}"

@@ -11,11 +11,12 @@ import time
 
 from sqlalchemy import func, select, text
 
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.merchant import queries
 from app.models import AuthorizationSession, Authorizer, InboxEvent, SessionStatus
 from app.services.authorization import sessions
 from app.services.platform import intake
+from app.services.platform.platforms import wechat_client
 
 
 def _connect(flow, account, sets):

@@ -6,8 +6,9 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
-from app.extensions import db, message_crypto
+from app.extensions import db
 from app.models import DailyCounter, InboxEvent, VerifyTicket
+from app.services.platform.platforms import message_crypto
 from app.wechat.events import build_event_xml
 
 

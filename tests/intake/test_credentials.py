@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import func, select
 
 from app import create_app
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.models import AuditEntry, InboxEvent, VerifyTicket
 from app.services.platform import credentials, health
 from app.services.platform.credentials import (
@@ -18,6 +18,7 @@ from app.services.platform.credentials import (
     call_with_component_token,
     component_access_token,
 )
+from app.services.platform.platforms import wechat_client
 from app.wechat.errors import InvalidCredential
 from tests.intake.conftest import sealed, ticket_xml
 

@@ -5,10 +5,11 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from app.extensions import db, message_crypto
+from app.extensions import db
 from app.models import AuditEntry, InboxEvent
 from app.services import clock
 from app.services.platform import credentials, intake
+from app.services.platform.platforms import message_crypto
 from app.wechat.crypto import MessageCrypto
 from app.wechat.events import build_event_xml
 from tests.intake.conftest import rejections, sealed, snapshot, ticket_xml
@@ -128,7 +129,8 @@ def _bomb() -> bytes:
 
 def _bad_requests():
     good_body, good_query = sealed(ticket_xml("ticket@@@bad"))
-    other = MessageCrypto("grantdesksandboxtoken", "B" * 43, "wxotherplatform01")
+    # Our AppId and token, another EncodingAESKey: signed right, undecryptable.
+    other = MessageCrypto("grantdesksandboxtoken", "B" * 43, message_crypto().appid)
     wrong_key_body, wrong_key_sig = other.encrypt_message(ticket_xml("ticket@@@x"), "1", "2")
     foreign_body, foreign_query = sealed(ticket_xml("ticket@@@y", appid="wxsomeoneelse0001"))
     tampered = good_query.replace("msg_signature=", "msg_signature=0")

@@ -346,6 +346,7 @@ def url_args(endpoint: str, rule, world: World, user: User | None) -> dict:
         "public_id": world.session_public_id,
         "token": world.link_token if endpoint == "connect.link" else world.invitation_token,
         "appid": world.account.appid,
+        "component_appid": "wx3a1b5c7d9e0f2468",
         "action": "resync" if endpoint.startswith("staff.accounts.bulk_") else "purge",
         "filename": "css/app.css",
         "route_id": world.route_id,

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from app.extensions import wechat_client
 from app.services.notify import alerts
 from app.services.platform import credentials, health
 from app.services.platform.credentials import CredentialsUnavailable, component_access_token
+from app.services.platform.platforms import wechat_client
 
 
 def _ticket(sandbox):

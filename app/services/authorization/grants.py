@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.models import (
     AuthorizationSession,
     Authorizer,
@@ -34,6 +34,7 @@ from app.services.authorization.sessions import InvalidRequest, find_session, us
 from app.services.notify import webhooks
 from app.services.platform import intake
 from app.services.platform.credentials import call_with_component_token
+from app.services.platform.platforms import wechat_client
 from app.wechat.errors import CodeInvalid, NotAuthorized, WeChatError
 from app.wechat.events import Authorized
 from app.wechat.results import AuthorizationInfo, AuthorizerDetails, AuthorizerInfo

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, or_, select, update
 
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.models import (
     AttentionItem,
     AuditEntry,
@@ -27,6 +27,7 @@ from app.services import DomainError, audit, clock
 from app.services.authorization.attention import open_attention
 from app.services.notify import webhooks
 from app.services.platform.credentials import call_with_component_token
+from app.services.platform.platforms import wechat_client
 from app.services.relay import retention as relay_retention
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.events import Unauthorized

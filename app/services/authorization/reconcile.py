@@ -7,7 +7,7 @@ import dataclasses
 
 from sqlalchemy import select
 
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.models import AttentionItem, Authorizer, Grant, GrantStatus, Merchant, User
 from app.services import DomainError, audit
 from app.services.authorization import grants
@@ -17,6 +17,7 @@ from app.services.authorization.attention import (
     resolve_attention,
 )
 from app.services.platform.credentials import call_with_component_token
+from app.services.platform.platforms import wechat_client
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.release import is_release_test_account
 from app.wechat.results import AuthorizerDetails, AuthorizerListItem

@@ -18,7 +18,7 @@ from flask import current_app
 from limits import parse_many
 from sqlalchemy import select, update
 
-from app.extensions import db, limiter, wechat_client
+from app.extensions import db, limiter
 from app.models import (
     AuthorizationSession,
     Authorizer,
@@ -32,6 +32,7 @@ from app.models.grants import sha256_hex
 from app.services import DomainError, audit, clock
 from app.services.authorization.authorizers import AuthorizerNotFound
 from app.services.platform.credentials import call_with_component_token
+from app.services.platform.platforms import wechat_client
 from app.wechat import links
 
 SESSION_TTL = timedelta(hours=24)

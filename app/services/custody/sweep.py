@@ -22,12 +22,13 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import bindparam, or_, select, update
 
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
 from app.services import DomainError, clock
 from app.services.authorization import grants
 from app.services.platform import credentials
 from app.services.platform.credentials import call_with_component_token
+from app.services.platform.platforms import wechat_client
 from app.wechat.errors import (
     InvalidCredential,
     InvalidRefreshToken,

@@ -22,6 +22,7 @@ from app.models import WebhookDelivery
 from app.models.grants import appid_ref
 from app.services import clock
 from app.services.notify import notices, outbox
+from app.services.platform import platforms
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def notify_grant_change(authorizer, change) -> None:
     enqueue(
         f"grant.{change.kind}",
         {
+            "component_appid": platforms.current_appid(),
             "authorizer_appid": authorizer.appid,
             "merchant_id": authorizer.merchant_id,
             "status": grant.status.value if grant else None,
@@ -80,7 +82,12 @@ def notify_revoked(appid: str, *, merchant_id: int | None, reason: str) -> None:
     """Queue grant.revoked (the appid is scrubbed from the log once delivered)."""
     enqueue(
         "grant.revoked",
-        {"authorizer_appid": appid, "merchant_id": merchant_id, "reason": reason},
+        {
+            "component_appid": platforms.current_appid(),
+            "authorizer_appid": appid,
+            "merchant_id": merchant_id,
+            "reason": reason,
+        },
         appid=appid,
     )
     if reason == "unauthorized":  # revoked on WeChat (a requested deletion needs no notice)

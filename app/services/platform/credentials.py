@@ -22,11 +22,12 @@ from flask import current_app
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.extensions import db, wechat_client
+from app.extensions import db
 from app.models import AuditEntry, ComponentCredential, VerifyTicket
 from app.services import DomainError, clock
 from app.services.audit import record
-from app.services.platform import health
+from app.services.platform import health, platforms
+from app.services.platform.platforms import wechat_client
 from app.wechat.errors import (
     ApiError,
     InvalidCredential,
@@ -64,7 +65,13 @@ class CredentialsUnavailable(DomainError):
 
 
 def _appid() -> str:
-    return current_app.config["WECHAT_COMPONENT_APPID"]
+    return platforms.current_appid()
+
+
+def _per_platform(name: str) -> str:
+    """A rate-limit slot's name for the current platform (the default keeps the bare name)."""
+    appid = _appid()
+    return name if platforms.is_default(appid) else f"{name}:{appid}"
 
 
 def _setting(name: str) -> int:
@@ -176,6 +183,11 @@ def ticket_status() -> dict:
 
 
 def ticket_watchdog() -> str:
+    """Job: watch every platform's ticket pushes."""
+    return platforms.each(_watch_ticket)
+
+
+def _watch_ticket() -> str:
     """Alert when no ticket push came within the window and ask WeChat to restart pushes."""
     status = ticket_status()
     window = _setting("TICKET_SILENCE_ALERT_SECONDS")
@@ -184,15 +196,16 @@ def ticket_watchdog() -> str:
         return "ok"
     last = status.get("last_push_at")
     health.raise_alert(health.TICKET_SILENT, last_push_at=_iso(last) if last else None)
-    if not health.claim_slot("api_start_push_ticket", _setting("START_PUSH_TICKET_MIN_INTERVAL")):
+    slot = _per_platform("api_start_push_ticket")
+    if not health.claim_slot(slot, _setting("START_PUSH_TICKET_MIN_INTERVAL")):
         return "silent; start_push_ticket called recently"
     try:
         result = wechat_client().start_push_ticket()
     except (ApiError, TransportError) as exc:
         raise_errcode_alert(exc, api="api_start_push_ticket")
-        health.finish_slot("api_start_push_ticket", "error", str(exc)[:200])
+        health.finish_slot(slot, "error", str(exc)[:200])
         return f"silent; start_push_ticket failed: {exc}"
-    health.finish_slot("api_start_push_ticket", "ok", result.errmsg[:200])
+    health.finish_slot(slot, "ok", result.errmsg[:200])
     with health.own_transaction() as session:
         health.audit(session, "ticket.start_push_requested", already_running=result.already_running)
     return "silent; start_push_ticket called"
@@ -432,7 +445,11 @@ def clear_quota() -> None:
 
 
 def refresh_component_token_job() -> str:
-    """Job: refresh the component token when it is missing or within the refresh window."""
+    """Job: refresh every platform's component token when missing or within the window."""
+    return platforms.each(_refresh_component_token)
+
+
+def _refresh_component_token() -> str:
     try:
         component_access_token()
     except CredentialsUnavailable as exc:

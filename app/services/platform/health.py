@@ -13,6 +13,7 @@ from app import metrics
 from app.extensions import db
 from app.models import AuditEntry, DailyCounter, HealthAlert, JobRun
 from app.services import clock
+from app.services.platform import platforms
 
 # Alert kinds (stable identifiers; the console translates them).
 TICKET_SILENT = "ticket_push_silent"
@@ -55,32 +56,51 @@ def audit(session: Session, action: str, **details) -> None:
     )
 
 
+def _where() -> dict:
+    """Audit detail naming the platform, when it is not the default one."""
+    appid = platforms.current_appid()
+    return {} if platforms.is_default(appid) else {"component_appid": appid}
+
+
+def _of_platform(kind: str) -> list:
+    return [HealthAlert.kind == kind, HealthAlert.component_appid == platforms.current_appid()]
+
+
 def raise_alert(kind: str, **details) -> bool:
-    """Record that `kind` is happening now; returns True when it was not already active."""
+    """Record that `kind` is happening now on the current platform; returns True when it was
+    not already active."""
     now = clock.now()
     with own_transaction() as session:
-        current = session.scalar(select(HealthAlert).where(HealthAlert.kind == kind))
+        current = session.scalar(select(HealthAlert).where(*_of_platform(kind)))
         if current is None:
+            appid = platforms.current_appid()
             try:
                 with session.begin_nested():
                     session.add(
-                        HealthAlert(kind=kind, first_seen=now, last_seen=now, details=details)
+                        HealthAlert(
+                            kind=kind,
+                            component_appid=appid,
+                            first_seen=now,
+                            last_seen=now,
+                            details=details,
+                        )
                     )
             except IntegrityError:  # another process raised it at the same moment
                 return raise_alert(kind, **details)
-            audit(session, "alert.raised", kind=kind, **details)
+            audit(session, "alert.raised", kind=kind, **_where(), **details)
             return True
         was_active = current.resolved_at is None
         current.last_seen, current.count = now, current.count + 1
         current.details = {**(current.details or {}), **details}
         if not was_active:
             current.first_seen, current.resolved_at, current.count = now, None, 1
-            audit(session, "alert.raised", kind=kind, **details)
+            audit(session, "alert.raised", kind=kind, **_where(), **details)
         return not was_active
 
 
 def resolve_alert(kind: str, *, session: Session | None = None) -> bool:
-    """Mark `kind` resolved (in `session`'s transaction if given); True when it was active."""
+    """Mark the current platform's `kind` resolved (in `session`'s transaction if given);
+    True when it was active."""
     if session is not None:
         return _resolve(session, kind)
     with own_transaction() as own:
@@ -88,7 +108,7 @@ def resolve_alert(kind: str, *, session: Session | None = None) -> bool:
 
 
 def _resolve(session: Session, kind: str) -> bool:
-    active = [HealthAlert.kind == kind, HealthAlert.resolved_at.is_(None)]
+    active = [*_of_platform(kind), HealthAlert.resolved_at.is_(None)]
     # Most calls find nothing to resolve: a read first keeps the write lock out of it (and
     # runs on the connection: the ticket push path calls this every time).
     if session.connection().execute(select(HealthAlert.id).where(*active)).first() is None:
@@ -100,7 +120,7 @@ def _resolve(session: Session, kind: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     if done.rowcount:
-        audit(session, "alert.resolved", kind=kind)
+        audit(session, "alert.resolved", kind=kind, **_where())
     return bool(done.rowcount)
 
 
@@ -111,8 +131,9 @@ def active_alerts() -> list[HealthAlert]:
 
 
 def alert_details(kind: str) -> dict:
-    """The details of an alert (active or not), {} when it never happened."""
-    alert = db.session.scalar(select(HealthAlert).where(HealthAlert.kind == kind))
+    """The details of the current platform's alert (active or not), {} when it never
+    happened."""
+    alert = db.session.scalar(select(HealthAlert).where(*_of_platform(kind)))
     return dict(alert.details or {}) if alert else {}
 
 

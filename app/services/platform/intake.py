@@ -24,12 +24,12 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import metrics
-from app.extensions import db, message_crypto
+from app.extensions import db
 from app.models import InboxEvent
 from app.models.inbox import inbox_dedupe_key
 from app.services import DomainError, clock
-from app.services.platform import credentials, health
-from app.wechat.crypto import OpenedMessage
+from app.services.platform import credentials, health, platforms
+from app.wechat.crypto import OpenedMessage, read_envelope
 from app.wechat.errors import (
     AppIdMismatch,
     CryptoError,
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Event], None]
 HANDLERS: dict[str, Handler] = {}
 IN_STORING_TRANSACTION: set[str] = set()  # InfoTypes whose handler only touches the database
+# InfoTypes handled for every platform; the others only for the default platform's pushes
+# (accounts are not yet held per platform: another platform's authorization events are kept,
+# as ignored, and never touch the default platform's grants).
+EVERY_PLATFORM: set[str] = set()
 ON_GIVE_UP: dict[str, Handler] = {}  # run once when an event's retries run out
 CLAIM_TTL = timedelta(minutes=5)
 SECRET_FIELDS = {"componentverifyticket", "authorizationcode", "preauthcode", "auth_code"}
@@ -54,6 +58,7 @@ REJECTION_STATUS = {
     "oversize": 413,
     "bad_signature": 403,
     "wrong_appid": 403,
+    "unknown_appid": 403,
 }
 
 
@@ -63,11 +68,15 @@ def register_handler(
     *,
     database_only: bool = False,
     on_give_up: Handler | None = None,
+    every_platform: bool = False,
 ) -> Handler:
     """Route pushes of `info_type` to fn(event); `database_only` handlers (no network calls)
     run in the transaction that stores the push; `on_give_up(event)` runs when an event's
-    retries run out. Returns fn."""
+    retries run out; `every_platform` handlers run for every platform's pushes, the others for
+    the default platform's only. Returns fn."""
     HANDLERS[info_type] = fn
+    if every_platform:
+        EVERY_PLATFORM.add(info_type)
     if database_only:
         IN_STORING_TRANSACTION.add(info_type)
     if on_give_up is not None:
@@ -75,7 +84,12 @@ def register_handler(
     return fn
 
 
-register_handler("component_verify_ticket", credentials.handle_ticket_event, database_only=True)
+register_handler(
+    "component_verify_ticket",
+    credentials.handle_ticket_event,
+    database_only=True,
+    every_platform=True,
+)
 
 
 class Rejected(DomainError):
@@ -103,15 +117,27 @@ def read_body(stream: BinaryIO, content_length: int | None) -> bytes:
     return data
 
 
-def open_push(body: bytes, args: Mapping[str, str], *, outer_tag: str) -> OpenedMessage:
-    """Verify msg_signature and decrypt. An outer routing tag, when present, must be
-    `outer_tag` (AppId for platform events, ToUserName for authorizer messages)."""
+def open_push(
+    body: bytes, args: Mapping[str, str], *, outer_tag: str, component_appid: str | None = None
+) -> OpenedMessage:
+    """Verify msg_signature and decrypt with the keys of the platform the push is for
+    (`opened.receive_id`: the caller runs the rest as it, with `platforms.using`).
+
+    The platform is the URL's `component_appid` when given; else, for platform events, the
+    outer <AppId> (an unknown one is refused); else the default platform. An envelope without
+    a routing tag (the WeChat SDKs' form) goes to the platform whose token signed it. An outer
+    routing tag, when present, must be `outer_tag` (AppId for platform events, ToUserName for
+    authorizer messages), and an AppId must be the platform's."""
     params = [args.get(name) for name in ("msg_signature", "timestamp", "nonce")]
     if not all(params) or not body:
         raise Rejected("missing_parameters")
-    crypto = message_crypto()
     try:
-        opened = crypto.open_message(body, *params)
+        envelope = read_envelope(body, max_bytes=current_app.config["INTAKE_MAX_BODY_BYTES"])
+    except MalformedMessage:
+        raise Rejected("malformed") from None
+    crypto = platforms.crypto_for(_platform_of(envelope, params, outer_tag, component_appid))
+    try:
+        opened = crypto.open_envelope(envelope, *params)
     except SignatureError:
         raise Rejected("bad_signature") from None
     except AppIdMismatch:
@@ -127,22 +153,63 @@ def open_push(body: bytes, args: Mapping[str, str], *, outer_tag: str) -> Opened
     return opened
 
 
-def receive(stream: BinaryIO, content_length: int | None, args: Mapping[str, str]) -> str:
-    """Verify, decrypt, store once and process a push; returns the outcome ("duplicate" for a
-    retried push). Raises Rejected (nothing stored)."""
+def _platform_of(
+    envelope: Mapping[str, str], params: list, outer_tag: str, component_appid: str | None
+) -> platforms.PlatformKeys:
+    if component_appid is not None:
+        if envelope.get("AppId", component_appid) != component_appid:
+            raise Rejected("wrong_appid")  # another platform's push at this platform's URL
+        return _known(component_appid)
+    if outer_tag != "AppId":
+        return _known(platforms.default_appid())
+    if envelope.get("AppId"):
+        return _known(envelope["AppId"])
+    signed = [
+        platforms.keys(appid)
+        for appid in platforms.active_appids()
+        if platforms.crypto_for(platforms.keys(appid)).signs(envelope, *params)
+    ]
+    return signed[0] if signed else _known(platforms.default_appid())
+
+
+def _known(component_appid: str) -> platforms.PlatformKeys:
+    found = platforms.keys(component_appid)
+    if found is None or not found.active:
+        raise Rejected("unknown_appid")
+    return found
+
+
+def receive(
+    stream: BinaryIO,
+    content_length: int | None,
+    args: Mapping[str, str],
+    *,
+    component_appid: str | None = None,
+) -> str:
+    """Verify, decrypt, store once and process a push for one of our platforms (the URL's
+    `component_appid`, else the push's AppId); returns the outcome ("duplicate" for a retried
+    push). Raises Rejected (nothing stored)."""
     try:
-        opened = open_push(read_body(stream, content_length), args, outer_tag="AppId")
-        event = _parse(opened.xml)
+        body = read_body(stream, content_length)
+        opened = open_push(body, args, outer_tag="AppId", component_appid=component_appid)
+        event = _parse(opened)
     except Rejected as exc:
         health.count(f"rejected:events:{exc.reason}")
         raise
-    outcome = _receive_event(event, opened)
+    with platforms.using(opened.receive_id):
+        outcome = _receive_event(event, opened)
     metrics.PUSHES.labels(info_type=event.info_type[:64], outcome=outcome).inc()
     return outcome
 
 
+def _handler(event: Event) -> Handler | None:
+    if event.info_type not in EVERY_PLATFORM and not platforms.is_default(event.app_id):
+        return None
+    return HANDLERS.get(event.info_type)
+
+
 def _receive_event(event: Event, opened: OpenedMessage) -> str:
-    if event.info_type not in HANDLERS:
+    if _handler(event) is None:
         stored = _store(event, opened.xml, outcome="ignored")
         return "ignored" if stored else "duplicate"
     if event.info_type in IN_STORING_TRANSACTION:
@@ -153,12 +220,12 @@ def _receive_event(event: Event, opened: OpenedMessage) -> str:
     return _run_safely(inbox_id, event)
 
 
-def _parse(xml: str) -> Event:
+def _parse(opened: OpenedMessage) -> Event:
     try:
-        event = parse_event(xml)
+        event = parse_event(opened.xml)
     except MalformedMessage:
         raise Rejected("malformed") from None
-    if event.app_id != message_crypto().appid:
+    if event.app_id != opened.receive_id:
         raise Rejected("wrong_appid")
     return event
 
@@ -203,7 +270,7 @@ def _store_and_handle(event: Event, raw_xml: str) -> str:
     lock is held for a few statements only; the inbox row comes last, and a duplicate push
     fails there and rolls the handler's writes back."""
     try:
-        HANDLERS[event.info_type](event)
+        _handler(event)(event)
     except Exception as exc:  # keep the push, as failed, for the retry job
         db.session.rollback()
         _log_failure(event, exc)
@@ -232,7 +299,8 @@ def process_event(inbox_id: int) -> str | None:
         event = parse_event(raw_xml)
     except MalformedMessage as exc:
         return _finish(inbox_id, "failed", _describe(exc))
-    return _run(inbox_id, event)
+    with platforms.using(event.app_id):
+        return _run(inbox_id, event)
 
 
 def _run_safely(inbox_id: int, event: Event) -> str:
@@ -246,7 +314,7 @@ def _run_safely(inbox_id: int, event: Event) -> str:
 
 
 def _run(inbox_id: int, event: Event) -> str:
-    handler = HANDLERS.get(event.info_type)
+    handler = _handler(event)
     if handler is None:
         return _finish(inbox_id, "ignored")
     try:
@@ -326,7 +394,8 @@ def _give_up(inbox_id: int) -> None:
         db.session.commit()
         return
     try:
-        hook(event)
+        with platforms.using(event.app_id):
+            hook(event)
     except Exception as exc:  # the alert is raised already; the hook only adds detail
         db.session.rollback()
         _log_failure(event, exc)

@@ -12,10 +12,10 @@ from typing import BinaryIO
 from flask import Flask, current_app
 
 from app import metrics
-from app.extensions import message_crypto, wechat_client
 from app.services import clock
-from app.services.platform import health, intake
+from app.services.platform import health, intake, platforms
 from app.services.platform.credentials import call_with_component_token
+from app.services.platform.platforms import message_crypto, wechat_client
 from app.services.relay import inbound
 from app.wechat.errors import MalformedMessage, WeChatError
 from app.wechat.events import parse_message
@@ -34,14 +34,18 @@ def receive(
     args: Mapping[str, str],
     *,
     arrived: float | None = None,
+    component_appid: str | None = None,
 ) -> str:
-    """Verify and decrypt a message; return the reply body ("" or "success" or XML).
+    """Verify and decrypt a message for `appid` on a platform (the URL's `component_appid`,
+    default: the default platform); return the reply body ("" or "success" or XML).
 
     `arrived` (time.perf_counter() when the request arrived) starts the reply budget."""
     arrived = time.perf_counter() if arrived is None else arrived
     try:
         body = intake.read_body(stream, content_length)
-        opened = intake.open_push(body, args, outer_tag="ToUserName")
+        opened = intake.open_push(
+            body, args, outer_tag="ToUserName", component_appid=component_appid
+        )
         message = parse_message(opened.xml)
     except MalformedMessage:
         health.count("rejected:messages:malformed")
@@ -49,14 +53,24 @@ def receive(
     except intake.Rejected as exc:
         health.count(f"rejected:messages:{exc.reason}")
         raise
+    with platforms.using(opened.receive_id):
+        return _answer(appid, message, opened, args, arrived)
+
+
+def _answer(appid: str, message, opened, args: Mapping[str, str], arrived: float) -> str:
     if release_test_account(appid) is None and release_test_account(message.to_user_name) is None:
+        if not platforms.is_default(opened.receive_id):
+            # Accounts are held for the default platform only so far: another platform's
+            # messages must never reach the default platform's routes for the same appid.
+            metrics.RELAY_MESSAGES.labels(outcome="not_active").inc()
+            return "success"
         return inbound.relay(appid, message, opened, args, arrived=arrived)
     metrics.RELAY_MESSAGES.labels(outcome="release_check").inc()
     plan = expected_reply(message)
     health.count(f"messages:release:{plan.check}")
     if plan.needs_api_follow_up:
         app = current_app._get_current_object()
-        _follow_ups.submit(_answer_query_auth_code, app, plan)
+        _follow_ups.submit(_answer_query_auth_code, app, opened.receive_id, plan)
         return ""
     if plan.reply_text is None:
         return "success"
@@ -66,9 +80,9 @@ def receive(
     )
 
 
-def _answer_query_auth_code(app: Flask, plan: ReplyPlan) -> None:
+def _answer_query_auth_code(app: Flask, component_appid: str, plan: ReplyPlan) -> None:
     """Exchange the test code and send "<code>_from_api" by the customer-service API."""
-    with app.app_context():
+    with app.app_context(), platforms.using(component_appid):
         client = wechat_client()
         try:
             info = call_with_component_token(

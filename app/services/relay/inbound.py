@@ -39,11 +39,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app import metrics, vault
-from app.extensions import db, message_crypto
+from app.extensions import db
 from app.models import Authorizer, Grant, RelayDelivery, RelayMessage, RelayRoute
 from app.models.grants import GrantStatus
 from app.services import clock
 from app.services.platform import health, intake
+from app.services.platform.platforms import message_crypto
 from app.services.relay import transport
 from app.services.relay.formats import Outgoing, build_request, read_reply
 from app.services.relay.routes import pick_reply_route, scope_includes, type_key, types_match

@@ -75,6 +75,7 @@ from app import metrics, vault
 from app.extensions import db
 from app.models import Authorizer, RelayDelivery, RelayMessage, RelayRoute, User
 from app.services import DomainError, audit, clock
+from app.services.platform import platforms
 from app.services.relay import formats, inbound, transport
 from app.wechat.errors import MalformedMessage
 from app.wechat.events import parse_message
@@ -369,7 +370,7 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
         .join(RelayRoute, RelayRoute.id == RelayDelivery.route_id)
         .where(RelayDelivery.id.in_(ids))
     ).all()
-    component_appid = current_app.config["WECHAT_COMPONENT_APPID"]
+    component_appid = platforms.default_appid()
     timestamp = int(clock.now().timestamp())
     targets: dict[int, _Target] = {}
     claims = []

@@ -498,7 +498,7 @@ TEST_USER_NAME = "gh_grantdesk_test"
 def test_send(route: RelayRoute) -> TestSendResult:
     """POST a synthetic text message to the route in its format; read and check the reply for
     a reply route. Nothing is stored or audited."""
-    from app.extensions import message_crypto
+    from app.services.platform.platforms import message_crypto
     from app.wechat.events import build_message_xml
 
     now = int(clock.now().timestamp())

@@ -1,0 +1,54 @@
+"""`flask platform add|list`: the provider's third-party platforms (issue #16)."""
+
+from __future__ import annotations
+
+import click
+
+from app.extensions import db
+from app.services.audit import record
+from app.services.platform import platforms
+
+ACTOR = "cli"
+
+
+@click.group("platform")
+def platform_group() -> None:
+    """Third-party platforms served by this deployment (the default one is WECHAT_*)."""
+
+
+@platform_group.command("add")
+@click.option("--appid", required=True, help="The platform's component AppID (wx...).")
+@click.option("--secret", required=True, help="Its AppSecret (stored encrypted).")
+@click.option("--token", required=True, help="Its message-check token (stored encrypted).")
+@click.option("--aes-key", required=True, help="Its EncodingAESKey, 43 characters.")
+@click.option("--name", required=True, help="The name merchants and staff see.")
+@click.option("--purpose", default=None, help="What it is for, shown to merchants.")
+def add(appid, secret, token, aes_key, name, purpose) -> None:
+    """Add a platform and print its component AppID."""
+    try:
+        row = platforms.add(
+            component_appid=appid, appsecret=secret, token=token, encoding_aes_key=aes_key,
+            name=name, purpose=purpose,
+        )  # fmt: skip
+    except platforms.PlatformError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    record("platform.added", actor=ACTOR, target_type="platform", target_id=row.component_appid)
+    db.session.commit()
+    click.echo(row.component_appid)
+
+
+@platform_group.command("list")
+def list_() -> None:
+    """List platforms: AppID, name, status, release state, default (never a secret)."""
+    header = ("component_appid", "name", "status", "release", "default")
+    rows = [
+        (row.component_appid, row.name, row.status, row.release_state,
+         "yes" if row.is_default else "no")
+        for row in platforms.all_platforms()
+    ]  # fmt: skip
+    db.session.commit()  # the default platform's row, written on first read
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())

@@ -1,0 +1,383 @@
+"""The provider's third-party platforms, and which one the current work is for.
+
+Every WeChat call, every push's keys and every credential row belong to one platform. The work
+of a request or a job runs inside `using(component_appid)`; outside one, it is the default
+platform's, the one the WECHAT_* variables describe. So single-platform code reads as before:
+`wechat_client()` and `message_crypto()` are the current platform's.
+
+The default platform's keys come from the configuration (no database read on the hot path);
+the others' from the `platforms` table, cached for PLATFORM_CACHE_SECONDS per process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import requests
+from flask import current_app
+from requests.adapters import HTTPAdapter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.models.platform import (
+    PLATFORM_ACTIVE,
+    PLATFORM_RETIRED,
+    RELEASE_RELEASED,
+    RELEASE_TESTING,
+    Platform,
+)
+from app.services import DomainError, clock
+from app.wechat.crypto import MessageCrypto
+
+_CURRENT: ContextVar[str | None] = ContextVar("grantdesk_platform", default=None)
+# A push naming an unknown AppId reloads the table at most this often (an attacker cannot make
+# every request read it).
+_UNKNOWN_RELOAD_SECONDS = 1.0
+
+
+class PlatformError(DomainError):
+    code = "platform_invalid"
+
+
+@dataclass(frozen=True)
+class PlatformKeys:
+    """What talking to WeChat as one platform needs (repr never shows a secret)."""
+
+    component_appid: str
+    name: str
+    appsecret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    previous_encoding_aes_key: str | None = field(default=None, repr=False)
+    active: bool = True
+    is_default: bool = False
+
+
+# --- which platform ---------------------------------------------------------------------------
+
+
+def default_appid() -> str:
+    return current_app.config["WECHAT_COMPONENT_APPID"]
+
+
+def current_appid() -> str:
+    """The component appid the current work is for (the default platform outside `using`)."""
+    return _CURRENT.get() or default_appid()
+
+
+@contextmanager
+def using(component_appid: str) -> Iterator[str]:
+    """Run the block as `component_appid`'s work: its keys, credentials, alerts and client."""
+    reset = _CURRENT.set(component_appid)
+    try:
+        yield component_appid
+    finally:
+        _CURRENT.reset(reset)
+
+
+def is_default(component_appid: str) -> bool:
+    return component_appid == default_appid()
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def _configured() -> PlatformKeys:
+    config = current_app.config
+    return PlatformKeys(
+        component_appid=config["WECHAT_COMPONENT_APPID"],
+        name=config.get("PLATFORM_DEFAULT_NAME") or config["WECHAT_COMPONENT_APPID"],
+        appsecret=config["WECHAT_COMPONENT_APPSECRET"],
+        token=config["WECHAT_TOKEN"],
+        encoding_aes_key=config["WECHAT_ENCODING_AES_KEY"],
+        previous_encoding_aes_key=config.get("WECHAT_PREVIOUS_ENCODING_AES_KEY"),
+        is_default=True,
+    )
+
+
+class _Registry:
+    """The platforms table as this process last read it (keys decrypted, in memory only)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.keys: dict[str, PlatformKeys] = {}
+        self.loaded_at = float("-inf")
+
+    def get(self, component_appid: str) -> PlatformKeys | None:
+        ttl = current_app.config["PLATFORM_CACHE_SECONDS"]
+        age = time.monotonic() - self.loaded_at
+        if age > ttl or (component_appid not in self.keys and age > _UNKNOWN_RELOAD_SECONDS):
+            self.reload()
+        return self.keys.get(component_appid)
+
+    def reload(self) -> None:
+        # A session of its own: the caller may be inside a transaction it has not committed.
+        with self.lock, Session(db.engine) as session, session.begin():
+            sync_default(session)
+            rows = session.scalars(select(Platform)).all()
+            self.keys = {row.component_appid: _keys_of(row) for row in rows}
+            self.loaded_at = time.monotonic()
+
+
+def _registry() -> _Registry:
+    return current_app.extensions.setdefault("grantdesk.platforms", _Registry())
+
+
+def forget_cache() -> None:
+    """Read the table again on next use (after this process changed a platform)."""
+    _registry().loaded_at = float("-inf")
+
+
+def _keys_of(row: Platform) -> PlatformKeys:
+    if row.is_default:
+        return _configured()
+    return PlatformKeys(
+        component_appid=row.component_appid,
+        name=row.name,
+        appsecret=row.appsecret,
+        token=row.token,
+        encoding_aes_key=row.encoding_aes_key,
+        previous_encoding_aes_key=row.previous_encoding_aes_key,
+        active=row.active,
+    )
+
+
+def keys(component_appid: str | None = None) -> PlatformKeys | None:
+    """The keys of `component_appid` (default: the current platform), None if unknown."""
+    appid = component_appid or current_appid()
+    if is_default(appid):
+        return _configured()
+    return _registry().get(appid)
+
+
+def known(component_appid: str) -> bool:
+    """Whether pushes for `component_appid` are ours to open (an active platform)."""
+    found = keys(component_appid)
+    return found is not None and found.active
+
+
+def active_appids() -> list[str]:
+    """Every active platform's component appid, the default first: what the jobs go through."""
+    registry = _registry()
+    registry.get(default_appid())
+    others = sorted(a for a, k in registry.keys.items() if k.active and not k.is_default)
+    return [default_appid(), *others]
+
+
+def each(job: Callable[[], str]) -> str:
+    """Run `job` as every active platform in turn; one platform's failure never stops the
+    others (the first exception is raised again after all have run). Returns the summary:
+    job's own for a single platform, else one "appid: summary" per platform."""
+    appids, summaries, failure = active_appids(), [], None
+    for appid in appids:
+        with using(appid):
+            try:
+                summaries.append(f"{appid}: {job()}")
+            except Exception as exc:  # noqa: BLE001 - re-raised once every platform has run
+                db.session.rollback()
+                failure = failure or exc
+                summaries.append(f"{appid}: failed ({type(exc).__name__})")
+    if failure is not None:
+        raise failure
+    if len(appids) == 1:
+        return summaries[0].removeprefix(f"{appids[0]}: ")
+    return "; ".join(summaries)
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+def wechat_client():
+    """The ComponentClient of the current platform, built once per keys and cached per app."""
+    from app.wechat.client import ComponentClient
+
+    found = _required_keys()
+    cache = current_app.extensions.setdefault("grantdesk.wechat", {})
+    client = cache.get(("client", found))
+    if client is None:
+        config = current_app.config
+        # The sweep's threads plus request threads refreshing on demand share one pool.
+        pool_size = config["AUTHORIZER_SWEEP_CONCURRENCY"] + 8
+        client = cache[("client", found)] = ComponentClient(
+            found.component_appid,
+            found.appsecret,
+            api_base=config["WECHAT_API_BASE"],
+            timeout=_timeout(config.get("WECHAT_TIMEOUT", (3.05, 10))),
+            session=_http_session(config["WECHAT_API_BASE"], pool_size),
+        )
+    return client
+
+
+def message_crypto() -> MessageCrypto:
+    """The MessageCrypto of the current platform: its token, EncodingAESKey (and previous)."""
+    return crypto_for(_required_keys())
+
+
+def crypto_for(found: PlatformKeys) -> MessageCrypto:
+    cache = current_app.extensions.setdefault("grantdesk.wechat", {})
+    crypto = cache.get(("crypto", found))
+    if crypto is None:
+        crypto = cache[("crypto", found)] = MessageCrypto(
+            found.token,
+            found.encoding_aes_key,
+            found.component_appid,
+            found.previous_encoding_aes_key,
+        )
+    return crypto
+
+
+def _required_keys() -> PlatformKeys:
+    found = keys()
+    if found is None:
+        raise PlatformError(f"unknown platform {current_appid()}")
+    return found
+
+
+def _timeout(value) -> float | tuple[float, float]:
+    """WECHAT_TIMEOUT as requests takes it: one number for both, or (connect, read)."""
+    parts = tuple(float(part) for part in (value if isinstance(value, list | tuple) else [value]))
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _http_session(api_base: str, pool_size: int) -> requests.Session:
+    """A pooled session for WeChat; proxy and CA settings from the environment, read once."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    from app.metrics import observe_wechat_response
+
+    session.hooks["response"].append(observe_wechat_response)  # grantdesk_wechat_api_*
+    # requests would otherwise re-read them (and ~/.netrc) on every call: ~0.4 ms CPU each.
+    settings = session.merge_environment_settings(api_base, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.trust_env = False
+    return session
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def sync_default(session: Session | None = None) -> Platform:
+    """Create or update the default platform's row from the WECHAT_* variables (flushed in
+    `session`, default db.session; the caller commits)."""
+    session = session or db.session
+    configured = _configured()
+    row = session.scalar(
+        select(Platform).where(Platform.component_appid == configured.component_appid)
+    )
+    if row is None:
+        row = Platform(component_appid=configured.component_appid, name=configured.name)
+        _write_keys(row, configured)
+        row.is_default = True
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # another process created it at the same moment
+            return sync_default(session)
+    elif not row.is_default or _stored_keys(row) != _keys_tuple(configured):
+        _write_keys(row, configured)
+        row.is_default, row.status = True, PLATFORM_ACTIVE
+    # Exactly one default: a changed WECHAT_COMPONENT_APPID demotes the old one.
+    for other in session.scalars(
+        select(Platform).where(Platform.is_default, Platform.id != row.id)
+    ):
+        other.is_default = False
+    session.flush()
+    return row
+
+
+def _keys_tuple(found: PlatformKeys) -> tuple:
+    return (found.appsecret, found.token, found.encoding_aes_key, found.previous_encoding_aes_key)
+
+
+def _stored_keys(row: Platform) -> tuple:
+    return (row.appsecret, row.token, row.encoding_aes_key, row.previous_encoding_aes_key)
+
+
+def _write_keys(row: Platform, found: PlatformKeys) -> None:
+    row.appsecret, row.token = found.appsecret, found.token
+    row.encoding_aes_key = found.encoding_aes_key
+    row.previous_encoding_aes_key = found.previous_encoding_aes_key
+    row.updated_at = clock.now()
+
+
+def all_platforms() -> list[Platform]:
+    """Every platform, the default first, then by name (syncs the default's row)."""
+    sync_default()
+    rows = db.session.scalars(select(Platform)).all()
+    return sorted(rows, key=lambda row: (not row.is_default, row.name.lower(), row.id))
+
+
+def get(component_appid: str) -> Platform | None:
+    return db.session.scalar(select(Platform).where(Platform.component_appid == component_appid))
+
+
+def add(
+    *,
+    component_appid: str,
+    appsecret: str,
+    token: str,
+    encoding_aes_key: str,
+    name: str,
+    purpose: str | None = None,
+    previous_encoding_aes_key: str | None = None,
+) -> Platform:
+    """Add a platform (the caller commits); raises PlatformError on bad or duplicate input."""
+    component_appid = (component_appid or "").strip()
+    _check(component_appid, appsecret, token, encoding_aes_key, previous_encoding_aes_key)
+    if not (name or "").strip():
+        raise PlatformError("a name is required")
+    if is_default(component_appid) or get(component_appid) is not None:
+        raise PlatformError(f"platform {component_appid} exists already")
+    row = Platform(
+        component_appid=component_appid,
+        name=name.strip()[:64],
+        purpose=(purpose or "").strip()[:200] or None,
+        appsecret=appsecret,
+        token=token,
+        encoding_aes_key=encoding_aes_key,
+        previous_encoding_aes_key=previous_encoding_aes_key or None,
+        status=PLATFORM_ACTIVE,
+    )
+    db.session.add(row)
+    db.session.flush()
+    forget_cache()
+    return row
+
+
+def set_status(row: Platform, status: str) -> None:
+    """Retire a platform (pushes for it are refused) or make it active again."""
+    if status not in (PLATFORM_ACTIVE, PLATFORM_RETIRED):
+        raise PlatformError(f"unknown status {status!r}")
+    if row.is_default and status == PLATFORM_RETIRED:
+        raise PlatformError("the default platform (WECHAT_* variables) cannot be retired")
+    row.status, row.updated_at = status, clock.now()
+    forget_cache()
+
+
+def record_release(row: Platform, *, released: bool) -> None:
+    """Staff's record of the platform's network-wide release (WeChat has no API for it)."""
+    row.release_state = RELEASE_RELEASED if released else RELEASE_TESTING
+    row.released_at = clock.now() if released else row.released_at
+    row.updated_at = clock.now()
+
+
+def _check(appid, appsecret, token, aes_key, previous_aes_key) -> None:
+    if not appid.startswith("wx") or not 6 <= len(appid) <= 64 or not appid.isalnum():
+        raise PlatformError("the component AppID looks like wx followed by letters and digits")
+    if not appsecret or not token:
+        raise PlatformError("the AppSecret and the message token are required")
+    if not 3 <= len(token) <= 32 or not token.isalnum():
+        raise PlatformError("the message token is 3 to 32 letters and digits")
+    for key in (aes_key, previous_aes_key or aes_key):
+        if not key or len(key) != 43 or not key.isalnum():
+            raise PlatformError("an EncodingAESKey is 43 letters and digits")
