@@ -213,25 +213,39 @@ def database_gauges() -> list[GaugeMetricFamily]:
     )
     from app.services import clock
     from app.services.notify import catalog
+    from app.services.platform import platforms
 
-    now, appid = clock.now(), current_app.config["WECHAT_COMPONENT_APPID"]
+    now, appids = clock.now(), platforms.active_appids()
     ticket_age = GaugeMetricFamily(
-        "grantdesk_ticket_age_seconds", "Seconds since the current verify ticket arrived."
+        "grantdesk_ticket_age_seconds",
+        "Seconds since the platform's current verify ticket arrived.",
+        labels=["component_appid"],
     )
-    received = db.session.scalar(
-        select(VerifyTicket.received_at).where(VerifyTicket.component_appid == appid)
+    received = dict(
+        db.session.execute(
+            select(VerifyTicket.component_appid, VerifyTicket.received_at).where(
+                VerifyTicket.component_appid.in_(appids)
+            )
+        ).all()
     )
-    if received is not None:
-        ticket_age.add_metric([], (now - received).total_seconds())
     token_ttl = GaugeMetricFamily(
         "grantdesk_component_token_ttl_seconds",
-        "Seconds until the component access token expires (negative: expired).",
+        "Seconds until the platform's component access token expires (negative: expired).",
+        labels=["component_appid"],
     )
-    expires = db.session.scalar(
-        select(ComponentCredential.expires_at).where(ComponentCredential.component_appid == appid)
+    expires = dict(
+        db.session.execute(
+            select(ComponentCredential.component_appid, ComponentCredential.expires_at).where(
+                ComponentCredential.component_appid.in_(appids),
+                ComponentCredential.expires_at.is_not(None),
+            )
+        ).all()
     )
-    if expires is not None:
-        token_ttl.add_metric([], (expires - now).total_seconds())
+    for appid in appids:
+        if appid in received:
+            ticket_age.add_metric([appid], (now - received[appid]).total_seconds())
+        if appid in expires:
+            token_ttl.add_metric([appid], (expires[appid] - now).total_seconds())
     authorizers = GaugeMetricFamily(
         "grantdesk_authorizers", "Authorized accounts by grant status.", labels=["status"]
     )
@@ -249,14 +263,21 @@ def database_gauges() -> list[GaugeMetricFamily]:
         authorizers.add_metric([name], count)
     alerts = GaugeMetricFamily(
         "grantdesk_alerts_active",
-        "1 while an alert of this kind is active, else 0.",
-        labels=["kind", "severity"],
+        "1 while an alert of this kind is active on the platform, else 0.",
+        labels=["kind", "severity", "component_appid"],
     )
     active = set(
-        db.session.scalars(select(HealthAlert.kind).where(HealthAlert.resolved_at.is_(None)))
+        db.session.execute(
+            select(HealthAlert.kind, HealthAlert.component_appid).where(
+                HealthAlert.resolved_at.is_(None)
+            )
+        ).all()
     )
-    for kind in sorted(set(catalog.KINDS) | active):
-        alerts.add_metric([kind, catalog.severity(kind)], 1 if kind in active else 0)
+    kinds = sorted(set(catalog.KINDS) | {kind for kind, _ in active})
+    for appid in sorted(set(appids) | {appid for _, appid in active}):
+        for kind in kinds:
+            value = 1 if (kind, appid) in active else 0
+            alerts.add_metric([kind, catalog.severity(kind), appid], value)
     jobs = GaugeMetricFamily(
         "grantdesk_job_last_success_timestamp_seconds",
         "Unix time of each scheduled job's last successful run.",

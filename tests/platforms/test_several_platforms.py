@@ -259,3 +259,23 @@ def test_platform_cli_adds_lists_and_refuses_bad_input(app):
         ).one()
         assert "s3cret" not in raw[0] and "tok123" not in raw[1]  # encrypted at rest
         assert db.session.scalar(select(func.count(HealthAlert.id))) == 0
+
+
+def test_metrics_carry_each_platform(sandbox, live_portal, two, client, app, monkeypatch):
+    from app import metrics
+    from tests.operations.test_metrics import TOKEN, scrape, value
+
+    app.config["GRANTDESK_METRICS_TOKEN"] = TOKEN
+    monkeypatch.setattr(metrics, "DB_CACHE_SECONDS", 0)
+    sandbox.push_ticket(two["b"])
+    sandbox.flush()
+    live_portal.call(credentials.refresh_component_token_job)  # A has no ticket; B refreshes
+    scraped = scrape(client)
+    assert 0 <= value(scraped, "grantdesk_ticket_age_seconds", component_appid=two["b"]) < 60
+    ages = scraped["grantdesk_ticket_age_seconds"].samples
+    assert [sample.labels["component_appid"] for sample in ages] == [two["b"]]
+    ttl_b = value(scraped, "grantdesk_component_token_ttl_seconds", component_appid=two["b"])
+    assert 7000 < ttl_b <= 7200
+    no_ticket = {"kind": "no_valid_ticket", "severity": "critical"}
+    assert value(scraped, "grantdesk_alerts_active", component_appid=two["a"], **no_ticket) == 1
+    assert value(scraped, "grantdesk_alerts_active", component_appid=two["b"], **no_ticket) == 0

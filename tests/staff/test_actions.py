@@ -9,6 +9,7 @@ from app.models import ApiKey, AttentionItem, AuditEntry, Authorizer, InboxEvent
 from app.services.authorization import authorizers, grants
 from app.services.custody import sweep
 from app.services.platform import intake
+from app.services.platform.platforms import default_appid
 from tests import factories
 from tests.staff.conftest import make_account, make_attention, make_event, post
 
@@ -87,7 +88,9 @@ def test_replay_a_failed_event(staff_client, monkeypatch):
     handled = []
     monkeypatch.setitem(intake.HANDLERS, "staff_test_type", lambda e: handled.append(e.info_type))
     monkeypatch.setattr(
-        intake, "parse_event", lambda xml: SimpleNamespace(info_type="staff_test_type")
+        intake,
+        "parse_event",
+        lambda xml: SimpleNamespace(info_type="staff_test_type", app_id=default_appid()),
     )
     assert staff_client.get(f"/staff/accounts/events/{event.id}/replay").status_code == 200
     response = post(staff_client, f"/staff/accounts/events/{event.id}/replay")

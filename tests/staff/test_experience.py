@@ -12,6 +12,7 @@ from app.models.grants import appid_ref
 from app.services import clock
 from app.services.authorization import purge
 from app.services.platform import provider
+from app.services.platform.platforms import default_appid
 from tests.merchant.conftest import make_session
 from tests.staff.conftest import factories, make_account, make_attention, make_event, post
 
@@ -293,7 +294,8 @@ def test_health_page_names_outcomes_channels_and_events(app, staff_client, staff
     db.session.add_all([
         JobRun(name="sweep", started_at=now, outcome="ok", runs=1),
         JobRun(name="reconcile", started_at=now, outcome="error", runs=1, failures=1),
-        HealthAlert(kind="ticket_rejected", first_seen=now, last_seen=now, details={}),
+        HealthAlert(kind="ticket_rejected", component_appid=default_appid(), first_seen=now,
+                    last_seen=now, details={}),
         AlertNotification(dedupe_key="words:1", kind="ticket_rejected", event="opened",
                           channel="email", payload={}, status="delivered"),
     ])  # fmt: skip
@@ -337,8 +339,9 @@ def test_counts_on_staff_pages_use_proper_plurals(app, staff_client, count):
     merchant = factories.make_merchant(name="Plural Tea")
     for _ in range(count):
         make_account(merchant)
-    db.session.add(HealthAlert(kind="ticket_rejected", first_seen=clock.now(),
-                               last_seen=clock.now(), count=count, details={}))  # fmt: skip
+    db.session.add(HealthAlert(kind="ticket_rejected", component_appid=default_appid(),
+                               first_seen=clock.now(), last_seen=clock.now(), count=count,
+                               details={}))  # fmt: skip
     db.session.commit()
     noun = "account" if count == 1 else "accounts"
     listing = words(staff_client.get(f"/staff/accounts/?merchant={merchant.id}").text)

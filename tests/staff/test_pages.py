@@ -5,6 +5,7 @@ from datetime import timedelta
 from app.extensions import db
 from app.models import HealthAlert, JobRun
 from app.services import audit, clock
+from app.services.platform.platforms import default_appid
 from tests import factories
 from tests.staff.conftest import make_account, make_attention, make_event
 
@@ -32,7 +33,15 @@ def test_overview_attention_fragment(staff_client, app):
 
 def test_alerts_show_on_overview_and_health(staff_client, app):
     now = clock.now()
-    db.session.add(HealthAlert(kind="foreign_refresh", first_seen=now, last_seen=now, count=3))
+    db.session.add(
+        HealthAlert(
+            kind="foreign_refresh",
+            component_appid=default_appid(),
+            first_seen=now,
+            last_seen=now,
+            count=3,
+        )
+    )
     db.session.add(JobRun(name="ticket_watchdog", started_at=now, outcome="ok", runs=5,
                           failures=0, detail="ok"))  # fmt: skip
     db.session.commit()

@@ -22,6 +22,7 @@ from app.logging import configured_secrets, mask_secrets
 from app.models import AlertNotification, HealthAlert
 from app.services import clock
 from app.services.notify import catalog, channels, outbox
+from app.services.platform import platforms
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def payload_for(alert: HealthAlert, event: str) -> dict:
     kind = catalog.describe(alert.kind)
     return {
         "kind": alert.kind,
+        "component_appid": alert.component_appid,
         "severity": kind.severity,
         "event": event,
         "title": {"zh_CN": kind.title_zh, "en": kind.title_en},
@@ -76,7 +78,11 @@ def payload_for(alert: HealthAlert, event: str) -> dict:
 
 
 def _key(alert: HealthAlert, event: str, channel: str) -> str:
-    return f"{alert.kind}|{alert.first_seen.isoformat(timespec='seconds')}|{event}|{channel}"
+    # The default platform's keys keep their pre-#16 form, so an upgrade sends nothing twice.
+    kind = alert.kind
+    if alert.component_appid and not platforms.is_default(alert.component_appid):
+        kind = f"{kind}@{alert.component_appid}"
+    return f"{kind}|{alert.first_seen.isoformat(timespec='seconds')}|{event}|{channel}"
 
 
 def _queue(key: str, kind: str, event: str, channel: str, payload: dict) -> bool:
@@ -145,7 +151,14 @@ def _due_event(alert: HealthAlert, channel: str, remind: timedelta) -> str | Non
 def queue_test() -> list[int]:
     """Queue a test notification to every configured channel; returns the new row ids."""
     now = clock.now()
-    sample = HealthAlert(kind="test", first_seen=now, last_seen=now, count=1, details={})
+    sample = HealthAlert(
+        kind="test",
+        component_appid=platforms.default_appid(),
+        first_seen=now,
+        last_seen=now,
+        count=1,
+        details={},
+    )
     payload = payload_for(sample, "test")
     payload.update(
         severity=catalog.WARNING,

@@ -77,6 +77,8 @@ def headline(payload: dict) -> str:
 
 def _facts(payload: dict) -> list[tuple[str, str]]:
     facts = [("状态 Status", " / ".join(EVENT_WORDS.get(payload["event"], ("", payload["event"]))))]
+    if payload.get("component_appid"):
+        facts.append(("平台 Platform", payload["component_appid"]))
     if payload.get("first_seen"):
         facts.append(("开始 Since", payload["first_seen"] + " UTC"))
     if payload.get("resolved_at"):
