@@ -134,6 +134,7 @@ def test_an_admin_adds_a_platform_whose_keys_never_show_again(admin):
     pages = admin.get(answer.headers["Location"]).text
     pages += admin.get(f"/staff/platforms/{B}/edit").text
     assert "Platform Mini Program studio added." in pages
+    assert f'<a href="/staff/platforms/{B}/edit">Mini Program studio</a>' in pages
     for secret in (SECRET, TOKEN, AES):
         assert secret not in pages
     [entry] = audit_of(B)
