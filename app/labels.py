@@ -140,6 +140,14 @@ VOCABULARIES = {
         "email": _l("Email"),
         "webhook": _l("Callback (webhook)"),
     },
+    "platform_status": {
+        "active": _l("In service"),
+        "retired": _l("Retired"),
+    },
+    "platform_release": {
+        "testing": _l("Testing"),
+        "released": _l("Released"),
+    },
     "audit_actor": {
         "system": _l("System"),
     },
@@ -152,6 +160,7 @@ VOCABULARIES = {
         "inbox_event": _l("Event"),
         "invitation": _l("Invitation"),
         "merchant": _l("Merchant"),
+        "platform": _l("Platform"),
         "provider": _l("Provider profile"),
         "relay_delivery": _l("Relay delivery"),
         "relay_route": _l("Relay route"),

@@ -11,6 +11,7 @@ PLATFORM_ACTIVE = "active"
 PLATFORM_RETIRED = "retired"
 RELEASE_TESTING = "testing"
 RELEASE_RELEASED = "released"
+RELEASE_STATES = (RELEASE_TESTING, RELEASE_RELEASED)
 
 
 class Platform(Base):

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, time, timedelta
 
 from flask import abort
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -17,15 +18,19 @@ from wtforms import (
     SelectField,
     SelectMultipleField,
     StringField,
+    TextAreaField,
     URLField,
+    ValidationError,
     widgets,
 )
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
 from app.labels import VOCABULARIES
 from app.models.api import SCOPES
+from app.models.platform import RELEASE_STATES
 from app.models.relay import FORMATS, MODES
 from app.services.console import queries as queries
+from app.services.platform import platforms
 from app.wechat import permissions
 
 
@@ -305,3 +310,111 @@ class RelayRouteForm(FlaskForm):
         if route.authorizer_appid:
             return "appid"
         return "merchant" if route.merchant_id else "all"
+
+
+# --- third-party platforms (#16): keys are write-only, never rendered back ----------------------
+
+_APPID_HINT = _l("wx followed by letters and digits, as in the WeChat Open Platform console.")
+_PURPOSE_HINT = _l("What it is for, in a few words merchants understand.")
+
+
+def _appsecret(first) -> PasswordField:
+    return PasswordField(_l("AppSecret"), validators=[first, Length(max=128)])
+
+
+def _token(first) -> PasswordField:
+    rule = Regexp(r"^[0-9A-Za-z]{3,32}$", message=_l("Use 3 to 32 letters and digits."))
+    return PasswordField(_l("Message token"), validators=[first, rule])
+
+
+def _aes_key(first) -> PasswordField:
+    rule = Regexp(r"^[0-9A-Za-z]{43}$", message=_l("An EncodingAESKey is 43 letters and digits."))
+    return PasswordField(_l("EncodingAESKey"), validators=[first, rule])
+
+
+def _required() -> DataRequired:
+    return DataRequired(message=_l("Required."))
+
+
+class PlatformAddForm(FlaskForm):
+    """A new third-party platform: its AppID, name and purpose, and its three keys."""
+
+    component_appid = StringField(
+        _l("Component AppID"),
+        validators=[_required(), Regexp(r"^wx[0-9A-Za-z]{4,62}$", message=_APPID_HINT)],
+        filters=[_strip],
+        description=_APPID_HINT,
+    )
+    name = StringField(_l("Name"), validators=[_required(), Length(max=64)], filters=[_strip])
+    purpose = StringField(
+        _l("Purpose"),
+        validators=[Optional(), Length(max=200)],
+        filters=[_strip],
+        description=_PURPOSE_HINT,
+    )
+    appsecret = _appsecret(_required())
+    token = _token(_required())
+    encoding_aes_key = _aes_key(_required())
+
+    def values(self) -> dict:
+        """The inputs as `platforms.add` takes them."""
+        return {name: field.data for name, field in self._fields.items() if name != "csrf_token"}
+
+
+class PlatformForm(FlaskForm):
+    """What staff record about a platform: name, purpose, release state, test accounts."""
+
+    name = StringField(_l("Name"), validators=[_required(), Length(max=64)], filters=[_strip])
+    purpose = StringField(
+        _l("Purpose"),
+        validators=[Optional(), Length(max=200)],
+        filters=[_strip],
+        description=_PURPOSE_HINT,
+    )
+    release_state = RadioField(
+        _l("Release state"),
+        choices=[SelectChoice(s, VOCABULARIES["platform_release"][s]) for s in RELEASE_STATES],
+        description=_l(
+            "As the WeChat Open Platform console shows it (WeChat has no API for it). "
+            "Recording “released” dates the release today."
+        ),
+    )
+    test_accounts = TextAreaField(
+        _l("Test accounts"),
+        validators=[Optional(), Length(max=20000)],
+        description=_l(
+            "The appids that may authorize it before its release, one per line, as entered in "
+            "the WeChat Open Platform console."
+        ),
+        render_kw={"rows": 6, "spellcheck": "false"},
+    )
+
+    def validate_test_accounts(self, field) -> None:
+        try:
+            platforms.clean_test_accounts(self.test_account_lines())
+        except platforms.InvalidTestAccounts as error:
+            message = _("Not an appid: %(values)s. Enter one appid per line: wx followed by "
+                        "letters and digits.", values=", ".join(error.invalid))  # fmt: skip
+            raise ValidationError(message) from None
+
+    def test_account_lines(self) -> list[str]:
+        return (self.test_accounts.data or "").splitlines()
+
+
+class PlatformKeysForm(FlaskForm):
+    """New keys for a platform: a blank field keeps the stored key."""
+
+    appsecret = _appsecret(Optional())
+    token = _token(Optional())
+    encoding_aes_key = _aes_key(Optional())
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        if ok and not self.new_keys():
+            self.form_errors.append(_l("Enter at least one new key; blank fields keep theirs."))
+            ok = False
+        return ok
+
+    def new_keys(self) -> dict:
+        """The keys typed in (those left blank are kept)."""
+        return {name: self[name].data for name in platforms.KEY_FIELDS if self[name].data}

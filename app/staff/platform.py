@@ -23,7 +23,7 @@ from app.services import clock
 from app.services.console import queries, stats
 from app.services.custody import apikeys
 from app.services.notify import alerts, catalog, channels
-from app.services.platform import credentials, health, status
+from app.services.platform import credentials, health, platforms, status
 from app.staff.forms import ApiKeyForm, AuditFilterForm, ConfirmForm
 
 bp = Blueprint("platform", __name__)
@@ -34,12 +34,16 @@ DELIVERIES_PER_PAGE = 50
 @bp.get("/health")
 @require_staff_role("viewer")
 def health_page():
-    """Ticket, component token, alerts, jobs, intake counts (and the sandbox's release check)."""
+    """Ticket, component token, alerts (with their platform when there are several), jobs,
+    intake counts (and the sandbox's release check)."""
     days, counters = stats.intake_counts()
+    names = stats.platform_names()  # empty for one platform: the page stays as it was
     return render(
         "staff/health.html",
         fragment="health_status",
         report=_report(),
+        platform_names=names,
+        custody=status.custody_by_platform(platforms.all_platforms()) if names else [],
         alerts=stats.all_alerts(),
         history=stats.alert_history(),
         received=stats.events_received(),

@@ -30,6 +30,7 @@ from app.staff import accounts as accounts_views
 from app.staff import integrations as integrations_views
 from app.staff import notes as notes_views
 from app.staff import platform as platform_views
+from app.staff import platforms as platforms_views
 from app.staff import provider as provider_views
 from app.staff import teams as teams_views
 from app.staff import users as users_views
@@ -46,6 +47,7 @@ bp.register_blueprint(users_views.bp, url_prefix="/users")
 bp.add_app_template_global(can, "can")
 bp.register_blueprint(provider_views.bp)
 bp.register_blueprint(notes_views.bp)
+bp.register_blueprint(platforms_views.bp, url_prefix="/platforms")
 
 MERCHANTS_PER_PAGE = 50
 SECRET_HINTS = ("ticket", "code", "token", "secret", "password", "key")

@@ -23,7 +23,7 @@ from app.models import AttentionItem, GrantChange, InboxEvent, SessionStatus
 from app.models.grants import appid_ref
 from app.services import clock
 from app.services.authorization import purge, sessions
-from app.services.platform import provider
+from app.services.platform import platforms, provider
 from tests import factories
 from tests.merchant.conftest import complete, make_account, make_session
 from tests.plugins.browser import DESKTOP, PHONE, requires_chromium
@@ -279,6 +279,14 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     make_delivery(route, account, status="failed", duration_ms=40, last_error="HTTP 502")
     dead_route = make_route()
     make_delivery(dead_route, account, status="dead", attempts=8, last_error="timeout")
+    platforms.sync_default()
+    studio = platforms.add(
+        component_appid="wx5b7c9d1e3f5a7b9c", appsecret="platformbsecret0123456789",
+        token="platformbtoken", encoding_aes_key="bcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
+        name="小程序工作室 Mini Program studio", purpose="小程序代开发 Mini Programs for merchants",
+    )  # fmt: skip
+    studio.test_accounts = ["wxaaaa1111bbbb2222", "wxcccc3333dddd4444"]
+    db.session.commit()
     url = live_portal.url
     auditor = Auditor(browser, artifacts, url, size, lang)
     page = auditor.page()
@@ -307,6 +315,8 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
         "staff-relay-new": s + "/integrations/relay/new",
         "staff-relay-edit": f"{s}/integrations/relay/{route.id}/edit",
         "staff-relay-delete": f"{s}/integrations/relay/{route.id}/delete",
+        "staff-platforms": s + "/platforms",
+        "staff-platform-edit": f"{s}/platforms/{studio.component_appid}/edit",
     }
     for name, address in pages.items():
         auditor.audit(page, name, address)

@@ -38,6 +38,7 @@ from app.models.password_reset import PasswordReset
 from app.models.sessions import UserSession
 from app.services import accounts, clock
 from app.services.custody import apikeys
+from app.services.platform import platforms
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
 from tests.merchant.conftest import make_account, make_session
@@ -132,6 +133,8 @@ EXPECTED = {
     "api.get_authorizer": {"GET": everyone(401)},
     "api.authorizer_access_token": {"GET": everyone(401)},
     "api.component_access_token": {"GET": everyone(401)},
+    "api.list_platforms": {"GET": everyone(401)},
+    "api.platform_component_access_token": {"GET": everyone(401)},
     "api.openapi": {"GET": everyone(200)},
     # Public links by unguessable token (the QR page, the result page, WeChat's redirect).
     # (The link page mints a pre_auth_code: WeChat is unreachable in this test, so 503.)
@@ -241,6 +244,17 @@ EXPECTED = {
     "staff.integrations.replay": {"POST": operator_action(303)},
     "staff.integrations.confirm_replay_dead": {"GET": operator_action(200)},
     "staff.integrations.replay_dead": {"POST": operator_action(303)},
+    # Platforms (#16): staff read them; administrators add, edit, replace keys and retire (a
+    # platform of its own per world, not the default one, whose keys and status are WECHAT_*).
+    "staff.platforms.index": {"GET": viewer_page()},
+    "staff.platforms.new": {"GET": admin_action(200)},
+    "staff.platforms.create": {"POST": admin_action(303)},
+    "staff.platforms.edit": {"GET": admin_action(200)},
+    "staff.platforms.update": {"POST": admin_action(303)},
+    "staff.platforms.replace_keys": {"POST": admin_action(303)},
+    "staff.platforms.confirm_retire": {"GET": admin_action(200)},
+    "staff.platforms.retire": {"POST": admin_action(303)},
+    "staff.platforms.reactivate": {"POST": admin_action(303)},
 }
 
 
@@ -266,6 +280,7 @@ class World:
     staff: dict
     route_id: int
     dead_delivery_id: int
+    platform_appid: str
 
 
 def make_world() -> World:
@@ -302,6 +317,11 @@ def make_world() -> World:
         )
     )
     db.session.commit()
+    platform = platforms.add(
+        component_appid=f"wxroles{n:010d}", appsecret="roles-walk-secret", token="roleswalk",
+        encoding_aes_key="bcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH", name=f"Roles {n}",
+    )  # fmt: skip
+    db.session.commit()
     route = make_route(url="http://127.0.0.1:9/relay")
     dead = make_delivery(route, account, status="dead", attempts=8, last_error="timeout")
     return World(
@@ -323,6 +343,7 @@ def make_world() -> World:
         staff={role: factories.make_staff(staff_role=StaffRole(role)) for role in StaffRole},
         route_id=route.id,
         dead_delivery_id=dead.id,
+        platform_appid=platform.component_appid,
     )
 
 
@@ -346,7 +367,9 @@ def url_args(endpoint: str, rule, world: World, user: User | None) -> dict:
         "public_id": world.session_public_id,
         "token": world.link_token if endpoint == "connect.link" else world.invitation_token,
         "appid": world.account.appid,
-        "component_appid": "wx3a1b5c7d9e0f2468",
+        "component_appid": world.platform_appid
+        if endpoint.startswith("staff.platforms.")
+        else "wx3a1b5c7d9e0f2468",
         "action": "resync" if endpoint.startswith("staff.accounts.bulk_") else "purge",
         "filename": "css/app.css",
         "route_id": world.route_id,
@@ -399,6 +422,19 @@ def post_data(endpoint: str, world: World) -> dict:
         "staff.provider.settings": {"display_name": f"Roles provider {n}"},
         "staff.notes.add_merchant_note": {"body": "A note from the role walk."},
         "staff.notes.add_account_note": {"body": "A note from the role walk."},
+        "staff.platforms.create": {
+            "component_appid": f"wxrolesnew{n:08d}",
+            "name": f"Roles platform {n}",
+            "appsecret": "roles-walk-secret",
+            "token": "roleswalk",
+            "encoding_aes_key": "bcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
+        },
+        "staff.platforms.update": {
+            "name": f"Roles platform {n}",
+            "release_state": "released",
+            "test_accounts": "wxaaaa1111bbbb2222",
+        },
+        "staff.platforms.replace_keys": {"appsecret": "a-new-secret-for-the-walk"},
         **dict.fromkeys(
             ("staff.integrations.create_route", "staff.integrations.update_route"),
             {

@@ -28,7 +28,7 @@ from app.models import (
     WebhookDelivery,
 )
 from app.services import clock
-from app.services.platform import health
+from app.services.platform import health, platforms
 from app.wechat import permissions
 
 # Attention item kinds grouped as the overview names them.
@@ -263,6 +263,13 @@ def all_alerts() -> list[HealthAlert]:
     """Every alert kind ever raised, active ones first."""
     query = select(HealthAlert).order_by(HealthAlert.resolved_at.is_not(None), HealthAlert.kind)
     return list(db.session.scalars(query))
+
+
+def platform_names() -> dict[str, str]:
+    """Platform names by component AppID when there are several, else {} (a one-platform
+    deployment's pages name no platform)."""
+    rows = platforms.all_platforms()
+    return {row.component_appid: row.name for row in rows} if len(rows) > 1 else {}
 
 
 def job_runs() -> list[JobRun]:

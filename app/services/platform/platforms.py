@@ -11,9 +11,10 @@ the others' from the `platforms` table, cached for PLATFORM_CACHE_SECONDS per pr
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from app.models.platform import (
     RELEASE_TESTING,
     Platform,
 )
-from app.services import DomainError, clock
+from app.services import DomainError, audit, clock
 from app.wechat.crypto import MessageCrypto
 
 _CURRENT: ContextVar[str | None] = ContextVar("grantdesk_platform", default=None)
@@ -44,6 +45,20 @@ _UNKNOWN_RELOAD_SECONDS = 1.0
 
 class PlatformError(DomainError):
     code = "platform_invalid"
+
+
+class DuplicatePlatform(PlatformError):
+    code = "platform_exists"
+
+
+class InvalidTestAccounts(PlatformError):
+    """Some test accounts are not appids (`invalid` lists them, as typed)."""
+
+    code = "test_accounts_invalid"
+
+    def __init__(self, invalid: list[str]):
+        super().__init__("not appids: " + ", ".join(invalid))
+        self.invalid = invalid
 
 
 @dataclass(frozen=True)
@@ -337,7 +352,7 @@ def add(
     if not (name or "").strip():
         raise PlatformError("a name is required")
     if is_default(component_appid) or get(component_appid) is not None:
-        raise PlatformError(f"platform {component_appid} exists already")
+        raise DuplicatePlatform(f"platform {component_appid} exists already")
     row = Platform(
         component_appid=component_appid,
         name=name.strip()[:64],
@@ -381,3 +396,103 @@ def _check(appid, appsecret, token, aes_key, previous_aes_key) -> None:
     for key in (aes_key, previous_aes_key or aes_key):
         if not key or len(key) != 43 or not key.isalnum():
             raise PlatformError("an EncodingAESKey is 43 letters and digits")
+
+
+# --- what staff change in the console (audited, never a key in the log; the caller commits) ----
+
+_APPID = re.compile(r"wx[0-9A-Za-z]{4,62}")
+KEY_FIELDS = ("appsecret", "token", "encoding_aes_key")
+
+
+def looks_like_appid(value: str | None) -> bool:
+    """wx followed by letters and digits, 6 to 64 characters in all (as WeChat's appids are)."""
+    return _APPID.fullmatch(value or "") is not None
+
+
+def clean_test_accounts(values: Iterable[str]) -> list[str]:
+    """Test account appids stripped, blanks dropped, duplicates removed (in the order given);
+    raises InvalidTestAccounts naming those that are not appids."""
+    found = list(dict.fromkeys(value.strip() for value in values if value and value.strip()))
+    invalid = [value for value in found if not looks_like_appid(value)]
+    if invalid:
+        raise InvalidTestAccounts(invalid)
+    return found
+
+
+def add_platform(*, actor, **fields) -> Platform:
+    """Add a platform from the console (see `add`); the audit entry names it, never its keys."""
+    row = add(**fields)
+    _audit("platform.added", row, actor, name=row.name)
+    return row
+
+
+def update_details(
+    row: Platform, *, name: str, purpose: str | None, released: bool, test_accounts, actor
+) -> list[str]:
+    """Save what staff record about a platform: name, purpose, release state (recording
+    "released" dates it now) and test accounts. All is checked before anything changes;
+    returns the fields that changed."""
+    name, purpose = (name or "").strip(), (purpose or "").strip() or None
+    if not name or len(name) > 64 or len(purpose or "") > 200:
+        raise PlatformError("a name of at most 64 and a purpose of at most 200 characters")
+    accounts = clean_test_accounts(test_accounts)
+    changed = [f for f, new in (("name", name), ("purpose", purpose)) if getattr(row, f) != new]
+    if changed:
+        row.name, row.purpose, row.updated_at = name, purpose, clock.now()
+        _audit("platform.updated", row, actor, changed=changed, name=name)
+    if released != (row.release_state == RELEASE_RELEASED):
+        record_release(row, released=released)
+        at = row.released_at.isoformat(timespec="seconds") if row.released_at else None
+        _audit("platform.release_recorded", row, actor, release_state=row.release_state,
+               released_at=at)  # fmt: skip
+        changed.append("release_state")
+    if set_test_accounts(row, accounts, actor=actor):
+        changed.append("test_accounts")
+    return changed
+
+
+def set_test_accounts(row: Platform, appids: Iterable[str], *, actor) -> bool:
+    """Record the platform's test accounts (checked, deduplicated); True when they changed."""
+    accounts = clean_test_accounts(appids)
+    if accounts == list(row.test_accounts or ()):
+        return False
+    row.test_accounts, row.updated_at = accounts, clock.now()
+    _audit("platform.test_accounts_set", row, actor, test_accounts=accounts)
+    return True
+
+
+def replace_keys(row: Platform, *, actor, **new_keys: str | None) -> list[str]:
+    """Replace some of a platform's AppSecret, message token and EncodingAESKey (blank keeps
+    one; a replaced AES key stays readable as the previous one, for pushes already on their
+    way). Refused for the default platform, whose keys are the WECHAT_* variables."""
+    if row.is_default or is_default(row.component_appid):
+        raise PlatformError("the default platform's keys are the WECHAT_* variables")
+    given = {name: new_keys[name] for name in KEY_FIELDS if new_keys.get(name)}
+    if not given or set(new_keys) - set(KEY_FIELDS):
+        raise PlatformError("give at least one of " + ", ".join(KEY_FIELDS))
+    merged = {**{name: getattr(row, name) for name in KEY_FIELDS}, **given}
+    _check(row.component_appid, *merged.values(), None)
+    if given.get("encoding_aes_key", row.encoding_aes_key) != row.encoding_aes_key:
+        row.previous_encoding_aes_key = row.encoding_aes_key
+    for name, value in given.items():
+        setattr(row, name, value)
+    row.updated_at = clock.now()
+    _audit("platform.keys_replaced", row, actor, replaced=sorted(given))
+    forget_cache()
+    return sorted(given)
+
+
+def change_status(row: Platform, status: str, *, actor) -> bool:
+    """Retire a platform or make it active again (see `set_status`); False if it already was."""
+    if row.status == status:
+        return False
+    set_status(row, status)
+    _audit("platform.retired" if status == PLATFORM_RETIRED else "platform.reactivated", row,
+           actor, name=row.name)  # fmt: skip
+    return True
+
+
+def _audit(action: str, row: Platform, actor, **details) -> None:
+    audit.record(
+        action, actor=actor, target_type="platform", target_id=row.component_appid, **details
+    )

@@ -8,7 +8,8 @@ from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.models import HealthAlert, InboxEvent, JobRun
-from app.services.platform import credentials, health
+from app.models.platform import Platform
+from app.services.platform import credentials, health, platforms
 
 
 @dataclass
@@ -25,6 +26,26 @@ class HealthReport:
     @property
     def ok(self) -> bool:
         return not self.alerts and self.ticket.get("valid", False)
+
+
+@dataclass
+class PlatformCustody:
+    """One platform's verify ticket and component token, as the health view shows them."""
+
+    platform: Platform
+    ticket: dict
+    component_token: dict
+
+
+def custody_by_platform(rows: list[Platform]) -> list[PlatformCustody]:
+    """Each platform's ticket and component token facts (read only, never a value)."""
+    found = []
+    for row in rows:
+        with platforms.using(row.component_appid):
+            found.append(
+                PlatformCustody(row, credentials.ticket_status(), credentials.token_status())
+            )
+    return found
 
 
 def report() -> HealthReport:
