@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from app.extensions import db
-from app.services.audit import record
 from app.services.platform import platforms
 
 ACTOR = "cli"
@@ -26,14 +25,13 @@ def platform_group() -> None:
 def add(appid, secret, token, aes_key, name, purpose) -> None:
     """Add a platform and print its component AppID."""
     try:
-        row = platforms.add(
+        row = platforms.add_platform(
             component_appid=appid, appsecret=secret, token=token, encoding_aes_key=aes_key,
-            name=name, purpose=purpose,
+            name=name, purpose=purpose, actor=ACTOR,
         )  # fmt: skip
     except platforms.PlatformError as error:
         db.session.rollback()
         raise click.ClickException(str(error)) from None
-    record("platform.added", actor=ACTOR, target_type="platform", target_id=row.component_appid)
     db.session.commit()
     click.echo(row.component_appid)
 

@@ -387,7 +387,7 @@ def record_release(row: Platform, *, released: bool) -> None:
 
 
 def _check(appid, appsecret, token, aes_key, previous_aes_key) -> None:
-    if not appid.startswith("wx") or not 6 <= len(appid) <= 64 or not appid.isalnum():
+    if not looks_like_appid(appid):
         raise PlatformError("the component AppID looks like wx followed by letters and digits")
     if not appsecret or not token:
         raise PlatformError("the AppSecret and the message token are required")
