@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.current_platform import current_appid
 from app.models.base import Base, Encrypted, utcnow
 
 
@@ -71,6 +72,8 @@ class AuthorizationSession(Base):
     link_token: Mapped[str] = mapped_column(Encrypted)
     link_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    # The platform the merchant authorizes (its component AppID).
+    component_appid: Mapped[str] = mapped_column(String(64), default=current_appid)
     initiated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     auth_type: Mapped[int] = mapped_column(Integer, default=3)
     requested_set_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
@@ -129,11 +132,16 @@ class Authorizer(Base):
     """A WeChat account (Official Account or Mini Program) authorized to the provider."""
 
     __tablename__ = "authorizers"
-    # Ids of purged rows are never handed out again (SQLite reuses the largest rowid otherwise).
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # An account may authorize several of the provider's platforms: one row (grant) each.
+        UniqueConstraint("component_appid", "appid", name="uq_authorizers_component_appid_appid"),
+        # Ids of purged rows are never handed out again (SQLite reuses the largest rowid).
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    appid: Mapped[str] = mapped_column(String(64), unique=True)
+    component_appid: Mapped[str] = mapped_column(String(64), default=current_appid)
+    appid: Mapped[str] = mapped_column(String(64), index=True)
     # NULL while unassigned (e.g. an account authorized outside any session): staff decide.
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     account_type: Mapped[str | None] = mapped_column(String(32))  # official_account/mini_program
@@ -266,6 +274,7 @@ class AttentionItem(Base):
     session_id: Mapped[int | None] = mapped_column(
         ForeignKey("authorization_sessions.id", ondelete="SET NULL")
     )
+    component_appid: Mapped[str] = mapped_column(String(64), default=current_appid)
     authorizer_appid: Mapped[str | None] = mapped_column(String(64))
     appid_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     details: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.current_platform import current_appid
 from app.models.base import Base, Encrypted, utcnow
 
 
@@ -24,6 +25,7 @@ class InboxEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     info_type: Mapped[str] = mapped_column(String(64), index=True)
+    component_appid: Mapped[str] = mapped_column(String(64), default=current_appid)
     authorizer_appid: Mapped[str | None] = mapped_column(String(64), index=True)
     create_time: Mapped[int] = mapped_column(BigInteger)
     # SHA-256 of the event's dedupe key (which may name the account), hashed at insert so it

@@ -40,7 +40,9 @@ class RelayRoute(Base):
     token: Mapped[str | None] = mapped_column(Encrypted)
     # json: the HMAC-SHA256 key of X-Grantdesk-Signature.
     secret: Mapped[str | None] = mapped_column(Encrypted)
-    # Scope: one authorizer appid, else one merchant's accounts, else every account.
+    # Scope: one platform's accounts or every platform's (NULL); within it one authorizer appid,
+    # else one merchant's accounts, else every account.
+    component_appid: Mapped[str | None] = mapped_column(String(64), index=True)
     merchant_id: Mapped[int | None] = mapped_column(
         ForeignKey("merchants.id", ondelete="CASCADE"), index=True
     )

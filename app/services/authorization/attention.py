@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AttentionItem, User
-from app.models.grants import appid_ref
+from app.services.authorization.authorizers import account_ref
 from app.services import audit, clock
 
 
@@ -22,7 +22,7 @@ def open_attention(
     details: dict | None = None,
 ) -> AttentionItem:
     """Raise (or find the open) staff attention item for this kind and account."""
-    key = f"{kind}:{appid_ref(appid) if appid else ''}:{session_id or ''}"
+    key = f"{kind}:{account_ref(appid) if appid else ''}:{session_id or ''}"
     item = db.session.scalar(select(AttentionItem).where(AttentionItem.dedupe_key == key))
     if item is not None:
         return item
@@ -32,7 +32,7 @@ def open_attention(
         merchant_id=merchant_id,
         session_id=session_id,
         authorizer_appid=appid,
-        appid_hash=appid_ref(appid) if appid else None,
+        appid_hash=account_ref(appid) if appid else None,
         details=details or {},
         created_at=clock.now(),
     )

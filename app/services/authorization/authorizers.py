@@ -1,17 +1,48 @@
-"""Reads of a merchant's authorizers: the list, a tenant-checked lookup, the grant badge."""
+"""Reads of authorizers: the current platform's account by appid, a merchant's list, a
+tenant-checked lookup, the grant badge.
+
+An authorization is (platform, account): one account may authorize several of the provider's
+platforms, each its own Authorizer row. Lookups by appid are on the current platform
+(`app.current_platform`); purge keys and tombstones are per platform too (`account_ref`).
+"""
 
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
+from app.current_platform import current_appid, is_default
 from app.extensions import db
 from app.models import Authorizer, GrantStatus
+from app.models.grants import appid_ref
 from app.services import DomainError
 
 
 class AuthorizerNotFound(DomainError):
     code = "authorizer_not_found"
+
+
+def on_this_platform(appid: str | None):
+    """SQL condition: the current platform's account `appid`."""
+    return and_(Authorizer.component_appid == current_appid(), Authorizer.appid == (appid or ""))
+
+
+def find(appid: str | None) -> Authorizer | None:
+    """The current platform's account `appid`, if held."""
+    return db.session.scalar(select(Authorizer).where(on_this_platform(appid)))
+
+
+def platforms_holding(appid: str) -> list[str]:
+    """The component appids on which the account `appid` is held (sorted)."""
+    query = select(Authorizer.component_appid).where(Authorizer.appid == appid)
+    return sorted(db.session.scalars(query))
+
+
+def account_ref(appid: str) -> str:
+    """The stable pseudonym of the current platform's account `appid` (tombstones, purge keys,
+    attention keys). The default platform's is the pre-#16 one, so existing keys still match."""
+    component = current_appid()
+    return appid_ref(appid if is_default(component) else f"{component}:{appid}")
 
 
 def merchant_authorizers(merchant_id: int) -> list[Authorizer]:

@@ -31,8 +31,9 @@ from app.models import (
 from app.models.grants import sha256_hex
 from app.services import DomainError, audit, clock
 from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.platform import platforms
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import wechat_client
+from app.services.platform.platforms import current_appid, is_default, using, wechat_client
 from app.wechat import links
 
 SESSION_TTL = timedelta(hours=24)
@@ -63,9 +64,14 @@ def start_session(
     user: User | None = None,
     auth_type: int = links.AuthType.BOTH,
     biz_appid: str | None = None,
+    component_appid: str | None = None,
     ttl: timedelta = SESSION_TTL,
 ) -> AuthorizationSession:
-    """Open an authorization session (its link token is `session.link_token`)."""
+    """Open an authorization session to a platform (`component_appid`, default: the current
+    one); its link token is `session.link_token`."""
+    component_appid = component_appid or current_appid()
+    if not platforms.known(component_appid):
+        raise InvalidRequest("unknown platform")
     set_ids = sorted({int(i) for i in set_ids})
     if not set_ids:
         raise InvalidRequest("choose at least one permission set")
@@ -77,6 +83,7 @@ def start_session(
         link_token=token,
         link_token_hash=sha256_hex(token),
         merchant_id=merchant.id,
+        component_appid=component_appid,
         initiated_by_id=user.id if user else None,
         auth_type=int(auth_type),
         requested_set_ids=set_ids,
@@ -94,6 +101,7 @@ def start_session(
         target_id=session.id,
         requested_set_ids=set_ids,
         update=bool(biz_appid),
+        **({} if is_default(component_appid) else {"component_appid": component_appid}),
     )
     db.session.commit()
     return session
@@ -108,7 +116,12 @@ def start_update_session(
     auth_type = 2 if authorizer.account_type == "mini_program" else 1
     merchant = db.session.get(Merchant, authorizer.merchant_id)
     session = start_session(
-        merchant, set_ids, user=user, auth_type=auth_type, biz_appid=authorizer.appid
+        merchant,
+        set_ids,
+        user=user,
+        auth_type=auth_type,
+        biz_appid=authorizer.appid,
+        component_appid=authorizer.component_appid,
     )
     authorizer.grant.pending_session_id = session.id
     db.session.commit()
@@ -165,14 +178,15 @@ def authorization_links(session: AuthorizationSession) -> AuthorizationLinks:
     is scanned, so a reused one could already be spent); TooManyViews past the link's limit."""
     _ensure_open(session)
     _count_view(session)
-    code = _mint_pre_auth_code(session)
+    with using(session.component_appid):
+        code = _mint_pre_auth_code(session)
     config = current_app.config
     kwargs = {
         "auth_type": session.auth_type,
         "biz_appid": session.biz_appid,
         "category_id_list": session.requested_set_ids,
     }
-    appid, value, back = config["WECHAT_COMPONENT_APPID"], code.code, redirect_uri(session)
+    appid, value, back = session.component_appid, code.code, redirect_uri(session)
     return AuthorizationLinks(
         pc_url=links.pc_authorization_url(
             appid, value, back, base=config["WECHAT_MP_BASE"], **kwargs

@@ -1,9 +1,8 @@
-"""The provider's third-party platforms, and which one the current work is for.
+"""The provider's third-party platforms: their keys, clients and the table staff manage.
 
-Every WeChat call, every push's keys and every credential row belong to one platform. The work
-of a request or a job runs inside `using(component_appid)`; outside one, it is the default
-platform's, the one the WECHAT_* variables describe. So single-platform code reads as before:
-`wechat_client()` and `message_crypto()` are the current platform's.
+Which platform the current work is for is `app.current_platform` (re-exported here: `using`,
+`current_appid`, `default_appid`, `is_default`); `wechat_client()` and `message_crypto()` are
+the current platform's, so single-platform code reads as before.
 
 The default platform's keys come from the configuration (no database read on the hot path);
 the others' from the `platforms` table, cached for PLATFORM_CACHE_SECONDS per process.
@@ -14,9 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import requests
@@ -26,6 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.current_platform import (  # re-exported: callers find the platform's things here
+    current_appid,
+    default_appid,
+    is_default,
+    using,
+)
 from app.extensions import db
 from app.models.platform import (
     PLATFORM_ACTIVE,
@@ -37,7 +40,6 @@ from app.models.platform import (
 from app.services import DomainError, audit, clock
 from app.wechat.crypto import MessageCrypto
 
-_CURRENT: ContextVar[str | None] = ContextVar("grantdesk_platform", default=None)
 # A push naming an unknown AppId reloads the table at most this often (an attacker cannot make
 # every request read it).
 _UNKNOWN_RELOAD_SECONDS = 1.0
@@ -73,32 +75,6 @@ class PlatformKeys:
     previous_encoding_aes_key: str | None = field(default=None, repr=False)
     active: bool = True
     is_default: bool = False
-
-
-# --- which platform ---------------------------------------------------------------------------
-
-
-def default_appid() -> str:
-    return current_app.config["WECHAT_COMPONENT_APPID"]
-
-
-def current_appid() -> str:
-    """The component appid the current work is for (the default platform outside `using`)."""
-    return _CURRENT.get() or default_appid()
-
-
-@contextmanager
-def using(component_appid: str) -> Iterator[str]:
-    """Run the block as `component_appid`'s work: its keys, credentials, alerts and client."""
-    reset = _CURRENT.set(component_appid)
-    try:
-        yield component_appid
-    finally:
-        _CURRENT.reset(reset)
-
-
-def is_default(component_appid: str) -> bool:
-    return component_appid == default_appid()
 
 
 # --- keys -------------------------------------------------------------------------------------
