@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AttentionItem, User
-from app.services.authorization.authorizers import account_ref
 from app.services import audit, clock
+from app.services.authorization.authorizers import account_ref
 
 
 def open_attention(
