@@ -31,6 +31,16 @@ def is_default(component_appid: str) -> bool:
     return component_appid == default_appid()
 
 
+def account_ref(appid: str) -> str:
+    """The stable pseudonym of the current platform's account `appid`, kept in tombstones,
+    purge keys, attention and webhook rows. The default platform's is the one used before
+    several platforms existed, so existing keys still match."""
+    from app.models.grants import appid_ref  # the models use this module: import at call time
+
+    component = current_appid()
+    return appid_ref(appid if is_default(component) else f"{component}:{appid}")
+
+
 @contextmanager
 def using(component_appid: str) -> Iterator[str]:
     """Run the block as `component_appid`'s work: its keys, credentials, accounts and client."""

@@ -5,7 +5,7 @@ from functools import wraps
 from pathlib import Path
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import false, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from app.extensions import csrf, db
@@ -24,14 +24,15 @@ MAX_PER_PAGE = 200
 class ApiError(Exception):
     """An error answered as {"error": {"code", "message"}} with an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None, **extra):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.extra = extra
 
 
 @bp.errorhandler(ApiError)
 def _api_error(error: ApiError):
-    response = jsonify({"error": {"code": error.code, "message": error.message}})
+    response = jsonify({"error": {"code": error.code, "message": error.message, **error.extra}})
     return response, error.status, error.headers
 
 
@@ -75,7 +76,7 @@ def _iso(value):
 def authorizer_json(authorizer: Authorizer) -> dict:
     grant = authorizer.grant
     return {
-        "component_appid": platforms.default_appid(),
+        "component_appid": authorizer.component_appid,
         "authorizer_appid": authorizer.appid,
         "merchant_id": authorizer.merchant_id,
         "account_type": authorizer.account_type,
@@ -108,15 +109,26 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _on_default_platform() -> bool:
-    """The `component_appid` parameter: False when it names another of our platforms (whose
-    accounts are not held yet); 404 when it names none of them."""
+def _platform_param() -> str | None:
+    """The `component_appid` parameter (None when absent); 404 when it names no platform."""
     appid = request.args.get("component_appid")
-    if appid is None or platforms.is_default(appid):
-        return True
-    if platforms.keys(appid) is None:
+    if appid is not None and platforms.keys(appid) is None:
         raise ApiError(404, "platform_not_found", "no such platform")
-    return False
+    return appid
+
+
+def _platform_of(appid: str) -> str:
+    """The platform of the authorization of `appid` the caller means (409 if ambiguous)."""
+    try:
+        return serve.platform_of(appid, _platform_param())
+    except AuthorizerNotFound:
+        raise ApiError(404, "authorizer_not_found", "no such authorizer") from None
+    except serve.HeldOnSeveralPlatforms as held:
+        raise ApiError(
+            409, "ambiguous_platform",
+            "this account is authorized to several platforms: add ?component_appid=",
+            component_appids=held.component_appids,
+        ) from None  # fmt: skip
 
 
 @bp.get("/authorizers")
@@ -126,8 +138,8 @@ def list_authorizers():
     page = _int_arg("page", 1, 1, 10**6)
     per_page = _int_arg("per_page", 50, 1, MAX_PER_PAGE)
     query = select(Authorizer).join(Grant)
-    if not _on_default_platform():
-        query = query.where(false())
+    if component_appid := _platform_param():
+        query = query.where(Authorizer.component_appid == component_appid)
     if status := request.args.get("status"):
         if status not in {s.value for s in GrantStatus}:
             raise ApiError(400, "invalid_parameter", "unknown status")
@@ -145,11 +157,9 @@ def list_authorizers():
 
 
 def _authorizer(appid: str) -> Authorizer:
-    if not _on_default_platform():
-        raise ApiError(404, "authorizer_not_found", "no such authorizer")
     authorizer = db.session.scalar(
         select(Authorizer)
-        .where(Authorizer.appid == appid)
+        .where(Authorizer.component_appid == _platform_of(appid), Authorizer.appid == appid)
         .options(joinedload(Authorizer.grant), joinedload(Authorizer.token))
     )
     if authorizer is None or authorizer.grant is None:
@@ -168,10 +178,8 @@ def get_authorizer(appid: str):
 @scope("tokens:read")
 def authorizer_access_token(appid: str):
     """A valid authorizer_access_token from custody (refreshed under the lease if needed)."""
-    if not _on_default_platform():
-        raise ApiError(404, "authorizer_not_found", "no such authorizer")
     try:
-        served = serve.access_token(appid)
+        served = serve.access_token(appid, component_appid=_platform_of(appid))
     except AuthorizerNotFound:
         raise ApiError(404, "authorizer_not_found", "no such authorizer") from None
     except serve.NeedsReauthorization:
@@ -186,7 +194,7 @@ def authorizer_access_token(appid: str):
     )  # fmt: skip
     db.session.commit()
     return jsonify({
-        "component_appid": platforms.default_appid(),
+        "component_appid": served.component_appid,
         "authorizer_appid": appid,
         "access_token": served.access_token,
         "expires_at": _iso(served.expires_at),

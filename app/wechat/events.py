@@ -83,8 +83,10 @@ class Event:
 
     @property
     def dedupe_key(self) -> str:
-        """Stable key shared by retries of one logical push. Reference §1.8 step 6, §2.4."""
-        return f"{_safe_label(self.info_type)}:{self.create_time}:{self._identity()}"
+        """Stable key shared by retries of one logical push (of one platform: two platforms'
+        pushes about one account at the same second are two pushes). Reference §1.8, §2.4."""
+        info_type, app_id = _safe_label(self.info_type), _safe_label(self.app_id)
+        return f"{info_type}:{self.create_time}:{app_id}:{self._identity()}"
 
     def _identity(self) -> str:
         canonical = json.dumps(self.fields, sort_keys=True, ensure_ascii=False)
@@ -98,7 +100,7 @@ class ComponentVerifyTicket(Event):
     ticket: str = field(repr=False)
 
     def _identity(self) -> str:
-        return f"{self.app_id}:{_digest(self.ticket)}"
+        return _digest(self.ticket)
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,17 @@ class Flow:
         self.merchant = factories.make_merchant()
         self.admin = factories.make_merchant_admin(self.merchant)
 
-    def start(self, set_ids=(1, 2), *, merchant=None, biz_appid=None, auth_type=3) -> dict:
-        """Open a session; returns its ids (link token, public id, db id)."""
+    def start(
+        self, set_ids=(1, 2), *, merchant=None, biz_appid=None, auth_type=3, component_appid=None
+    ) -> dict:
+        """Open a session (on the default platform unless `component_appid`); returns its ids
+        (link token, public id, db id)."""
         merchant_id = (merchant or self.merchant).id
 
         def run():
             session = sessions.start_session(
                 db.session.get(type(self.merchant), merchant_id), set_ids,
-                auth_type=auth_type, biz_appid=biz_appid,
+                auth_type=auth_type, biz_appid=biz_appid, component_appid=component_appid,
             )  # fmt: skip
             return {"id": session.id, "token": session.link_token, "public_id": session.public_id}
 
@@ -48,7 +51,7 @@ class Flow:
         """The admin consents on the phone (sandbox control API)."""
         return self.sandbox.consent(
             link.pre_auth_code, account["admin"], account["appid"], set_ids,
-            redirect_uri=link.redirect_uri, expect=expect,
+            redirect_uri=link.redirect_uri, component_appid=link.component_appid, expect=expect,
         )  # fmt: skip
 
     def follow(self, redirect_url: str, **kwargs):
@@ -60,10 +63,16 @@ class Flow:
         db.session.expire_all()
         return db.session.get(AuthorizationSession, session_id)
 
-    def authorizer(self, appid: str) -> Authorizer | None:
+    def authorizer(self, appid: str, component_appid: str | None = None) -> Authorizer | None:
+        """The account's authorization to a platform (default: the default platform)."""
         db.session.rollback()
         db.session.expire_all()
-        return db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+        component_appid = component_appid or self.portal.app.config["WECHAT_COMPONENT_APPID"]
+        return db.session.scalar(
+            select(Authorizer).where(
+                Authorizer.component_appid == component_appid, Authorizer.appid == appid
+            )
+        )
 
     def count(self, model) -> int:
         db.session.rollback()

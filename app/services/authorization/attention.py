@@ -7,10 +7,10 @@ from typing import NamedTuple
 
 from sqlalchemy import select
 
+from app.current_platform import account_ref
 from app.extensions import db
 from app.models import AttentionItem, User
 from app.services import audit, clock
-from app.services.authorization.authorizers import account_ref
 
 
 def open_attention(

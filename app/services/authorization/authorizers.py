@@ -11,10 +11,9 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy import and_, select
 
-from app.current_platform import current_appid, is_default
+from app.current_platform import current_appid
 from app.extensions import db
 from app.models import Authorizer, GrantStatus
-from app.models.grants import appid_ref
 from app.services import DomainError
 
 
@@ -36,13 +35,6 @@ def platforms_holding(appid: str) -> list[str]:
     """The component appids on which the account `appid` is held (sorted)."""
     query = select(Authorizer.component_appid).where(Authorizer.appid == appid)
     return sorted(db.session.scalars(query))
-
-
-def account_ref(appid: str) -> str:
-    """The stable pseudonym of the current platform's account `appid` (tombstones, purge keys,
-    attention keys). The default platform's is the pre-#16 one, so existing keys still match."""
-    component = current_appid()
-    return appid_ref(appid if is_default(component) else f"{component}:{appid}")
 
 
 def merchant_authorizers(merchant_id: int) -> list[Authorizer]:

@@ -127,7 +127,12 @@ def wechat_page_plan(session: AuthorizationSession) -> WeChatPagePlan:
 def _current_grant(session: AuthorizationSession) -> set[int] | None:
     if not session.biz_appid:
         return None
-    account = db.session.scalar(select(Authorizer).where(Authorizer.appid == session.biz_appid))
+    account = db.session.scalar(
+        select(Authorizer).where(
+            Authorizer.component_appid == session.component_appid,
+            Authorizer.appid == session.biz_appid,
+        )
+    )
     if account is None or account.grant is None:
         return None
     return set(account.grant.set_ids or [])

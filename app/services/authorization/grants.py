@@ -26,15 +26,15 @@ from app.models import (
     SessionStatus,
 )
 from app.services import DomainError, audit, clock
-from app.services.authorization import purge
+from app.services.authorization import authorizers, purge
 from app.services.authorization.attention import open_attention
-from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.authorization.authorizers import AuthorizerNotFound, on_this_platform
 from app.services.authorization.purge import handle_unauthorized
 from app.services.authorization.sessions import InvalidRequest, find_session, use_pre_auth_code
 from app.services.notify import webhooks
 from app.services.platform import intake
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import wechat_client
+from app.services.platform.platforms import current_appid, using, wechat_client
 from app.wechat.errors import CodeInvalid, NotAuthorized, WeChatError
 from app.wechat.events import Authorized
 from app.wechat.results import AuthorizationInfo, AuthorizerDetails, AuthorizerInfo
@@ -59,7 +59,8 @@ def complete_from_redirect(
     session = find_session(public_id)
     if not auth_code:
         raise InvalidRequest("auth_code missing")
-    session = _complete(session, auth_code, source="redirect")
+    with using(session.component_appid):
+        session = _complete(session, auth_code, source="redirect")
     return _wait_until_settled(session, wait_seconds)
 
 
@@ -79,9 +80,12 @@ class GrantContended(DomainError):
 
 
 def handle_grant_event(event: Authorized) -> None:
-    """Inbox handler for `authorized` and `updateauthorized` (idempotent)."""
+    """Inbox handler for `authorized` and `updateauthorized` (idempotent); runs as the push's
+    platform."""
     session = use_pre_auth_code(event.pre_auth_code)
     db.session.commit()
+    if session is not None and session.component_appid != current_appid():
+        session = None  # another platform's code: never settle that platform's session
     if session is None:
         _complete_without_session(event)
         purge.forget_dead_push(event.authorizer_appid, event.create_time)
@@ -114,7 +118,7 @@ def _note_event_time(appid: str | None, event_time: int) -> None:
     grant = db.session.scalar(
         select(Grant)
         .join(Authorizer, Grant.authorizer_id == Authorizer.id)
-        .where(Authorizer.appid == (appid or ""))
+        .where(on_this_platform(appid))
     )
     if grant is not None and (grant.last_event_time or 0) < event_time:
         grant.last_event_time = event_time
@@ -233,13 +237,14 @@ def retry_redirect_exchanges(limit: int = 100) -> str:
             db.session.commit()
             continue
         try:
-            session = _complete(
-                session,
-                session.retry_auth_code,
-                source="redirect",
-                appid=session.biz_appid or session.authorizer_appid,
-                kept_code=True,
-            )
+            with using(session.component_appid):
+                session = _complete(
+                    session,
+                    session.retry_auth_code,
+                    source="redirect",
+                    appid=session.biz_appid or session.authorizer_appid,
+                    kept_code=True,
+                )
         except (WeChatError, DomainError) as error:
             log.warning("kept redirect code: exchange failed again: %s", type(error).__name__)
             continue
@@ -259,7 +264,7 @@ def _written_since(appid: str, seen: int) -> bool:
     grant = db.session.scalar(
         select(Grant)
         .join(Authorizer, Grant.authorizer_id == Authorizer.id)
-        .where(Authorizer.appid == appid)
+        .where(on_this_platform(appid))
         .with_for_update(of=Grant)
         .execution_options(populate_existing=True)
     )
@@ -387,11 +392,13 @@ def _apply(
     details = details or _fetch_details(appid)
     if seen is not None and _written_since(appid, seen):
         return _apply_current(appid, session=session, source=source, event_time=event_time)
-    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    authorizer = authorizers.find(appid)
     reason = _mismatch_reason(session, authorizer, appid) if session else None
     if authorizer is None:
         owner = session.merchant_id if session and not reason else None
-        authorizer = Authorizer(appid=appid, merchant_id=owner, created_at=clock.now())
+        authorizer = Authorizer(
+            component_appid=current_appid(), appid=appid, merchant_id=owner, created_at=clock.now()
+        )
         db.session.add(authorizer)
         db.session.flush()
     elif authorizer.merchant_id is None and session and not reason:
@@ -440,9 +447,7 @@ def _settle(session, authorizer, info, source, reason) -> None:
 
 def _complete_without_session(event: Authorized) -> None:
     """A push whose PreAuthCode is not ours (e.g. an update in WeChat's security assistant)."""
-    authorizer = db.session.scalar(
-        select(Authorizer).where(Authorizer.appid == event.authorizer_appid)
-    )
+    authorizer = authorizers.find(event.authorizer_appid)
     if authorizer is not None and _is_stale(event.create_time, authorizer.grant):
         _record_stale(authorizer, event.info_type, event.create_time)
         db.session.commit()
@@ -601,9 +606,13 @@ def mark_needs_reauthorization(authorizer: Authorizer, *, reason: str, source: s
 def store_adopted(
     info: AuthorizationInfo, details: AuthorizerDetails, *, merchant_id: int
 ) -> Authorizer:
-    """Store an account staff adopt into a merchant: profile, grant and refresh token."""
+    """Store an account staff adopt into a merchant (on the current platform): profile, grant
+    and refresh token."""
     authorizer = Authorizer(
-        appid=info.authorizer_appid, merchant_id=merchant_id, created_at=clock.now()
+        component_appid=current_appid(),
+        appid=info.authorizer_appid,
+        merchant_id=merchant_id,
+        created_at=clock.now(),
     )
     db.session.add(authorizer)
     db.session.flush()
@@ -611,17 +620,21 @@ def store_adopted(
 
 
 def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Authorizer:
-    """Re-read the account and its grant from WeChat (api_get_authorizer_info)."""
-    details = _fetch_details(authorizer.appid)
-    if details is None:
-        raise AuthorizerNotFound("WeChat did not return this authorizer")
-    return _apply(details.authorization_info, session=None, source=source, details=details)
+    """Re-read the account and its grant from WeChat (api_get_authorizer_info), as its platform."""
+    with using(authorizer.component_appid):
+        details = _fetch_details(authorizer.appid)
+        if details is None:
+            raise AuthorizerNotFound("WeChat did not return this authorizer")
+        return _apply(details.authorization_info, session=None, source=source, details=details)
 
 
 # The intake dispatcher routes these pushes here (importing this module registers them).
-intake.register_handler("authorized", handle_grant_event)
-intake.register_handler("updateauthorized", handle_grant_event)
+intake.register_handler("authorized", handle_grant_event, every_platform=True)
+intake.register_handler("updateauthorized", handle_grant_event, every_platform=True)
 intake.register_handler(
-    "unauthorized", handle_unauthorized, on_give_up=purge.revocation_unconfirmed
+    "unauthorized",
+    handle_unauthorized,
+    on_give_up=purge.revocation_unconfirmed,
+    every_platform=True,
 )
 intake.register_retry(retry_redirect_exchanges)

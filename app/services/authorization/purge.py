@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, or_, select, update
 
+from app.current_platform import account_ref
 from app.extensions import db
 from app.models import (
     AttentionItem,
@@ -22,12 +23,12 @@ from app.models import (
     User,
     WebhookDelivery,
 )
-from app.models.grants import appid_ref
 from app.services import DomainError, audit, clock
+from app.services.authorization import authorizers
 from app.services.authorization.attention import open_attention
 from app.services.notify import webhooks
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import wechat_client
+from app.services.platform.platforms import current_appid, is_default, using, wechat_client
 from app.services.relay import retention as relay_retention
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.events import Unauthorized
@@ -57,7 +58,7 @@ def handle_unauthorized(event: Unauthorized) -> None:
     grant, nothing is purged; if it cannot answer, CannotVerifyRevocation leaves the push due
     for the retry job (an attention item opens when its retries run out)."""
     appid = event.authorizer_appid
-    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    authorizer = authorizers.find(appid)
     grant = authorizer.grant if authorizer is not None else None
     if grant is not None and grant.last_event_time and event.create_time < grant.last_event_time:
         _record_kept(authorizer, appid, "stale_push", event.create_time)
@@ -67,7 +68,7 @@ def handle_unauthorized(event: Unauthorized) -> None:
         _record_kept(authorizer, appid, "still_authorized", event.create_time)
         return
     db.session.commit()  # end the read: see what others stored while WeChat answered
-    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    authorizer = authorizers.find(appid)
     if authorizer is not None and authorizer.grant is not None:
         if authorizer.grant.updated_at >= asked_at:
             # The grant changed while WeChat answered (a re-authorization?): ask again later.
@@ -78,9 +79,7 @@ def handle_unauthorized(event: Unauthorized) -> None:
 def revocation_unconfirmed(event: Unauthorized) -> None:
     """The retries of an `unauthorized` push ran out while WeChat could not confirm: staff decide
     (the account page offers a purge that asks WeChat again)."""
-    authorizer = db.session.scalar(
-        select(Authorizer).where(Authorizer.appid == event.authorizer_appid)
-    )
+    authorizer = authorizers.find(event.authorizer_appid)
     if authorizer is None:
         return
     open_attention(
@@ -98,7 +97,7 @@ def _record_kept(authorizer: Authorizer | None, appid: str, reason: str, event_t
         merchant_id=authorizer.merchant_id if authorizer else None,
         target_type="authorizer",
         target_id=authorizer.id if authorizer else None,
-        appid_hash=appid_ref(appid),
+        appid_hash=account_ref(appid),
         reason=reason,
         event_time=event_time,
     )
@@ -107,10 +106,11 @@ def _record_kept(authorizer: Authorizer | None, appid: str, reason: str, event_t
 
 def request_deletion(authorizer: Authorizer, *, actor: User | None = None) -> None:
     """A merchant asks us to delete an account's data (after revoking it on WeChat)."""
-    if authorizer.grant is not None and authorizer.grant.status is not GrantStatus.REVOKED:
-        if wechat_still_authorizes(authorizer.appid):
-            raise StillAuthorized()
-    purge_authorizer(authorizer.appid, reason="deletion_requested", actor=actor)
+    with using(authorizer.component_appid):
+        if authorizer.grant is not None and authorizer.grant.status is not GrantStatus.REVOKED:
+            if wechat_still_authorizes(authorizer.appid):
+                raise StillAuthorized()
+        purge_authorizer(authorizer.appid, reason="deletion_requested", actor=actor)
 
 
 def staff_purge(authorizer: Authorizer, *, actor: User) -> None:
@@ -118,15 +118,16 @@ def staff_purge(authorizer: Authorizer, *, actor: User) -> None:
     confirms the revocation (StillAuthorized or CannotVerifyRevocation otherwise), then
     exactly as the push would."""
     appid, authorizer_id, merchant_id = authorizer.appid, authorizer.id, authorizer.merchant_id
-    try:
-        still = wechat_still_authorizes(appid)
-    except CannotVerifyRevocation:
-        _record_refusal(actor, authorizer_id, merchant_id, "wechat_unreachable")
-        raise
-    if still:
-        _record_refusal(actor, authorizer_id, merchant_id, "still_authorized")
-        raise StillAuthorized()
-    purge_authorizer(appid, reason="staff_purge", actor=actor)
+    with using(authorizer.component_appid):
+        try:
+            still = wechat_still_authorizes(appid)
+        except CannotVerifyRevocation:
+            _record_refusal(actor, authorizer_id, merchant_id, "wechat_unreachable")
+            raise
+        if still:
+            _record_refusal(actor, authorizer_id, merchant_id, "still_authorized")
+            raise StillAuthorized()
+        purge_authorizer(appid, reason="staff_purge", actor=actor)
 
 
 def _record_refusal(actor: User, authorizer_id: int, merchant_id: int | None, reason: str) -> None:
@@ -147,9 +148,11 @@ def deletion_readiness(authorizer: Authorizer) -> str:
     if authorizer.grant is None or authorizer.grant.status is GrantStatus.REVOKED:
         return "ready"
     try:
-        return "still_authorized" if wechat_still_authorizes(authorizer.appid) else "ready"
+        with using(authorizer.component_appid):
+            still = wechat_still_authorizes(authorizer.appid)
     except CannotVerifyRevocation:
         return "cannot_verify"
+    return "still_authorized" if still else "ready"
 
 
 def wechat_still_authorizes(appid: str) -> bool:
@@ -167,13 +170,16 @@ def wechat_still_authorizes(appid: str) -> bool:
 def purge_authorizer(
     appid: str, *, reason: str, actor: User | None = None, up_to_event_time: int | None = None
 ) -> None:
-    """Delete tokens, codes, profile and event payloads of an account; keep a tombstone.
+    """Delete tokens, codes, profile and event payloads of the current platform's account;
+    keep a tombstone (an authorization of the same account to another platform stays).
 
     With `up_to_event_time` (the revoking push's CreateTime), pushes WeChat sent later (a
     re-authorization racing the purge) are left to be processed."""
-    ref = appid_ref(appid)
-    authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    ref = account_ref(appid)
+    authorizer = authorizers.find(appid)
     tombstone = {"appid_hash": ref, "reason": reason, "purged_at": clock.now().isoformat()}
+    if not is_default(current_appid()):
+        tombstone["component_appid"] = current_appid()
     if up_to_event_time is not None:
         tombstone["event_time"] = up_to_event_time  # the revoking push's CreateTime
     merchant_id = None
@@ -210,7 +216,7 @@ def revoked_after(appid: str, event_time: int) -> bool:
     newest = db.session.scalar(
         select(func.max(AuditEntry.details["event_time"].as_integer())).where(
             AuditEntry.action == "authorizer.purged",
-            AuditEntry.details["appid_hash"].as_string() == appid_ref(appid),
+            AuditEntry.details["appid_hash"].as_string() == account_ref(appid),
         )
     )
     return newest is not None and event_time < newest
@@ -220,7 +226,7 @@ def forget_dead_push(appid: str | None, event_time: int) -> None:
     """A grant push that left us holding nothing (its code died with a revocation, e.g. it was
     overtaken by the `unauthorized` that purged the account) keeps no payload either. Newer
     pushes keep theirs: a re-authorization may still be on its way."""
-    if not appid or db.session.scalar(select(Authorizer.id).where(Authorizer.appid == appid)):
+    if not appid or authorizers.find(appid) is not None:
         return
     _scrub_inbox(appid, event_time)
     db.session.flush()
@@ -228,7 +234,10 @@ def forget_dead_push(appid: str | None, event_time: int) -> None:
 
 def _scrub_sessions(appid: str) -> None:
     sessions = select(AuthorizationSession.id).where(
-        or_(AuthorizationSession.authorizer_appid == appid, AuthorizationSession.biz_appid == appid)
+        AuthorizationSession.component_appid == current_appid(),
+        or_(
+            AuthorizationSession.authorizer_appid == appid, AuthorizationSession.biz_appid == appid
+        ),
     )
     ids = list(db.session.scalars(sessions))
     if not ids:
@@ -250,7 +259,9 @@ def _scrub_sessions(appid: str) -> None:
 
 
 def _scrub_inbox(appid: str, up_to_event_time: int | None) -> None:
-    query = select(InboxEvent).where(InboxEvent.authorizer_appid == appid)
+    query = select(InboxEvent).where(
+        InboxEvent.component_appid == current_appid(), InboxEvent.authorizer_appid == appid
+    )
     if up_to_event_time is not None:
         query = query.where(InboxEvent.create_time <= up_to_event_time)
     for row in db.session.scalars(query):

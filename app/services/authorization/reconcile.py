@@ -10,14 +10,15 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, Grant, GrantStatus, Merchant, User
 from app.services import DomainError, audit
-from app.services.authorization import grants
+from app.services.authorization import authorizers, grants
 from app.services.authorization.attention import (
     open_attention,
     resolution_words,
     resolve_attention,
 )
+from app.services.platform import platforms
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import wechat_client
+from app.services.platform.platforms import current_appid, is_default, using, wechat_client
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.release import is_release_test_account
 from app.wechat.results import AuthorizerDetails, AuthorizerListItem
@@ -31,8 +32,8 @@ class CannotAdopt(DomainError):
 
 
 def reconcile_authorizers(*, page_size: int = 500) -> dict:
-    """Page through api_get_authorizer_list; unknown and missing authorizers become attention
-    items (never silent deletions). Returns counts."""
+    """Page through the current platform's api_get_authorizer_list; unknown and missing
+    authorizers become attention items (never silent deletions). Returns counts."""
     client = wechat_client()
     listed = call_with_component_token(
         lambda token: {
@@ -41,7 +42,9 @@ def reconcile_authorizers(*, page_size: int = 500) -> dict:
     )
     ours = dict(
         db.session.execute(
-            select(Authorizer.appid, Grant.status).join(Grant, Grant.authorizer_id == Authorizer.id)
+            select(Authorizer.appid, Grant.status)
+            .join(Grant, Grant.authorizer_id == Authorizer.id)
+            .where(Authorizer.component_appid == current_appid())
         ).all()
     )
     # WeChat's release-check test accounts are authorized to every platform that goes live;
@@ -55,32 +58,42 @@ def reconcile_authorizers(*, page_size: int = 500) -> dict:
                      "has_refresh_token": bool(listed[appid].refresh_token)},
         )  # fmt: skip
     for appid in missing:
-        authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+        authorizer = authorizers.find(appid)
         open_attention(
             "missing_authorizer", appid=appid, merchant_id=authorizer.merchant_id,
             details={"authorizer_id": authorizer.id},
         )  # fmt: skip
     counts = {"listed": len(listed), "ours": len(ours), "unknown": len(unknown),
               "missing": len(missing)}  # fmt: skip
-    audit.record("authorizers.reconciled", **counts)
+    where = {} if is_default(current_appid()) else {"component_appid": current_appid()}
+    audit.record("authorizers.reconciled", **counts, **where)
     db.session.commit()
     return counts
 
 
 def reconcile_job() -> str:
-    """Job: reconcile the authorizer list with our grants."""
-    counts = reconcile_authorizers()
-    return ", ".join(f"{k}={v}" for k, v in counts.items())
+    """Job: reconcile every platform's authorizer list with our grants."""
+
+    def reconcile() -> str:
+        counts = reconcile_authorizers()
+        return ", ".join(f"{k}={v}" for k, v in counts.items())
+
+    return platforms.each(reconcile)
 
 
 def adopt_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -> Authorizer:
-    """Adopt an unknown authorizer into `merchant`: the refresh token from
-    api_get_authorizer_list, profile and sets from api_get_authorizer_info; audited, and the
-    attention item resolved. Raises CannotAdopt (nothing changed)."""
+    """Adopt an unknown authorizer of the item's platform into `merchant`: the refresh token
+    from api_get_authorizer_list, profile and sets from api_get_authorizer_info; audited, and
+    the attention item resolved. Raises CannotAdopt (nothing changed)."""
+    with using(item.component_appid):
+        return _adopt(item, merchant, actor)
+
+
+def _adopt(item: AttentionItem, merchant: Merchant, actor: User) -> Authorizer:
     appid = item.authorizer_appid
     if item.kind != "unknown_authorizer" or not appid or item.resolved_at is not None:
         raise CannotAdopt(reason="not_unknown_authorizer")
-    if db.session.scalar(select(Authorizer.id).where(Authorizer.appid == appid)) is not None:
+    if authorizers.find(appid) is not None:
         raise CannotAdopt(reason="already_held")
     listed, details = _read_from_wechat(appid)
     refresh_token = (listed.refresh_token if listed else "") or (

@@ -73,11 +73,14 @@ def replay_event(event: InboxEvent, *, actor: User) -> str:
     if event.outcome not in ("failed", "pending"):
         raise NotReplayable(outcome=event.outcome)
     event_id, appid, info_type = event.id, event.authorizer_appid, event.info_type
+    component_appid = event.component_appid
     outcome = intake.process_event(event_id) or "busy"
     merchant_id = None
     if appid:
         merchant_id = db.session.scalar(
-            select(Authorizer.merchant_id).where(Authorizer.appid == appid)
+            select(Authorizer.merchant_id).where(
+                Authorizer.component_appid == component_appid, Authorizer.appid == appid
+            )
         )
     audit.record(
         "staff.event_replayed",
@@ -118,9 +121,7 @@ def assign_authorizer(item: AttentionItem, merchant: Merchant, *, actor: User) -
     """Resolve a mismatch or conflict by giving the account to `merchant`."""
     if item.kind not in ASSIGNABLE_KINDS:
         raise NotAssignable(outcome="not_assignable", kind=item.kind)
-    authorizer = db.session.scalar(
-        select(Authorizer).where(Authorizer.appid == item.authorizer_appid)
-    )
+    authorizer = authorizer_for_item(item)
     if authorizer is None:
         raise ActionFailed(outcome="account_gone")
     previous = authorizer.merchant_id
@@ -156,7 +157,12 @@ def dismiss_attention(item: AttentionItem, *, actor: User, note: str = "") -> No
 
 
 def authorizer_for_item(item: AttentionItem) -> Authorizer | None:
-    """The account an attention item is about, if it still exists."""
+    """The account an attention item is about (on the item's platform), if it still exists."""
     if not item.authorizer_appid:
         return None
-    return db.session.scalar(select(Authorizer).where(Authorizer.appid == item.authorizer_appid))
+    return db.session.scalar(
+        select(Authorizer).where(
+            Authorizer.component_appid == item.component_appid,
+            Authorizer.appid == item.authorizer_appid,
+        )
+    )

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select
 from app.extensions import db
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
 from app.services import DomainError, clock
-from app.services.authorization.authorizers import AuthorizerNotFound
+from app.services.authorization.authorizers import AuthorizerNotFound, platforms_holding
 from app.services.custody.sweep import claim_one, new_owner, refresh_one
 
 SERVE_MIN_REMAINING = timedelta(minutes=5)  # the API never hands out a token closer to expiry
@@ -31,12 +31,36 @@ class NeedsReauthorization(DomainError):
     code = "needs_reauthorization"
 
 
+class HeldOnSeveralPlatforms(DomainError):
+    """The appid is authorized to several of our platforms: the caller must name one."""
+
+    code = "ambiguous_platform"
+
+    def __init__(self, component_appids: list[str]):
+        super().__init__("held on several platforms", component_appids=component_appids)
+        self.component_appids = component_appids
+
+
+def platform_of(appid: str, component_appid: str | None) -> str:
+    """The platform whose authorization of `appid` a caller means: the one named, else the
+    only one holding it (HeldOnSeveralPlatforms when several do, AuthorizerNotFound if none)."""
+    if component_appid:
+        return component_appid
+    holding = platforms_holding(appid)
+    if not holding:
+        raise AuthorizerNotFound()
+    if len(holding) > 1:
+        raise HeldOnSeveralPlatforms(holding)
+    return holding[0]
+
+
 @dataclass(frozen=True)
 class ServedToken:
     """An access token handed out from custody, with what the caller audits."""
 
     authorizer_id: int
     merchant_id: int | None
+    component_appid: str
     access_token: str = field(repr=False)
     expires_at: datetime
 
@@ -46,6 +70,7 @@ _CUSTODY = (
     select(
         Authorizer.id,
         Authorizer.merchant_id,
+        Authorizer.component_appid,
         Grant.status,
         _T.access_token,
         _T.access_expires_at,
@@ -53,18 +78,27 @@ _CUSTODY = (
     )
     .join(Grant, Grant.authorizer_id == Authorizer.id)
     .outerjoin(_T, _T.authorizer_id == Authorizer.id)
-    .where(Authorizer.appid == bindparam("appid"))
+    .where(
+        Authorizer.component_appid == bindparam("component_appid"),
+        Authorizer.appid == bindparam("appid"),
+    )
 )
 
 
 def access_token(
-    appid: str, *, min_remaining: timedelta = SERVE_MIN_REMAINING, wait: float = 10.0
+    appid: str,
+    *,
+    component_appid: str | None = None,
+    min_remaining: timedelta = SERVE_MIN_REMAINING,
+    wait: float = 10.0,
 ) -> ServedToken:
-    """A valid access token from custody; refreshed through the same lease if needed."""
+    """A valid access token from custody for the account's authorization to a platform (see
+    `platform_of`); refreshed through the same lease if needed."""
     deadline = time.monotonic() + wait
     refreshed = False
+    key = {"component_appid": platform_of(appid, component_appid), "appid": appid}
     while True:
-        row = db.session.execute(_CUSTODY, {"appid": appid}).first()
+        row = db.session.execute(_CUSTODY, key).first()
         if row is None:
             raise AuthorizerNotFound()
         if row.status is not GrantStatus.ACTIVE:
@@ -72,7 +106,10 @@ def access_token(
         if not row.has_refresh_token:
             raise TokenUnavailable()
         if row.access_token and row.access_expires_at - clock.now() > min_remaining:
-            return ServedToken(row.id, row.merchant_id, row.access_token, row.access_expires_at)
+            return ServedToken(
+                row.id, row.merchant_id, row.component_appid, row.access_token,
+                row.access_expires_at,
+            )  # fmt: skip
         if refreshed:  # by us, yet still not usable: do not loop on WeChat
             raise TokenUnavailable(outcome="refreshed_short")
         owner = new_owner()

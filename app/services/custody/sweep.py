@@ -26,9 +26,9 @@ from app.extensions import db
 from app.models import Authorizer, AuthorizerToken, Grant, GrantStatus
 from app.services import DomainError, clock
 from app.services.authorization import grants
-from app.services.platform import credentials
+from app.services.platform import credentials, platforms
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import wechat_client
+from app.services.platform.platforms import current_appid, using, wechat_client
 from app.wechat.errors import (
     InvalidCredential,
     InvalidRefreshToken,
@@ -86,6 +86,7 @@ class _Claim:
     """A row leased to `owner`, as its refresh needs it (the plaintext stays in memory)."""
 
     authorizer_id: int
+    component_appid: str
     appid: str
     refresh_token: str | None = field(repr=False)
     owner: str
@@ -99,8 +100,8 @@ def sweep_tokens(
     owner: str | None = None,
     max_batches: int | None = None,
 ) -> SweepResult:
-    """Refresh every active authorizer token expiring within `ahead`, batch by batch
-    (batch size and threads default to AUTHORIZER_SWEEP_BATCH / _CONCURRENCY)."""
+    """Refresh every active authorizer token of the current platform expiring within `ahead`,
+    batch by batch (batch size and threads default to AUTHORIZER_SWEEP_BATCH / _CONCURRENCY)."""
     batch_size = batch_size or current_app.config["AUTHORIZER_SWEEP_BATCH"]
     concurrency = concurrency or current_app.config["AUTHORIZER_SWEEP_CONCURRENCY"]
     result = SweepResult(owner or new_owner())
@@ -132,13 +133,16 @@ def _component_token_or_none() -> str | None:
 
 
 def claim_batch(owner: str, limit: int, *, ahead: timedelta = REFRESH_AHEAD) -> list[int]:
-    """Lease up to `limit` due rows to `owner` in one guarded UPDATE; returns their ids."""
+    """Lease up to `limit` due rows of the current platform to `owner` in one guarded UPDATE;
+    returns their ids."""
     now = clock.now()
     free = or_(_T.lease_until.is_(None), _T.lease_until < now)
     due = (
         select(_T.authorizer_id)
         .join(Grant, Grant.authorizer_id == _T.authorizer_id)
+        .join(Authorizer, Authorizer.id == _T.authorizer_id)
         .where(
+            Authorizer.component_appid == current_appid(),
             Grant.status == GrantStatus.ACTIVE,
             _T.refresh_token.is_not(None),
             or_(_T.access_expires_at.is_(None), _T.access_expires_at < now + ahead),
@@ -182,12 +186,12 @@ def _claims(ids: list[int], owner: str) -> list[_Claim]:
     if not ids:
         return []
     rows = db.session.execute(
-        select(_T.authorizer_id, Authorizer.appid, _T.refresh_token)
+        select(_T.authorizer_id, Authorizer.component_appid, Authorizer.appid, _T.refresh_token)
         .join(Authorizer, Authorizer.id == _T.authorizer_id)
         .where(_T.authorizer_id.in_(ids), _T.lease_owner == owner)
     ).all()
     db.session.commit()  # hold no connection (or SQLite read snapshot) during the HTTP calls
-    return [_Claim(authorizer_id, appid, token, owner) for authorizer_id, appid, token in rows]
+    return [_Claim(*row, owner) for row in rows]
 
 
 def _load(authorizer_id: int) -> AuthorizerToken | None:
@@ -205,11 +209,13 @@ def refresh_one(
     recovery: _ListCache | None = None,
     component_token: str | None = None,
 ) -> str:
-    """Refresh one leased row; returns the outcome name. Never drops the refresh token."""
+    """Refresh one leased row, as its platform; returns the outcome name. Never drops the
+    refresh token."""
     claims = _claims([authorizer_id], owner)
     if not claims:
         return "lost_lease"
-    return _settle(claims[0], _attempt(claims[0], component_token), recovery)
+    with using(claims[0].component_appid):
+        return _settle(claims[0], _attempt(claims[0], component_token), recovery)
 
 
 def _attempt(claim: _Claim, component_token: str | None) -> tuple[object, Exception | None]:
@@ -221,7 +227,8 @@ def _attempt(claim: _Claim, component_token: str | None) -> tuple[object, Except
 
 
 def _call_in_app(app, claim: _Claim, component_token: str | None):
-    with app.app_context():
+    # A pool thread starts with an empty context: the platform is set again here.
+    with app.app_context(), using(claim.component_appid):
         return _attempt(claim, component_token)
 
 
@@ -375,6 +382,10 @@ def _recover(claim: _Claim, recovery: _ListCache) -> str:
 
 
 def sweep_job() -> str:
-    """Job: one sweep of authorizer tokens near expiry."""
-    result = sweep_tokens()
-    return ", ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items())) or "nothing due"
+    """Job: one sweep of every platform's authorizer tokens near expiry."""
+
+    def sweep() -> str:
+        result = sweep_tokens()
+        return ", ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items())) or "nothing due"
+
+    return platforms.each(sweep)

@@ -17,9 +17,9 @@ from datetime import timedelta
 import requests
 from flask import current_app
 
+from app.current_platform import account_ref
 from app.extensions import db
 from app.models import WebhookDelivery
-from app.models.grants import appid_ref
 from app.services import clock
 from app.services.notify import notices, outbox
 from app.services.platform import platforms
@@ -43,7 +43,7 @@ def enqueue(event: str, payload: dict, *, appid: str | None = None) -> WebhookDe
     delivery = WebhookDelivery(
         event=event,
         payload={"event": event, "occurred_at": clock.now().isoformat(), "data": payload},
-        appid_hash=appid_ref(appid) if appid else None,
+        appid_hash=account_ref(appid) if appid else None,
         created_at=clock.now(),
         next_attempt_at=clock.now(),
     )
@@ -57,7 +57,7 @@ def notify_grant_change(authorizer, change) -> None:
     enqueue(
         f"grant.{change.kind}",
         {
-            "component_appid": platforms.current_appid(),
+            "component_appid": authorizer.component_appid,
             "authorizer_appid": authorizer.appid,
             "merchant_id": authorizer.merchant_id,
             "status": grant.status.value if grant else None,

@@ -79,7 +79,7 @@ def test_authorized_events(info_type: str, cls: type) -> None:
     assert hash(event) == hash(
         parse_event(AUTHORIZED_XML.replace("[authorized]", f"[{info_type}]"))
     )
-    assert event.dedupe_key.startswith(f"{info_type}:1572001402:wxf8b4f85f3a794e77:")
+    assert event.dedupe_key.startswith(f"{info_type}:1572001402:{event.app_id}:wxf8b4f85f3a794e77:")
 
 
 def test_authorized_lenient_expiry_and_optional_fields() -> None:
@@ -106,7 +106,10 @@ def test_unauthorized_event() -> None:
     event = parse_event(UNAUTHORIZED_XML)
     assert isinstance(event, Unauthorized)
     assert event.authorizer_appid == "wx570bc396a51b8ff8"
-    assert event.dedupe_key == "unauthorized:1446717978:wx570bc396a51b8ff8"
+    # The platform is part of the key: two platforms' pushes at one second are two pushes.
+    assert event.dedupe_key == f"unauthorized:1446717978:{event.app_id}:wx570bc396a51b8ff8"
+    other = Unauthorized(**{**event.__dict__, "app_id": "wxanotherplatform"})
+    assert other.dedupe_key != event.dedupe_key
 
 
 def test_unknown_event_keeps_every_field_including_nested() -> None:
@@ -124,7 +127,7 @@ def test_unknown_event_keeps_every_field_including_nested() -> None:
     event = parse_event(xml)
     assert isinstance(event, UnknownEvent)
     assert event.fields["info.name"] == "公司" and event.fields["status"] == "0"
-    assert event.dedupe_key.startswith("notify_third_fasteregister:1:")
+    assert event.dedupe_key.startswith(f"notify_third_fasteregister:1:{event.app_id}:")
 
 
 def test_dedupe_keys_stable_and_distinct() -> None:
