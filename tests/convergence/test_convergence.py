@@ -1,7 +1,8 @@
 """Convergence: whatever the order, duplication or failure of WeChat's signals, Grantdesk ends up
 holding exactly what WeChat holds.
 
-Each schedule is a seeded random sequence of authorizations (PC redirect, phone without a
+Two platforms serve the world (issue #16), and each step acts on one of them. Each schedule is
+a seeded random sequence of authorizations (PC redirect, phone without a
 redirect, or the redirect racing the push), set updates (through our link or WeChat's security
 assistant), revocations and re-authorizations, mixed with push faults (duplicate, delay,
 out-of-order, a paused network) and transient API failures. After it: quiescence (faults
@@ -53,7 +54,7 @@ def test_grantdesk_converges_to_wechat(live_portal, sandbox, relay, convergence_
     started = time.monotonic()
     failures = []
     for number, seed in enumerate(seeds, 1):
-        run = runner.play(generate(seed, accounts, faults), seed)
+        run = runner.play(generate(seed, accounts, faults, runner.platform_appids), seed)
         if run.divergences:
             failures.append(run)
             with capsys.disabled():
@@ -103,18 +104,24 @@ def test_the_invariant_notices_what_diverges(live_portal, sandbox, relay):
     """The oracle itself: a converged world passes; a tampered one is reported."""
     runner = Runner(live_portal, sandbox, relay)
     runner.reset()
+    a, b = runner.platform_appids
     first, second = runner.fresh_accounts()[:2]
     run = runner.play(
         [
-            ("authorize", first["appid"], (first["offered"][0],), "pc"),
-            ("authorize", second["appid"], (second["offered"][0],), "phone"),
-            ("revoke", second["appid"]),
+            ("authorize", a, first["appid"], (first["offered"][0],), "pc"),
+            ("authorize", b, first["appid"], (first["offered"][0],), "race"),
+            ("authorize", a, second["appid"], (second["offered"][0],), "phone"),
+            ("revoke", a, second["appid"]),
         ]
     )
     assert run.divergences == []
 
     def tamper():
-        authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == first["appid"]))
+        authorizer = db.session.scalar(
+            select(Authorizer).where(
+                Authorizer.component_appid == a, Authorizer.appid == first["appid"]
+            )
+        )
         db.session.execute(update(Grant).values(set_ids=[99]))
         db.session.execute(
             delete(AuthorizerToken).where(AuthorizerToken.authorizer_id == authorizer.id)
@@ -125,7 +132,9 @@ def test_the_invariant_notices_what_diverges(live_portal, sandbox, relay):
     live_portal.call(tamper)
     found = "\n".join(runner.check())
     assert f"{first['appid']}: sets differ" in found
+    assert f"{first['appid']}@B: sets differ" in found  # the tamper hit both grants
     assert f"{first['appid']}: 0 stored refresh tokens" in found
+    assert f"{first['appid']}@B: 0 stored refresh tokens" not in found
     assert (
         f"{second['appid']}: revoked, but its appid is still stored in ['authorization_sessions']"
         in found

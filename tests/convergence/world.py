@@ -4,6 +4,10 @@ A schedule is a list of steps (plain tuples, printable and replayable) generated
 The runner plays it against the real portal and the real sandbox over HTTP, then brings the
 system to quiescence (faults cleared, pushes flushed, the portal's jobs run until idle) and
 compares what Grantdesk holds with what WeChat (the sandbox) holds.
+
+Two third-party platforms serve the world (issue #16): the default one and platform B, both
+pushing through the relay to the one event URL. Every step names the platform it acts on, and
+one account may be authorized to both: the invariant holds per (platform, account).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from app import jobs
+from app.current_platform import account_ref, using
 from app.extensions import db, limiter
 from app.models import (
     AuditEntry,
@@ -31,9 +36,9 @@ from app.models import (
     InboxEvent,
     Merchant,
 )
-from app.models.grants import appid_ref
 from app.services import clock
 from app.services.authorization import sessions
+from app.services.platform import platforms
 from app.wechat.links import parse_authorization_url
 
 LINK = re.compile(r'id="pc-link" href="([^"]+)"')
@@ -64,53 +69,67 @@ QUIESCENCE_ROUNDS = 12
 ROUND_SECONDS = 301  # longer than an inbox claim and a refresh token's 5-minute transition
 LATER_SECONDS = 2 * 3600  # then every access token is due: each refresh token gets used
 USER_STEPS = ("authorize", "update_link", "update_assistant", "revoke")
+# Platform B, beside the default one (its keys are the sandbox's and the portal's alike).
+PLATFORM_B = {
+    "appid": "wx5b7c9d1e3f5a7b9c",
+    "secret": "platformbsecret0123456789",
+    "token": "platformbtoken",
+    "encoding_aes_key": "bcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
+}
 
 
 # --- schedules --------------------------------------------------------------------------------
 
 
-def generate(seed: int, accounts: list[dict], transport_faults: tuple[str, ...] = ()) -> list:
-    """A random, seeded schedule over one or two of the sandbox's fresh accounts.
+def generate(
+    seed: int,
+    accounts: list[dict],
+    transport_faults: tuple[str, ...] = (),
+    platform_appids: tuple[str, ...] = (),
+) -> list:
+    """A random, seeded schedule over one or two of the sandbox's fresh accounts, each step on
+    one of `platform_appids` (an account may be authorized to several).
 
     The generator tracks what WeChat will hold so most steps make sense; every step still
     copes at run time with a world where it does not apply (shrinking removes steps)."""
     rng = random.Random(seed)
     chosen = rng.sample(accounts, rng.choice((1, 1, 2)))
-    authorized = {a["appid"]: False for a in chosen}
+    authorized = {(p, a["appid"]): False for a in chosen for p in platform_appids}
     steps: list[tuple] = []
-    for _ in range(rng.randint(3, 10)):
+    for _ in range(rng.randint(3, 12)):
         account = rng.choice(chosen)
-        appid = account["appid"]
+        platform, appid = rng.choice(platform_appids), account["appid"]
         sets = tuple(sorted(rng.sample(account["offered"], rng.randint(1, 3))))
         roll = rng.random()
         if roll < 0.12:
             name = rng.choice(PUSH_FAULTS)
             value = round(rng.uniform(0.05, 0.4), 2) if name == "delay" else rng.random() < 0.7
-            steps.append(("push_fault", name, value))
+            steps.append(("push_fault", platform, name, value))
         elif roll < 0.22:
             endpoint = rng.choice(FAULTY_ENDPOINTS)
             kind = rng.choice(("errcode",) * 3 + transport_faults)
             value = rng.choice(TRANSPORT_FAULTS.get(kind, (-1,)))
             latency = rng.choice((0, 0, 0.2, 0.5))
-            steps.append(("api_fault", endpoint, (kind, value), rng.randint(1, 3), latency))
+            fault = (kind, value)
+            steps.append(("api_fault", platform, endpoint, fault, rng.randint(1, 3), latency))
         elif roll < 0.28:
             steps.append(("pause",) if rng.random() < 0.6 else ("resume",))
         elif roll < 0.34:
             steps.append(("flush",) if rng.random() < 0.6 else ("jobs",))
-        elif not authorized[appid]:
-            steps.append(("authorize", appid, sets, rng.choice(MODES)))
-            authorized[appid] = True
+        elif not authorized[platform, appid]:
+            steps.append(("authorize", platform, appid, sets, rng.choice(MODES)))
+            authorized[platform, appid] = True
         else:
             pick = rng.random()
             if pick < 0.3:
-                steps.append(("revoke", appid))
-                authorized[appid] = False
+                steps.append(("revoke", platform, appid))
+                authorized[platform, appid] = False
             elif pick < 0.55:
-                steps.append(("update_link", appid, sets, rng.choice(MODES)))
+                steps.append(("update_link", platform, appid, sets, rng.choice(MODES)))
             elif pick < 0.8:
-                steps.append(("update_assistant", appid, sets))
+                steps.append(("update_assistant", platform, appid, sets))
             else:
-                steps.append(("authorize", appid, sets, rng.choice(MODES)))
+                steps.append(("authorize", platform, appid, sets, rng.choice(MODES)))
     return steps
 
 
@@ -203,6 +222,7 @@ class AuthCode:
     """One authorization WeChat issued during the schedule, and what Grantdesk was told."""
 
     value: str
+    platform: str
     appid: str
     signalled: bool  # a push was sent or the browser came back with it
     killed: bool = False  # revoked before anyone exchanged it
@@ -235,7 +255,8 @@ class Runner:
         ]
 
     def reset(self) -> None:
-        """A new world: sandbox reseeded, portal tables emptied, a merchant, a ticket."""
+        """A new world: sandbox reseeded with platforms A and B, portal tables emptied, B
+        added, a merchant, a ticket for each platform."""
         self.relay.resume()
         self.sandbox.reset()
         self.sandbox.configure(
@@ -243,12 +264,25 @@ class Runner:
             message_url=self.portal.url + "/wechat/messages/$APPID$",
             initiating_domain=self.portal.host,
         )
+        b = PLATFORM_B["appid"]
+        self.sandbox.add_platform(
+            **PLATFORM_B,
+            event_url=self.relay.url + "/wechat/events",
+            message_url=self.portal.url + f"/wechat/{b}/messages/$APPID$",
+            initiating_domain=self.portal.host,
+            permission_set_ids=self.sandbox.state()["platform"]["permission_set_ids"],
+        )
+        self.platform_appids = (self.sandbox.component_appid, b)
         clock.reset()
 
         def wipe():
             for table in reversed(db.metadata.sorted_tables):
                 db.session.execute(table.delete())
             db.session.commit()
+            platforms.add(
+                component_appid=b, appsecret=PLATFORM_B["secret"], token=PLATFORM_B["token"],
+                encoding_aes_key=PLATFORM_B["encoding_aes_key"], name="Platform B",
+            )  # fmt: skip
             merchant = Merchant(name="商户 Convergence")
             db.session.add(merchant)
             db.session.commit()
@@ -256,13 +290,16 @@ class Runner:
 
         self.merchant_id = self.portal.call(wipe)
         limiter.reset()
-        self.sandbox.push_ticket()
+        for platform in self.platform_appids:
+            self.sandbox.push_ticket(platform)
         self.sandbox.flush()
         self.accounts = {a["appid"]: a for a in self.fresh_accounts()}
         self.codes: dict[str, AuthCode] = {}
-        self.injected: dict[str, int] = {}  # endpoint -> faults armed and not yet accounted
-        self.armed: dict[str, int] = {}  # endpoint -> every fault armed (an upper bound)
-        self.consumed: dict[str, int] = {}  # endpoint -> faults the portal ran into
+        # (platform, endpoint) -> faults armed and not yet accounted / every fault armed (an
+        # upper bound) / faults the portal ran into
+        self.injected: dict[tuple[str, str], int] = {}
+        self.armed: dict[tuple[str, str], int] = {}
+        self.consumed: dict[tuple[str, str], int] = {}
         self.notes: list[str] = []
         self.seen: list[str] = []  # divergences noticed on the way (not in the end state)
 
@@ -283,18 +320,18 @@ class Runner:
 
     # steps -------------------------------------------------------------------------------------
 
-    def step_authorize(self, appid: str, sets, mode: str) -> None:
+    def step_authorize(self, platform: str, appid: str, sets, mode: str) -> None:
         def start():
             merchant = db.session.get(Merchant, self.merchant_id)
-            session = sessions.start_session(merchant, list(sets))
+            session = sessions.start_session(merchant, list(sets), component_appid=platform)
             db.session.commit()
             return session.link_token
 
-        self._consent(appid, sets, mode, self.portal.call(start))
+        self._consent(platform, appid, sets, mode, self.portal.call(start))
 
-    def step_update_link(self, appid: str, sets, mode: str) -> None:
+    def step_update_link(self, platform: str, appid: str, sets, mode: str) -> None:
         def start():
-            authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+            authorizer = _held(platform, appid)
             try:
                 if authorizer is None or authorizer.merchant_id is None or authorizer.grant is None:
                     return None
@@ -307,7 +344,7 @@ class Runner:
         if token is None:
             self.notes.append(f"update_link {appid}: Grantdesk holds no grant, skipped")
             return
-        self._consent(appid, sets, mode, token)
+        self._consent(platform, appid, sets, mode, token)
 
     def _open_link(self, link_token: str):
         page = self.http.get(f"{self.portal.url}/connect/{link_token}", timeout=30)
@@ -317,7 +354,7 @@ class Runner:
             return None
         return parse_authorization_url(html.unescape(match.group(1)))
 
-    def _consent(self, appid: str, sets, mode: str, link_token: str) -> None:
+    def _consent(self, platform: str, appid: str, sets, mode: str, link_token: str) -> None:
         link = self._open_link(link_token)
         if link is None:
             return
@@ -334,6 +371,7 @@ class Runner:
                 "authorizer_appid": appid,
                 "permission_set_ids": list(sets),
                 "redirect_uri": link.redirect_uri,
+                "component_appid": link.component_appid,
             },
             timeout=60,
         )
@@ -343,7 +381,7 @@ class Runner:
         result = answer.json()
         follow = mode != "phone"
         self.codes[result["auth_code"]] = AuthCode(
-            result["auth_code"], appid, signalled=bool(result["info_type"]) or follow
+            result["auth_code"], platform, appid, signalled=bool(result["info_type"]) or follow
         )
         if mode == "late" and not self.relay.paused:
             self.sandbox.flush()
@@ -379,23 +417,26 @@ class Runner:
         if errors:
             raise errors[0]
 
-    def step_update_assistant(self, appid: str, sets) -> None:
+    def step_update_assistant(self, platform: str, appid: str, sets) -> None:
         answer = self.sandbox.http.post(
             f"{self.sandbox.url}/sandbox/api/update",
-            json={"authorizer_appid": appid, "permission_set_ids": list(sets)},
+            json={"authorizer_appid": appid, "permission_set_ids": list(sets),
+                  "component_appid": platform},
             timeout=60,
-        )
+        )  # fmt: skip
         if answer.status_code != 200:
             self.notes.append(f"update {appid} refused: {answer.json().get('error')}")
             return
         result = answer.json()
         if result.get("auth_code"):
-            self.codes[result["auth_code"]] = AuthCode(result["auth_code"], appid, True)
+            self.codes[result["auth_code"]] = AuthCode(result["auth_code"], platform, appid, True)
 
-    def step_revoke(self, appid: str) -> None:
-        unused = self._unused_codes(appid)
+    def step_revoke(self, platform: str, appid: str) -> None:
+        unused = self._unused_codes(platform, appid)
         answer = self.sandbox.http.post(
-            f"{self.sandbox.url}/sandbox/api/revoke", json={"authorizer_appid": appid}, timeout=60
+            f"{self.sandbox.url}/sandbox/api/revoke",
+            json={"authorizer_appid": appid, "component_appid": platform},
+            timeout=60,
         )
         if answer.status_code != 200:
             self.notes.append(f"revoke {appid} refused: {answer.json().get('error')}")
@@ -404,18 +445,22 @@ class Runner:
             if value in self.codes:
                 self.codes[value].killed = True
 
-    def step_push_fault(self, name: str, value) -> None:
-        self.sandbox.set_faults(pushes={name: value})
+    def step_push_fault(self, platform: str, name: str, value) -> None:
+        self.sandbox.set_faults(component_appid=platform, pushes={name: value})
 
-    def step_api_fault(self, endpoint: str, fault: tuple, times: int, latency: float) -> None:
-        """errcode -1 (system busy) or a transport fault (HTTP 5xx, reset, non-JSON, timeout)."""
-        self._account_faults(endpoint)
+    def step_api_fault(
+        self, platform: str, endpoint: str, fault: tuple, times: int, latency: float
+    ) -> None:
+        """errcode -1 (system busy) or a transport fault (HTTP 5xx, reset, non-JSON, timeout)
+        on one platform's API (the other platform's calls are untouched)."""
+        self._account_faults(platform, endpoint)
         kind, value = fault
         self.sandbox.set_faults(
-            endpoints={endpoint: {kind: value, "times": times, "latency": latency}}
+            component_appid=platform,
+            endpoints={endpoint: {kind: value, "times": times, "latency": latency}},
         )
-        self.injected[endpoint] = times
-        self.armed[endpoint] = self.armed.get(endpoint, 0) + times
+        self.injected[platform, endpoint] = times
+        self.armed[platform, endpoint] = self.armed.get((platform, endpoint), 0) + times
 
     def step_pause(self) -> None:
         self.relay.pause()
@@ -434,13 +479,15 @@ class Runner:
 
     # quiescence ------------------------------------------------------------------------------
 
-    def _account_faults(self, endpoint: str) -> None:
+    def _account_faults(self, platform: str, endpoint: str) -> None:
         """Count the armed faults of `endpoint` that calls ran into (before re-arming it)."""
-        armed = self.injected.pop(endpoint, 0)
+        armed = self.injected.pop((platform, endpoint), 0)
         if not armed:
             return
-        left = (self.sandbox.state()["faults"]["endpoints"].get(endpoint) or {}).get("times")
-        self.consumed[endpoint] = self.consumed.get(endpoint, 0) + armed - (left or 0)
+        faults = self.sandbox.state(component_appid=platform)["faults"]
+        left = (faults["endpoints"].get(endpoint) or {}).get("times")
+        key = (platform, endpoint)
+        self.consumed[key] = self.consumed.get(key, 0) + armed - (left or 0)
 
     def advance(self, seconds: float) -> None:
         """Time passes for both sides alike (their clocks stay in step)."""
@@ -457,9 +504,10 @@ class Runner:
         two hours later every access token is refreshed with the refresh token we hold."""
         self.relay.resume()
         self.sandbox.flush(timeout=60)
-        for endpoint in list(self.injected):
-            self._account_faults(endpoint)
-        self.sandbox.set_faults(clear=True)
+        for platform, endpoint in list(self.injected):
+            self._account_faults(platform, endpoint)
+        for platform in self.platform_appids:
+            self.sandbox.set_faults(component_appid=platform, clear=True)
         self.sandbox.flush(timeout=60)
         self.portal.call(jobs.run_job, "inbox_retry", force=True)
         for round_ in range(1, QUIESCENCE_ROUNDS + 1):
@@ -472,15 +520,18 @@ class Runner:
 
     # the invariant ------------------------------------------------------------------------------
 
-    def _unused_codes(self, appid: str) -> list[str]:
+    def _unused_codes(self, platform: str, appid: str) -> list[str]:
         from app.sandbox.models import Account, Credential
+        from app.sandbox.models import Platform as SandboxPlatform
         from app.sandbox.models import db as sandbox_db
 
         with self.sandbox.app.app_context():
             rows = sandbox_db.session.execute(
                 select(Credential.value)
                 .join(Account, Credential.account_id == Account.id)
+                .join(SandboxPlatform, Credential.platform_id == SandboxPlatform.id)
                 .where(
+                    SandboxPlatform.appid == platform,
                     Account.appid == appid,
                     Credential.kind == "auth_code",
                     Credential.used_at.is_(None),
@@ -501,34 +552,44 @@ class Runner:
             return set(rows.scalars())
 
     def check(self) -> list[str]:
-        """What Grantdesk holds against what WeChat holds; one line per divergence."""
-        state = self.sandbox.state()
-        wechat = {g["authorizer_appid"]: g for g in state["authorizations"]}
-        ours = self.portal.call(_portal_view, list(self.accounts), self.merchant_id)
+        """What Grantdesk holds against what WeChat holds, per (platform, account); one line
+        per divergence."""
+        states = {p: self.sandbox.state(component_appid=p) for p in self.platform_appids}
+        wechat = {
+            (p, g["authorizer_appid"]): g for p, state in states.items()
+            for g in state["authorizations"]
+        }  # fmt: skip
+        targets = sorted({(c.platform, c.appid) for c in self.codes.values()})
+        ours = self.portal.call(_portal_view, targets, self.merchant_id)
+        active = {key[1] for key, truth in wechat.items() if truth["status"] == "active"}
         problems: list[str] = list(self.seen)
-        for appid in sorted({c.appid for c in self.codes.values()}):
-            truth, held = wechat.get(appid), ours[appid]
+        for platform, appid in targets:
+            truth, held = wechat.get((platform, appid)), ours[platform, appid]
+            label = appid if platform == self.platform_appids[0] else f"{appid}@B"
             if truth and truth["status"] == "active":
-                problems += _check_active(appid, truth, held)
+                problems += _check_active(label, truth, held)
             elif truth:
-                problems += _check_revoked(appid, held)
+                # Its appid may stay stored while the account is authorized to the other one.
+                problems += _check_revoked(label, held, gone_everywhere=appid not in active)
         for reused in self.portal.call(_reused_ids):
             problems.append(reused)
         for event in self.portal.call(_unsettled_events):
             problems.append(f"inbox event {event} is not processed, ignored or a duplicate")
-        for delivery in state["deliveries"]:  # copies too: a duplicate is answered `success`
-            replies = [a["reply"] or a["error"] or a["http_status"] for a in delivery["attempts"]]
-            answered = any(a["http_status"] for a in delivery["attempts"])
-            # (A push the relay held past the sandbox's patience is the relay's, not a reply.)
-            if delivery["status"] != "delivered" and answered:
-                problems.append(
-                    f"push {delivery['info_type']} (copy: {bool(delivery['duplicate_of'])}) "
-                    f"was never acknowledged: {replies}"
-                )
-        problems += self._check_exchanges(state)
+        for state in states.values():
+            for delivery in state["deliveries"]:  # copies too: a duplicate gets `success`
+                attempts = delivery["attempts"]
+                replies = [a["reply"] or a["error"] or a["http_status"] for a in attempts]
+                answered = any(a["http_status"] for a in attempts)
+                # (A push the relay held past the sandbox's patience is the relay's.)
+                if delivery["status"] != "delivered" and answered:
+                    problems.append(
+                        f"push {delivery['info_type']} (copy: {bool(delivery['duplicate_of'])})"
+                        f" was never acknowledged: {replies}"
+                    )
+        problems += self._check_exchanges(states)
         return problems
 
-    def _check_exchanges(self, state: dict) -> list[str]:
+    def _check_exchanges(self, states: dict) -> list[str]:
         used = self._used_codes()
         problems = []
         exchanged = 0
@@ -539,18 +600,19 @@ class Runner:
             # A code need not be exchanged once a later one of the account was: that one
             # carries the newer grant (an older push is rightly skipped as stale).
             superseded = any(
-                later.appid == code.appid and later.value in used for later in codes[number + 1 :]
+                (later.platform, later.appid) == (code.platform, code.appid) and later.value in used
+                for later in codes[number + 1 :]
             )
             if code.value in used:
                 exchanged += 1
             elif code.signalled and not superseded:
                 problems.append(f"{code.appid}: an authorization code was never exchanged")
         killed = sum(1 for c in self.codes.values() if c.killed and c.signalled)
-        calls = state["api_calls"].get("api_query_auth", 0)
+        calls = sum(state["api_calls"].get("api_query_auth", 0) for state in states.values())
         # Faults seen used when re-armed or cleared, and all armed: a call already inside a
         # fault's latency when it is re-armed still fails without showing in the count.
-        faults = self.consumed.get("api_query_auth", 0)
-        armed = self.armed.get("api_query_auth", 0)
+        faults = sum(n for (_, e), n in self.consumed.items() if e == "api_query_auth")
+        armed = sum(n for (_, e), n in self.armed.items() if e == "api_query_auth")
         low, high = exchanged + faults, exchanged + armed + killed
         if not low <= calls <= high:
             problems.append(
@@ -581,25 +643,31 @@ def _check_active(appid: str, truth: dict, held: dict) -> list[str]:
     return problems
 
 
-def _check_revoked(appid: str, held: dict) -> list[str]:
+def _check_revoked(appid: str, held: dict, *, gone_everywhere: bool = True) -> list[str]:
     problems = []
     if held["authorizer"] or held["tokens"]:
         problems.append(
             f"{appid}: WeChat says revoked; Grantdesk still holds the authorizer "
             f"(grant {held['status']}, {held['tokens']} refresh tokens)"
         )
-    if held["in_clear"]:
+    if held["in_clear"] and gone_everywhere:
         problems.append(f"{appid}: revoked, but its appid is still stored in {held['in_clear']}")
     if not held["tombstone"]:
         problems.append(f"{appid}: revoked, but no purge tombstone in the audit log")
     return problems
 
 
-def _portal_view(appids: list[str], merchant_id: int) -> dict:
-    """What the portal's database holds about each appid (run inside portal.call)."""
+def _held(platform: str, appid: str) -> Authorizer | None:
+    return db.session.scalar(
+        select(Authorizer).where(Authorizer.component_appid == platform, Authorizer.appid == appid)
+    )
+
+
+def _portal_view(targets: list[tuple[str, str]], merchant_id: int) -> dict:
+    """What the portal's database holds about each (platform, appid) (inside portal.call)."""
     view = {}
-    for appid in appids:
-        authorizer = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
+    for platform, appid in targets:
+        authorizer = _held(platform, appid)
         grant = authorizer.grant if authorizer else None
         tokens = (
             db.session.scalar(
@@ -610,13 +678,15 @@ def _portal_view(appids: list[str], merchant_id: int) -> dict:
             if authorizer
             else 0
         )
+        with using(platform):
+            ref = account_ref(appid)
         tombstone = any(
-            (details or {}).get("appid_hash") == appid_ref(appid)
+            (details or {}).get("appid_hash") == ref
             for details in db.session.scalars(
                 select(AuditEntry.details).where(AuditEntry.action == "authorizer.purged")
             )
         )
-        view[appid] = {
+        view[platform, appid] = {
             "authorizer": authorizer is not None,
             "owned": authorizer is not None and authorizer.merchant_id == merchant_id,
             "status": grant.status.value if grant else None,
