@@ -15,6 +15,7 @@ from datetime import timedelta
 import click
 from sqlalchemy import Column, MetaData, Table, Text, func, insert, select
 
+from app.current_platform import current_appid
 from app.extensions import db
 from app.models import (
     AttentionItem,
@@ -181,7 +182,8 @@ class Seeder:
                 if appid:
                     fields["AuthorizerAppid"] = appid
                 rows.append({
-                    "info_type": info_type, "authorizer_appid": appid,
+                    "info_type": info_type, "component_appid": current_appid(),
+                    "authorizer_appid": appid,
                     "create_time": int(at.timestamp()), "dedupe_key": f"seed:{self.tag}:{n}",
                     "fields": fields, "raw_xml": self.cipher["xml"], "received_at": at,
                     "processed_at": None if failed else at,
@@ -210,7 +212,7 @@ class Seeder:
                 "public_id": f"s{self.tag}{n:08d}", "link_token": self.cipher["link"],
                 "link_token_hash": sha256_hex(f"{self.tag}:{n}"),
                 "merchant_id": first_merchant + self.rng.randrange(self.merchants),
-                "auth_type": 3, "requested_set_ids": requested,
+                "auth_type": 3, "requested_set_ids": requested, "component_appid": current_appid(),
                 "status": "open" if pending else "completed",
                 "created_at": self._when(3 if pending else 300),
                 "expires_at": self.now + timedelta(hours=12 if pending else -1),

@@ -12,7 +12,7 @@ from app.i18n import locale_code
 from app.redirects import safe_next
 from app.services import accounts
 from app.services.authorization import authorizers
-from app.services.platform import provider, status
+from app.services.platform import platforms, provider, status
 from app.wechat import permissions
 
 bp = Blueprint("main", __name__)
@@ -87,6 +87,19 @@ def provider_logo():
     response = make_response(found[0])
     response.headers["Content-Type"] = found[1]
     response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.get("/platforms/<component_appid>/logo")
+def platform_logo(component_appid: str):
+    """A platform's logo, for the wizard's platform choice (public, like the provider's)."""
+    found = platforms.logo(component_appid)
+    if found is None:
+        abort(404)
+    response = make_response(found[0])
+    response.headers["Content-Type"] = found[1]
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

@@ -10,6 +10,7 @@ from wtforms import (
     SelectChoice,
     SelectField,
     SelectMultipleField,
+    StringField,
 )
 from wtforms.validators import DataRequired, Email, InputRequired, Length
 
@@ -29,6 +30,9 @@ class GetForm(FlaskForm):
 
 
 class AccountTypeForm(GetForm):
+    # The platform (component AppID), asked only when the merchant may use several; checked
+    # against the merchant's platforms by the view (platforms.merchant_platform).
+    platform = StringField(_l("Which of your provider's platforms do you want to authorize?"))
     type = RadioField(
         _l("Which kind of account do you want to connect?"),
         choices=ACCOUNT_TYPE_CHOICES,
@@ -54,6 +58,7 @@ class ConsentForm(SetsMixin, FlaskForm):
     """Step 3 (POST): the choices again (hidden) and the explicit consent."""
 
     type = HiddenField()
+    platform = HiddenField()
     # One key per rendered form: a resubmission finds the session it already opened.
     consent_key = HiddenField()
     agree = BooleanField(

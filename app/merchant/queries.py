@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, GrantChange, SessionStatus
 from app.services import clock
 from app.services.authorization import authorizers
+from app.services.platform import platforms
 from app.wechat import permissions
 
 FINAL = {"completed", "mismatch", "failed", "expired"}
@@ -31,6 +32,13 @@ def offered_sets(account_type: str) -> list[permissions.PermissionSet]:
     """Catalog entries for the account type that our platform is configured with on WeChat."""
     platform = set(_ids(current_app.config["PLATFORM_PERMISSION_SETS"]))
     return [s for s in permissions.for_account_type(account_type) if s.id in platform]
+
+
+def platform_names() -> dict[str, str]:
+    """Platform names by component AppID when the deployment has several, else {} (a
+    one-platform deployment's pages name no platform)."""
+    rows = platforms.all_platforms()
+    return {row.component_appid: row.name for row in rows} if len(rows) > 1 else {}
 
 
 def account_type_of(session: AuthorizationSession) -> str | None:
@@ -103,8 +111,14 @@ def session_account(session: AuthorizationSession) -> Authorizer | None:
     appid = session.authorizer_appid or session.biz_appid
     if not appid:
         return None
-    account = db.session.scalar(select(Authorizer).where(Authorizer.appid == appid))
-    return account if account and account.merchant_id == session.merchant_id else None
+    # An appid may be held on several platforms: the session's platform's row, the merchant's.
+    return db.session.scalar(
+        select(Authorizer).where(
+            Authorizer.component_appid == session.component_appid,
+            Authorizer.appid == appid,
+            Authorizer.merchant_id == session.merchant_id,
+        )
+    )
 
 
 # --- accounts -----------------------------------------------------------------------------------
@@ -174,6 +188,7 @@ def account_sessions(account: Authorizer, limit: int = 10) -> list[Authorization
         select(AuthorizationSession)
         .where(
             AuthorizationSession.merchant_id == account.merchant_id,
+            AuthorizationSession.component_appid == account.component_appid,
             or_(
                 AuthorizationSession.authorizer_appid == account.appid,
                 AuthorizationSession.biz_appid == account.appid,

@@ -14,6 +14,7 @@ from app.merchant import forms, queries
 from app.merchant import team as team_views
 from app.merchant.qr import qr_svg
 from app.services.authorization import authorizers, consent, purge, sessions
+from app.services.platform import platforms
 
 bp = Blueprint("merchant", __name__)
 bp.before_request(require_merchant_admin)
@@ -30,12 +31,23 @@ def can_manage_merchant() -> bool:
 @bp.context_processor
 def merchant_helpers():
     locale = locale_code()
+    names: dict[str, str] | None = None
+
+    def platform_of(component_appid: str) -> str | None:
+        """The platform's name when the deployment has several (read once per page), else None."""
+        nonlocal names
+        if names is None:
+            names = queries.platform_names()
+        return names.get(component_appid)
+
     return {
         "set_rows": lambda ids: queries.set_rows(ids, locale),
         "badge_of": authorizers.grant_badge,
         "required_of": queries.required_set_ids,
         "missing_of": queries.missing_required,
         "pending_of": queries.pending_session,
+        "platform_of": platform_of,
+        "testing_notice": platforms.shows_testing_notice,
     }
 
 
@@ -104,27 +116,55 @@ def request_missing(account_id: int):
 
 
 # --- connect wizard ------------------------------------------------------------------------------
+# With several platforms open to the merchant, step 1 also asks which one (`platform`, its
+# component AppID), carried like `type` and `sets` to the consent POST; with one, nothing is asked.
+
+
+def _allowed() -> list:
+    return platforms.platforms_for_merchant(current_user.merchant)
+
+
+def _platform_of(form, allowed: list):
+    """The platform the form names, or None with the reason on form.platform (call after
+    form.validate(), which resets errors)."""
+    try:
+        return platforms.merchant_platform(current_user.merchant, form.platform.data or None)
+    except platforms.NotAllowed:
+        if not allowed:
+            message = _("No platform is open to you yet. Please contact your service provider.")
+        elif not form.platform.data:
+            message = _("Choose the platform.")
+        else:
+            message = _("Choose one of the platforms listed.")
+        form.platform.errors = [message]
+        return None
+
+
+def _type_page(form, allowed: list, status: int = 200):
+    page = render("merchant/connect_type.html", form=form, step=1, platform_rows=allowed)
+    return page, status
 
 
 @bp.get("/connect")
 @merchant_admin_only
 def connect():
-    """Step 1: which kind of account."""
-    form = forms.AccountTypeForm(request.args)
-    return render("merchant/connect_type.html", form=form, step=1)
+    """Step 1: which platform (when there are several) and which kind of account."""
+    return _type_page(forms.AccountTypeForm(request.args), _allowed())
 
 
 @bp.get("/connect/permissions")
 @merchant_admin_only
 def connect_permissions():
     """Step 2: the permission sets, the provider's required ones pre-selected."""
-    form = forms.AccountTypeForm(request.args)
-    if not form.validate():
-        return render("merchant/connect_type.html", form=form, step=1), 422
-    return _permissions_page(forms.PermissionsForm(request.args))
+    form, allowed = forms.AccountTypeForm(request.args), _allowed()
+    valid = form.validate()
+    platform = _platform_of(form, allowed)
+    if not valid or platform is None:
+        return _type_page(form, allowed, 422)
+    return _permissions_page(forms.PermissionsForm(request.args), platform, allowed)
 
 
-def _permissions_page(form, status: int = 200):
+def _permissions_page(form, platform, allowed: list, status: int = 200):
     offered = queries.offered_sets(form.type.data)
     forms.with_choices(form, offered)
     if not request.args.getlist("sets") and not form.errors:
@@ -135,6 +175,8 @@ def _permissions_page(form, status: int = 200):
         step=2,
         offered=offered,
         required=queries.required_set_ids(form.type.data),
+        platform=platform,
+        choose_platform=len(allowed) > 1,
     )
     return page, status
 
@@ -144,12 +186,15 @@ def _permissions_page(form, status: int = 200):
 def connect_consent():
     """Step 3: what the provider will access and store; explicit consent opens the session."""
     source = request.form if request.method == "POST" else request.args
-    chosen = forms.PermissionsForm(source)
-    if chosen.type.data not in consent.AUTH_TYPES:
-        return render("merchant/connect_type.html", form=chosen, step=1), 422
+    chosen, allowed = forms.PermissionsForm(source), _allowed()
+    platform = _platform_of(chosen, allowed)
+    if chosen.type.data not in consent.AUTH_TYPES or platform is None:
+        if chosen.type.data not in consent.AUTH_TYPES:
+            chosen.type.errors = [_("Choose the kind of account.")]
+        return _type_page(chosen, allowed, 422)
     offered = queries.offered_sets(chosen.type.data)
     if not forms.with_choices(chosen, offered).validate():
-        return _permissions_page(chosen, 422)
+        return _permissions_page(chosen, platform, allowed, 422)
     formdata = source if request.method == "POST" else None
     key = secrets.token_urlsafe(24)
     form = forms.ConsentForm(
@@ -157,18 +202,21 @@ def connect_consent():
     )
     forms.with_choices(form, offered)
     if request.method == "POST" and form.validate():
-        session = consent.start_connection(
-            current_user.merchant, current_user, account_type=chosen.type.data,
-            set_ids=chosen.sets.data, version=forms.CONSENT_VERSION,
-            consent_key=(form.consent_key.data or "")[:43] or None,
-        )  # fmt: skip
+        # The session opens on the chosen platform (start_session's default is the current one).
+        with platforms.using(platform.component_appid):
+            session = consent.start_connection(
+                current_user.merchant, current_user, account_type=chosen.type.data,
+                set_ids=chosen.sets.data, version=forms.CONSENT_VERSION,
+                consent_key=(form.consent_key.data or "")[:43] or None,
+            )  # fmt: skip
         return see_other(url_for("merchant.session", public_id=session.public_id))
     status = 422 if request.method == "POST" else 200
     required = queries.required_set_ids(chosen.type.data)
     left_out = [i for i in required if i not in (chosen.sets.data or [])]
     return render(
-        "merchant/connect_consent.html", form=form, chosen=chosen, step=3, left_out=left_out
-    ), status
+        "merchant/connect_consent.html", form=form, chosen=chosen, step=3, left_out=left_out,
+        platform=platform, choose_platform=len(allowed) > 1,
+    ), status  # fmt: skip
 
 
 # --- a session: connect step, live status, result -----------------------------------------------
@@ -184,6 +232,7 @@ def session(public_id: str):
         "state": state,
         "account": queries.session_account(item),
         "account_type": queries.account_type_of(item),
+        "platform": platforms.get(item.component_appid),
         "connect_url": sessions.connect_url(item),
         "form": forms.ConfirmForm(),
         "plan": consent.wechat_page_plan(item),

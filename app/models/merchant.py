@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, utcnow
@@ -16,6 +16,8 @@ class Merchant(Base):
     contact_email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[datetime | None]
+    # The platforms (component AppIDs) staff let it authorize; NULL: every active platform.
+    platform_appids: Mapped[list[str] | None] = mapped_column(JSON)
 
     users: Mapped[list["User"]] = relationship(back_populates="merchant")  # noqa: F821
 

@@ -21,7 +21,7 @@ from app.htmx import render
 from app.i18n import locale_code, sentence_gap
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
 from app.services import DomainError, clock
-from app.services.console import actions, bulk
+from app.services.console import actions, bulk, stats
 from app.services.console import queries as queries
 from app.services.custody import serve
 from app.services.relay import stats as relay_stats
@@ -49,7 +49,7 @@ def _query_args(f: queries.AccountFilter, **changes) -> dict:
     args = {
         "q": f.q, "status": f.status, "account_type": f.account_type, "merchant": f.merchant_id,
         "set_id": f.set_id, "set_mode": f.set_mode if f.set_id else None,
-        "attention": "y" if f.attention else None,
+        "attention": "y" if f.attention else None, "platform": f.component_appid or None,
         "sort": f.sort if f.sort != queries.DEFAULT_SORT else None,
         "per_page": f.per_page if f.per_page != 50 else None,
         "page": f.page if f.page > 1 else None,
@@ -73,6 +73,7 @@ def index():
         page=page,
         args=lambda **changes: _query_args(f, **changes),
         merchant_name=merchant_name,
+        platform_names=form.platform_names,
         now=clock.now(),
     )
 
@@ -191,7 +192,7 @@ def detail(authorizer_id: int):
     """One account: profile, merchant, grant history, sessions, events, tokens, audit."""
     authorizer = db.get_or_404(Authorizer, authorizer_id)
     before = request.args.get("before", type=int)
-    events = queries.account_events(authorizer.appid, before_id=before)
+    events = queries.account_events(authorizer, before_id=before)
     return render(
         "staff/account.html",
         fragment="events",
@@ -199,7 +200,8 @@ def detail(authorizer_id: int):
         events=events,
         changes=queries.account_changes(authorizer),
         sessions=queries.account_sessions(authorizer),
-        attention_items=queries.account_attention(authorizer.appid),
+        attention_items=queries.account_attention(authorizer),
+        platform_names=stats.platform_names(),
         audit_entries=queries.account_audit(authorizer),
         token=serve.token_health(authorizer),
         relay=relay_stats.account_stats(authorizer_id=authorizer.id),
@@ -288,14 +290,14 @@ def replay(event_id: int):
     """Run a failed event's handler again (audited)."""
     event = db.get_or_404(InboxEvent, event_id)
     require_confirmation()
-    appid = event.authorizer_appid
+    named = (event.component_appid, event.authorizer_appid)
     try:
         outcome = actions.replay_event(event, actor=current_user)
     except DomainError:
         flash(_("Only failed or pending events can be replayed."), "error")
     else:
         flash(_("Event replayed: %(outcome)s", outcome=outcome), "success")
-    return _back_to_appid(appid)
+    return _back_to_account(*named)
 
 
 @bp.get("/attention/<int:item_id>")
@@ -373,10 +375,10 @@ def dismiss(item_id: int):
     form = DismissForm()
     if not form.validate_on_submit():
         return _render_resolve(item, dismiss_form=form), 422
-    appid = item.authorizer_appid
+    named = (item.component_appid, item.authorizer_appid)
     actions.dismiss_attention(item, actor=current_user, note=form.note.data or "")
     flash(_("Attention item dismissed."), "success")
-    return _back_to_appid(appid)
+    return _back_to_account(*named)
 
 
 def _open_item(item_id: int) -> AttentionItem:
@@ -406,10 +408,10 @@ def _back_to(authorizer_id: int):
     return redirect(url_for("staff.accounts.detail", authorizer_id=authorizer_id), code=303)
 
 
-def _back_to_appid(appid: str | None):
-    authorizer = db.session.scalar(
-        db.select(Authorizer).where(Authorizer.appid == appid)
-    ) if appid else None  # fmt: skip
+def _back_to_account(component_appid: str | None, appid: str | None):
+    """To the page of the account an event or item named (the same appid may be held on
+    several platforms: the named platform's), else the overview."""
+    authorizer = queries.account_for(component_appid, appid)
     if authorizer is None:
         return redirect(url_for("staff.overview"), code=303)
     return _back_to(authorizer.id)

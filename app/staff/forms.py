@@ -30,6 +30,7 @@ from app.models.api import SCOPES
 from app.models.platform import RELEASE_STATES
 from app.models.relay import FORMATS, MODES
 from app.services.console import queries as queries
+from app.services.console import stats
 from app.services.platform import platforms
 from app.wechat import permissions
 
@@ -37,6 +38,37 @@ from app.wechat import permissions
 class MerchantForm(FlaskForm):
     name = StringField(_l("Merchant name"), validators=[DataRequired(), Length(max=120)])
     contact_email = EmailField(_l("Contact email"), validators=[Optional(), Email()])
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class MerchantPlatformsForm(FlaskForm):
+    """Which platforms a merchant may authorize (#16): every active one, or those ticked."""
+
+    scope = RadioField(
+        _l("Platforms this merchant may authorize"),
+        choices=[
+            SelectChoice("all", _l("Every active platform, also those added later")),
+            SelectChoice("chosen", _l("Only the platforms ticked below")),
+        ],
+        default="all",
+    )
+    platforms = MultiCheckboxField(_l("Platforms"))
+
+    def __init__(self, *args, active=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.platforms.choices = [SelectChoice(row.component_appid, row.name) for row in active]
+
+    def validate_platforms(self, field):
+        if self.scope.data == "chosen" and not field.data:
+            raise ValidationError(_("Tick at least one platform."))
+
+    def chosen(self) -> list[str] | None:
+        """What to store: None for every active platform, else the ticked AppIDs."""
+        return None if self.scope.data == "all" else list(self.platforms.data or [])
 
 
 class InviteForm(FlaskForm):
@@ -104,6 +136,8 @@ class AccountFilterForm(GetForm):
         validate_choice=False,
     )
     attention = BooleanField(_l("Needs attention only"))
+    # Shown only when the deployment has several platforms (#16).
+    platform = SelectField(_l("Platform"), validate_choice=False)
     sort = SelectField(
         _l("Sort by"),
         choices=[
@@ -133,6 +167,10 @@ class AccountFilterForm(GetForm):
             for kind, group in groups.items()
             for s in permissions.for_account_type(kind)
         ]
+        self.platform_names = stats.platform_names()
+        self.platform.choices = [SelectChoice("", _l("Any platform"))] + [
+            SelectChoice(appid, name) for appid, name in self.platform_names.items()
+        ]
 
     def to_filter(self, page: int) -> queries.AccountFilter:
         """The query these inputs ask for (bad values fall back to defaults)."""
@@ -146,6 +184,7 @@ class AccountFilterForm(GetForm):
             set_mode="missing" if self.set_mode.data == "missing" else "granted",
             attention=bool(self.attention.data),
             q=(self.q.data or "")[: queries.MAX_SEARCH],
+            component_appid=self.platform.data if self.platform.data in self.platform_names else "",
             sort=self.sort.data or queries.DEFAULT_SORT,
             page=max(1, page),
             per_page=per_page if per_page in queries.PER_PAGE_CHOICES else 50,
@@ -158,11 +197,6 @@ class AssignForm(FlaskForm):
 
 class DismissForm(FlaskForm):
     note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200)])
-
-
-class MultiCheckboxField(SelectMultipleField):
-    widget = widgets.ListWidget(prefix_label=False)
-    option_widget = widgets.CheckboxInput()
 
 
 class ApiKeyForm(FlaskForm):

@@ -5,15 +5,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from app.auth.access import require_staff_role
 from app.extensions import db
 from app.htmx import render
-from app.models import AttentionItem, Authorizer, Merchant
-from app.services.console import notes
+from app.models import Authorizer, Merchant
+from app.services.console import notes, queries, stats
 
 bp = Blueprint("notes", __name__)
 
@@ -70,8 +69,9 @@ def _add(back: str, **target):
 def attention_items():
     """Open attention items, optionally of one kind (the overview's categories link here)."""
     kind = request.args.get("kind", "")
-    query = select(AttentionItem).where(AttentionItem.resolved_at.is_(None))
-    if kind:
-        query = query.where(AttentionItem.kind == kind)
-    items = list(db.session.scalars(query.order_by(AttentionItem.created_at.desc()).limit(200)))
-    return render("staff/attention.html", items=items, kind=kind)
+    platform = stats.platform_filter(request.args.get("platform"))
+    items = queries.open_attention_items(kind, platform)
+    return render(
+        "staff/attention.html", items=items, kind=kind, platform=platform,
+        platform_names=stats.platform_names(),
+    )  # fmt: skip

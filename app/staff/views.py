@@ -26,6 +26,7 @@ from app.services.access import teams
 from app.services.authorization import attention
 from app.services.console import charts, stats
 from app.services.console import queries as queries
+from app.services.platform import platforms
 from app.staff import accounts as accounts_views
 from app.staff import integrations as integrations_views
 from app.staff import notes as notes_views
@@ -34,7 +35,7 @@ from app.staff import platforms as platforms_views
 from app.staff import provider as provider_views
 from app.staff import teams as teams_views
 from app.staff import users as users_views
-from app.staff.forms import ConfirmForm, InviteForm, MerchantForm
+from app.staff.forms import ConfirmForm, InviteForm, MerchantForm, MerchantPlatformsForm
 from app.wechat import permissions
 
 bp = Blueprint("staff", __name__)
@@ -116,9 +117,12 @@ def overview():
 @require_staff_role("viewer")
 def sessions():
     """Open authorization sessions (read-only): the list behind the "pending sessions" card."""
+    platform = stats.platform_filter(request.args.get("platform"))
     return render_template(
-        "staff/sessions.html", sessions=stats.pending_sessions(), total=stats.counts()["pending"]
-    )
+        "staff/sessions.html", sessions=stats.pending_sessions(component_appid=platform),
+        total=stats.pending_count(platform), platform=platform,
+        platform_names=stats.platform_names(),
+    )  # fmt: skip
 
 
 def _overview_charts() -> dict:
@@ -212,6 +216,26 @@ def invite(merchant_id: int):
     return _render_merchant(merchant, invite_form=form), 422
 
 
+@bp.post("/merchants/<int:merchant_id>/platforms")
+@require_staff_role("admin")
+def merchant_platforms(merchant_id: int):
+    """Choose the platforms a merchant may authorize (audited)."""
+    merchant = db.get_or_404(Merchant, merchant_id)
+    form = MerchantPlatformsForm(active=platforms.active_platforms())
+    if form.validate_on_submit():
+        try:
+            changed = platforms.set_merchant_platforms(merchant, form.chosen(), actor=current_user)
+        except platforms.PlatformError:
+            db.session.rollback()
+            form.platforms.errors = [_("Choose only from the active platforms listed.")]
+        else:
+            db.session.commit()
+            if changed:
+                flash(_("The merchant's platforms were saved."), "success")
+            return redirect(url_for("staff.merchant", merchant_id=merchant.id) + "#platforms", 303)
+    return _render_merchant(merchant, platforms_form=form), 422
+
+
 @bp.get("/users/<int:user_id>/disable")
 @require_staff_role("admin")
 def confirm_disable_user(user_id: int):
@@ -236,7 +260,20 @@ def disable_user(user_id: int):
     return redirect(url_for("staff.merchant", merchant_id=user.merchant_id), code=303)
 
 
-def _render_merchant(merchant, invite_form=None, sent=None):
+def _platforms_form(merchant) -> MerchantPlatformsForm | None:
+    """The merchant's platforms as a form: only when there is a choice to make (several active
+    platforms) or an earlier choice to undo."""
+    active = platforms.active_platforms()
+    if len(active) < 2 and merchant.platform_appids is None:
+        return None
+    chosen = merchant.platform_appids
+    return MerchantPlatformsForm(
+        formdata=None, active=active, scope="all" if chosen is None else "chosen",
+        platforms=list(chosen or []),
+    )  # fmt: skip
+
+
+def _render_merchant(merchant, invite_form=None, sent=None, platforms_form=None):
     f = queries.AccountFilter(merchant_id=merchant.id, per_page=25)
     invitations = teams.pending_invitations(merchant.id)
     return render_template(
@@ -250,5 +287,7 @@ def _render_merchant(merchant, invite_form=None, sent=None):
         now=clock.now(),
         accounts=queries.list_accounts(f),
         invite_form=invite_form or InviteForm(formdata=None),
+        platforms_form=platforms_form or _platforms_form(merchant),
+        platform_names=stats.platform_names(),
         confirm_form=ConfirmForm(),
     )

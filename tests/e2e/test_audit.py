@@ -237,6 +237,21 @@ def test_merchant_pages_pass_axe(browser, sandbox, live_portal, artifacts, app, 
     page.click("#wizard-next")  # without the tick: refused, explained
     page.wait_for_selector("#agree-error")
     auditor.audit(page, "connect-3-consent-refused")
+    # A second platform (#16, still in testing): step 1 asks which one, the steps carry it.
+    platforms.add(
+        component_appid="wx5b7c9d1e3f5a7b9c", appsecret="platformbsecret0123456789",
+        token="platformbtoken", encoding_aes_key="bcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
+        name="小程序工作室 Mini Program studio", purpose="小程序代开发 Mini Programs for merchants",
+    )  # fmt: skip
+    db.session.commit()
+    studio = "platform=wx5b7c9d1e3f5a7b9c"
+    for name, address in {
+        "connect-1-platform": m + "/connect",
+        "connect-1-platform-refused": m + "/connect/permissions?type=official_account",
+        "connect-2-permissions-testing": f"{m}/connect/permissions?type=official_account&{studio}",
+        "connect-3-consent-testing": f"{m}/connect/consent?type=official_account&sets=1&{studio}",
+    }.items():
+        auditor.audit(page, name, address)
     auditor.assert_clean()
 
 
@@ -306,6 +321,7 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
         "staff-provider": s + "/settings/provider",
         "staff-settings": url + "/settings",
         "staff-sessions": s + "/sessions",
+        "staff-attention": s + "/attention",
         "staff-bulk-resync": f"{s}/accounts/bulk/resync?ids={account.id}",
         "staff-bulk-notify": f"{s}/accounts/bulk/notify?scope=all&merchant={merchant.id}",
         "staff-resolve-reauthorization": f"{s}/accounts/attention/{reauth_item.id}",

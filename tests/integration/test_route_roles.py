@@ -224,6 +224,10 @@ EXPECTED = {
     "staff.platform.send_test_notification": {"POST": operator_action(303)},
     # Experience (#14): the provider's logo is public (no logo stored here: 404).
     "main.provider_logo": {"GET": everyone(404)},
+    # Accounts per platform (#16): a platform's logo is public too (none stored here: 404);
+    # administrators choose the platforms a merchant may authorize.
+    "main.platform_logo": {"GET": everyone(404)},
+    "staff.merchant_platforms": {"POST": admin_action(303)},
     "staff.provider.settings": {"GET": admin_action(200), "POST": admin_action(303)},
     "staff.notes.add_merchant_note": {"POST": operator_action(303)},
     "staff.notes.add_account_note": {"POST": operator_action(303)},
@@ -399,6 +403,7 @@ def post_data(endpoint: str, world: World) -> dict:
         "auth.login": {"email": "nobody@example.com", "password": "wrong password!"},
         "staff.create_merchant": {"name": f"Roles {n}"},
         "staff.invite": {"email": f"invitee-roles{n}@example.com"},
+        "staff.merchant_platforms": {"scope": "all"},
         "staff.accounts.assign": {"merchant_id": world.merchant.id},
         "staff.platform.create_api_key": {
             "name": "roles",

@@ -58,6 +58,7 @@ class AccountFilter:
     set_mode: str = "granted"  # granted | missing
     attention: bool = False
     q: str = ""
+    component_appid: str = ""  # one platform's accounts (#16); empty: every platform's
     sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = 50
@@ -109,10 +110,17 @@ class Page:
         return min(self.total, self.page * self.per_page)
 
 
-def open_attention_for(appid_column):
-    """EXISTS: an unresolved attention item names this appid."""
+def open_attention_for(appid_column, component_appid_column=None):
+    """EXISTS: an unresolved attention item names this appid (on this platform, when given)."""
+    same_platform = (
+        AttentionItem.component_appid == component_appid_column
+        if component_appid_column is not None
+        else true()
+    )
     return exists().where(
-        AttentionItem.authorizer_appid == appid_column, AttentionItem.resolved_at.is_(None)
+        AttentionItem.authorizer_appid == appid_column,
+        same_platform,
+        AttentionItem.resolved_at.is_(None),
     )
 
 
@@ -123,7 +131,13 @@ def needs_attention():
         select(AuthorizerToken.authorizer_id).where(AuthorizerToken.consecutive_failures > 0),
         select(Authorizer.id).where(Authorizer.merchant_id.is_(None)),
         select(Authorizer.id)
-        .join(AttentionItem, AttentionItem.authorizer_appid == Authorizer.appid)
+        .join(
+            AttentionItem,
+            and_(
+                AttentionItem.authorizer_appid == Authorizer.appid,
+                AttentionItem.component_appid == Authorizer.component_appid,
+            ),
+        )
         .where(AttentionItem.resolved_at.is_(None)),
     )
     return Authorizer.id.in_(select(flagged.subquery().c[0]))
@@ -139,6 +153,8 @@ def _conditions(f: AccountFilter) -> list:
         conditions.append(Authorizer.account_type == f.account_type)
     if f.merchant_id:
         conditions.append(Authorizer.merchant_id == f.merchant_id)
+    if f.component_appid:
+        conditions.append(Authorizer.component_appid == f.component_appid)
     if f.set_id:
         granted = select(GrantSet.authorizer_id).where(GrantSet.set_id == f.set_id)
         in_set = Authorizer.id.in_(granted)
@@ -166,6 +182,7 @@ def _search(q: str):
 def _columns():
     return (
         Authorizer.id,
+        Authorizer.component_appid,
         Authorizer.appid,
         Authorizer.nick_name,
         Authorizer.account_type,
@@ -247,17 +264,17 @@ def _attention_flags(rows) -> list[dict]:
     flagged = set()
     if appids:
         flagged = set(
-            db.session.scalars(
-                select(AttentionItem.authorizer_appid).where(
+            db.session.execute(
+                select(AttentionItem.component_appid, AttentionItem.authorizer_appid).where(
                     AttentionItem.authorizer_appid.in_(appids), AttentionItem.resolved_at.is_(None)
                 )
-            )
+            ).tuples()
         )
     result = []
     for row in rows:
         item = row._asdict()
         item["needs_attention"] = bool(
-            row.appid in flagged
+            (row.component_appid, row.appid) in flagged
             or row.merchant_id is None
             or row.status is GrantStatus.NEEDS_REAUTHORIZATION
             or (row.consecutive_failures or 0) > 0
@@ -269,6 +286,7 @@ def _attention_flags(rows) -> list[dict]:
 CSV_HEADER = (
     "appid", "name", "account_type", "principal_name", "merchant_id", "merchant_name",
     "status", "permission_set_ids", "authorized_at", "token_failures", "token_expires_at",
+    "component_appid",
 )  # fmt: skip
 
 
@@ -298,7 +316,7 @@ def _csv_row(row) -> list:
         row.appid, _csv_safe(row.nick_name), row.account_type or "", _csv_safe(row.principal_name),
         row.merchant_id or "", _csv_safe(row.merchant_name), status,
         " ".join(str(i) for i in sorted(row.set_ids or [])), _iso(row.authorized_at),
-        row.consecutive_failures or 0, _iso(row.access_expires_at),
+        row.consecutive_failures or 0, _iso(row.access_expires_at), row.component_appid,
     ]  # fmt: skip
 
 
@@ -312,15 +330,17 @@ def _csv_safe(value: str | None) -> str:
 
 
 def account_sessions(authorizer: Authorizer, limit: int = 50) -> list[AuthorizationSession]:
-    """Sessions that produced or targeted this account: requested versus granted."""
+    """Sessions that produced or targeted this account (on its platform): requested versus
+    granted."""
     appid = authorizer.appid
     query = (
         select(AuthorizationSession)
         .where(
+            AuthorizationSession.component_appid == authorizer.component_appid,
             or_(
                 AuthorizationSession.authorizer_appid == appid,
                 AuthorizationSession.biz_appid == appid,
-            )
+            ),
         )
         .order_by(AuthorizationSession.id.desc())
         .limit(limit)
@@ -336,17 +356,26 @@ def account_changes(authorizer: Authorizer) -> list[GrantChange]:
     return list(db.session.scalars(query.order_by(GrantChange.id.desc()).limit(200)))
 
 
-def account_events(appid: str, before_id: int | None = None, limit: int = 25) -> list[InboxEvent]:
-    """The account's pushes, newest first, paged by id (fields are already redacted)."""
-    query = select(InboxEvent).where(InboxEvent.authorizer_appid == appid)
+def account_events(
+    authorizer: Authorizer, before_id: int | None = None, limit: int = 25
+) -> list[InboxEvent]:
+    """The account's pushes (its platform's), newest first, paged by id (fields are already
+    redacted)."""
+    query = select(InboxEvent).where(
+        InboxEvent.component_appid == authorizer.component_appid,
+        InboxEvent.authorizer_appid == authorizer.appid,
+    )
     if before_id:
         query = query.where(InboxEvent.id < before_id)
     return list(db.session.scalars(query.order_by(InboxEvent.id.desc()).limit(limit)))
 
 
-def account_attention(appid: str) -> list[AttentionItem]:
-    """Attention items about this account, open first."""
-    query = select(AttentionItem).where(AttentionItem.authorizer_appid == appid)
+def account_attention(authorizer: Authorizer) -> list[AttentionItem]:
+    """Attention items about this account (on its platform), open first."""
+    query = select(AttentionItem).where(
+        AttentionItem.component_appid == authorizer.component_appid,
+        AttentionItem.authorizer_appid == authorizer.appid,
+    )
     query = query.order_by(AttentionItem.resolved_at.is_not(None), AttentionItem.id.desc())
     return list(db.session.scalars(query.limit(50)))
 
@@ -448,3 +477,29 @@ def known_actions() -> list[str]:
     """Distinct audit actions (for the filter's suggestions)."""
     query = select(AuditEntry.action).group_by(AuditEntry.action).order_by(AuditEntry.action)
     return list(db.session.scalars(query.limit(200)))
+
+
+# --- lists by platform (#16) --------------------------------------------------------------------
+
+
+def open_attention_items(
+    kind: str = "", component_appid: str = "", limit: int = 200
+) -> list[AttentionItem]:
+    """Open attention items, newest first: of one kind and one platform, when given."""
+    query = select(AttentionItem).where(AttentionItem.resolved_at.is_(None))
+    if kind:
+        query = query.where(AttentionItem.kind == kind)
+    if component_appid:
+        query = query.where(AttentionItem.component_appid == component_appid)
+    return list(db.session.scalars(query.order_by(AttentionItem.created_at.desc()).limit(limit)))
+
+
+def account_for(component_appid: str | None, appid: str | None) -> Authorizer | None:
+    """The account an event or attention item names: (platform, appid), unique per platform."""
+    if not appid or not component_appid:
+        return None
+    return db.session.scalar(
+        select(Authorizer).where(
+            Authorizer.component_appid == component_appid, Authorizer.appid == appid
+        )
+    )

@@ -55,19 +55,29 @@ def counts() -> dict[str, int]:
     }
 
 
-def _pending_sessions(now) -> tuple:
+def _pending_sessions(now, component_appid: str = "") -> tuple:
     """Open authorization sessions a merchant can still complete (the "pending" card)."""
-    return (
+    conditions = (
         AuthorizationSession.status == SessionStatus.OPEN,
         AuthorizationSession.expires_at > now,
     )
+    if component_appid:
+        conditions += (AuthorizationSession.component_appid == component_appid,)
+    return conditions
 
 
-def pending_sessions(limit: int = 200) -> list[AuthorizationSession]:
-    """The sessions the "pending sessions" card counts, soonest to expire first."""
-    query = select(AuthorizationSession).where(*_pending_sessions(clock.now()))
+def pending_sessions(limit: int = 200, component_appid: str = "") -> list[AuthorizationSession]:
+    """The sessions the "pending sessions" card counts, soonest to expire first (one
+    platform's, when given)."""
+    query = select(AuthorizationSession).where(*_pending_sessions(clock.now(), component_appid))
     query = query.order_by(AuthorizationSession.expires_at, AuthorizationSession.id)
     return list(db.session.scalars(query.limit(limit)))
+
+
+def pending_count(component_appid: str = "") -> int:
+    """How many sessions `pending_sessions` would list without its limit."""
+    conditions = _pending_sessions(clock.now(), component_appid)
+    return db.session.scalar(select(func.count()).where(*conditions))
 
 
 @dataclass
@@ -270,6 +280,13 @@ def platform_names() -> dict[str, str]:
     deployment's pages name no platform)."""
     rows = platforms.all_platforms()
     return {row.component_appid: row.name for row in rows} if len(rows) > 1 else {}
+
+
+def platform_filter(value: str | None) -> str:
+    """A `platform` query parameter as a filter: a platform's component AppID when the
+    deployment has several, else "" (every platform's rows)."""
+    value = (value or "").strip()
+    return value if value in platform_names() else ""
 
 
 def job_runs() -> list[JobRun]:

@@ -472,3 +472,87 @@ def _audit(action: str, row: Platform, actor, **details) -> None:
     audit.record(
         action, actor=actor, target_type="platform", target_id=row.component_appid, **details
     )
+
+
+# --- which platforms a merchant may authorize (#16) -------------------------------------------
+
+
+class NotAllowed(PlatformError):
+    """The merchant may not authorize this platform (unknown, retired or not theirs)."""
+
+    code = "platform_not_allowed"
+
+
+def active_platforms() -> list[Platform]:
+    """The active platforms, the default first, then by name."""
+    return [row for row in all_platforms() if row.active]
+
+
+def several() -> bool:
+    """Whether this deployment serves more than one active platform (pages then name them)."""
+    return len(active_platforms()) > 1
+
+
+def platforms_for_merchant(merchant) -> list[Platform]:
+    """The active platforms `merchant` may authorize, the default first: those staff chose
+    (merchant.platform_appids), or every active one when staff chose none."""
+    rows = active_platforms()
+    chosen = merchant.platform_appids
+    if chosen is None:
+        return rows
+    return [row for row in rows if row.component_appid in set(chosen)]
+
+
+def merchant_platform(merchant, component_appid: str | None) -> Platform:
+    """The platform `merchant` chose in the wizard; NotAllowed unless it is one of theirs.
+    With exactly one allowed platform no choice is asked and None (or "") means that one."""
+    allowed = platforms_for_merchant(merchant)
+    if not component_appid and len(allowed) == 1:
+        return allowed[0]
+    for row in allowed:
+        if row.component_appid == component_appid:
+            return row
+    raise NotAllowed(f"platform {component_appid!r} is not offered to this merchant")
+
+
+def set_merchant_platforms(merchant, component_appids: Iterable[str] | None, *, actor) -> bool:
+    """Staff choose the platforms a merchant may authorize: None means every active one, now
+    and as platforms are added; else at least one active platform. Audited; the caller commits.
+    Returns whether anything changed."""
+    active = [row.component_appid for row in active_platforms()]
+    chosen = None
+    if component_appids is not None:
+        wanted = set(component_appids)
+        unknown = wanted - set(active)
+        if unknown:
+            raise NotAllowed("not active platforms: " + ", ".join(sorted(unknown)))
+        if not wanted:
+            raise PlatformError("choose at least one platform")
+        chosen = [appid for appid in active if appid in wanted]
+    if chosen == merchant.platform_appids:
+        return False
+    merchant.platform_appids = chosen
+    audit.record(
+        "merchant.platforms_set", actor=actor, merchant_id=merchant.id, target_type="merchant",
+        target_id=merchant.id, platform_appids=chosen,
+    )  # fmt: skip
+    return True
+
+
+def shows_testing_notice(row: Platform) -> bool:
+    """Whether merchants are told that only its test accounts can authorize `row` yet: a
+    platform staff recorded as testing, except a one-platform deployment's default (whose
+    release state nobody needed to record before there were several)."""
+    if row.release_state != RELEASE_TESTING:
+        return False
+    return not row.is_default or several()
+
+
+def logo(component_appid: str) -> tuple[bytes, str] | None:
+    """A platform's logo bytes and content type, if it has one (raster only: anything else
+    recorded is not served, as an SVG could carry script)."""
+    row = get(component_appid)
+    if row is None or row.logo is None:
+        return None
+    kind = row.logo_content_type or ""
+    return (row.logo, kind) if kind in ("image/png", "image/jpeg") else None
