@@ -202,13 +202,12 @@ def connect_consent():
     )
     forms.with_choices(form, offered)
     if request.method == "POST" and form.validate():
-        # The session opens on the chosen platform (start_session's default is the current one).
-        with platforms.using(platform.component_appid):
-            session = consent.start_connection(
-                current_user.merchant, current_user, account_type=chosen.type.data,
-                set_ids=chosen.sets.data, version=forms.CONSENT_VERSION,
-                consent_key=(form.consent_key.data or "")[:43] or None,
-            )  # fmt: skip
+        session = consent.start_connection(
+            current_user.merchant, current_user, account_type=chosen.type.data,
+            set_ids=chosen.sets.data, version=forms.CONSENT_VERSION,
+            consent_key=(form.consent_key.data or "")[:43] or None,
+            component_appid=platform.component_appid,
+        )  # fmt: skip
         return see_other(url_for("merchant.session", public_id=session.public_id))
     status = 422 if request.method == "POST" else 200
     required = queries.required_set_ids(chosen.type.data)

@@ -27,8 +27,10 @@ def start_connection(
     set_ids,
     version: str,
     consent_key: str | None = None,
+    component_appid: str | None = None,
 ) -> AuthorizationSession:
-    """Open a session for a new account of `account_type` and record the consent to it.
+    """Open a session for a new account of `account_type` on a platform (default: the current
+    one) and record the consent to it.
 
     `consent_key` makes the submission idempotent: sending the same form again (back button,
     double click) returns the session it already opened instead of a second one.
@@ -37,7 +39,11 @@ def start_connection(
     if existing is not None:
         return existing
     session = sessions.start_session(
-        merchant, set_ids, user=user, auth_type=AUTH_TYPES[account_type]
+        merchant,
+        set_ids,
+        user=user,
+        auth_type=AUTH_TYPES[account_type],
+        component_appid=component_appid,
     )
     if consent_key:
         session.consent_key = consent_key
