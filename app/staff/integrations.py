@@ -1,6 +1,8 @@
 """Staff console: integrations, where the token API's consumers (API keys) and the message relay's
 routes live together. Staff read everything; administrators change routes; operators test-send and
-replay dead letters. Pages show counts, statuses and timings, never message content or secrets."""
+replay dead letters. Pages show counts, statuses and timings, never message content or secrets.
+With several third-party platforms, routes name the platform whose accounts they serve (or all),
+and the route list can be narrowed to one platform (`?platform=`)."""
 
 from flask import (
     Blueprint,
@@ -21,6 +23,7 @@ from app.auth.access import can, require_staff_role
 from app.extensions import db
 from app.htmx import render
 from app.models import Merchant, RelayDelivery, RelayRoute
+from app.services.console import stats as console_stats
 from app.services.custody import apikeys
 from app.services.relay import outbox, routes, stats
 from app.staff.forms import ConfirmForm, RelayRouteForm, require_confirmation
@@ -40,12 +43,19 @@ def route_target(route) -> str:
 @bp.get("")
 @require_staff_role("viewer")
 def index():
-    """API keys and relay routes on one page, each route with its counts and reply times."""
-    listed = routes.list_routes()
+    """API keys and relay routes on one page, each route with its counts and reply times; with
+    `?platform=`, the routes serving that platform and their deliveries for its accounts."""
+    names = console_stats.platform_names()  # empty for one platform: the page stays as it was
+    platform = request.args.get("platform") or None
+    if platform not in names:
+        platform = None
+    listed = routes.list_routes(platform)
     return render_template(
         "staff/integrations.html",
         routes=listed,
-        route_stats=stats.route_stats([r.id for r in listed]),
+        route_stats=stats.route_stats([r.id for r in listed], component_appid=platform),
+        platform_names=names,
+        platform=platform,
         keys=apikeys.list_api_keys() if can("admin") else [],
         window_hours=current_app.config["RELAY_RETENTION_HOURS"],
     )
@@ -93,6 +103,7 @@ def edit_route(route_id: int):
         "scope": RelayRouteForm.scope_of(route),
         "merchant_id": route.merchant_id,
         "authorizer_appid": route.authorizer_appid or "",
+        "component_appid": route.component_appid or "",
         "msg_types": ", ".join(route.msg_types or ()),
     }
     return _render_form(_form(formdata=None, data=data, editing=True), route=route)
@@ -240,9 +251,10 @@ def _back(route_id: int, anchor: str = ""):
 
 
 def _form(**kwargs) -> RelayRouteForm:
-    """The route form (from the request unless `formdata=None`), with the merchants to choose."""
+    """The route form (from the request unless `formdata=None`), with the merchants (and, when
+    there are several, the platforms) to choose."""
     merchants = db.session.scalars(select(Merchant).order_by(Merchant.name, Merchant.id)).all()
-    return RelayRouteForm(merchants=merchants, **kwargs)
+    return RelayRouteForm(merchants=merchants, platforms=console_stats.platform_names(), **kwargs)
 
 
 def _render_form(form, route=None, status=200):
@@ -263,6 +275,7 @@ def _render_route(route, fragment="dead_letters", generated=None, test_result=No
         more_dead=len(dead) == DEAD_PER_PAGE,
         window_hours=current_app.config["RELAY_RETENTION_HOURS"],
         confirm_form=ConfirmForm(),
+        platform_names=console_stats.platform_names(),
         generated=generated,
         test_result=test_result,
     )
