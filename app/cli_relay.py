@@ -26,14 +26,23 @@ def relay_group() -> None:
 @click.option("--secret", default=None, help="json: the HMAC signing secret (generated).")
 @click.option("--merchant", "merchant_id", type=int, default=None, help="Only this merchant.")
 @click.option("--appid", default=None, help="Only this account.")
+@click.option(
+    "--platform",
+    "component_appid",
+    default=None,
+    help="Only this third-party platform's accounts (its component appid; default: all).",
+)
 @click.option("--types", default="", help="e.g. text,image,event.subscribe (default: all).")
 @click.option("--name", default="", help="A label (default: the URL's host).")
-def add(url, format_, mode, token, secret, merchant_id, appid, types, name) -> None:
+def add(
+    url, format_, mode, token, secret, merchant_id, appid, component_appid, types, name
+) -> None:
     """Add a route and print its id (a generated token or secret goes to stderr, once)."""
     try:
         route = routes.create_route(
             name=name, url=url, format=format_, mode=mode, token=token, secret=secret,
-            merchant_id=merchant_id, authorizer_appid=appid, msg_types=types, actor=ACTOR,
+            merchant_id=merchant_id, authorizer_appid=appid, component_appid=component_appid,
+            msg_types=types, actor=ACTOR,
         )  # fmt: skip
     except routes.RouteError as error:
         db.session.rollback()
@@ -47,11 +56,13 @@ def add(url, format_, mode, token, secret, merchant_id, appid, types, name) -> N
 
 @relay_group.command("list")
 def list_() -> None:
-    """List routes: id, name, format, mode, scope, types, paused (never tokens or secrets)."""
-    header = ("id", "name", "format", "mode", "scope", "types", "paused")
+    """List routes: id, name, format, mode, platform ("*": all), scope, types, paused (never
+    tokens or secrets)."""
+    header = ("id", "name", "format", "mode", "platform", "scope", "types", "paused")
     rows = [
-        (str(route.id), route.name, route.format, route.mode, routes.scope_label(route),
-         ",".join(route.msg_types or ()) or "*", "yes" if route.paused else "no")
+        (str(route.id), route.name, route.format, route.mode, routes.platform_label(route),
+         routes.scope_label(route), ",".join(route.msg_types or ()) or "*",
+         "yes" if route.paused else "no")
         for route in routes.list_routes()
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -285,6 +285,12 @@ class RelayRouteForm(FlaskForm):
         validators=[Optional(), Length(max=128)],
         description=_l("Leave blank to have one generated; it is shown once after saving."),
     )
+    # Shown only when there are several third-party platforms (see `several_platforms`).
+    component_appid = SelectField(
+        _l("Platform"),
+        validate_choice=False,  # the relay service checks the platform
+        description=_l("Only the accounts authorized to this third-party platform, or to any."),
+    )
     scope = RadioField(
         _l("Accounts"),
         choices=[SelectChoice(s, VOCABULARIES["relay_scope"][s]) for s in RELAY_SCOPES],
@@ -300,10 +306,17 @@ class RelayRouteForm(FlaskForm):
         description=_l("Comma-separated, e.g. text, image, event.subscribe. Empty: every type."),
     )
 
-    def __init__(self, *args, merchants=(), editing=False, **kwargs):
+    def __init__(self, *args, merchants=(), platforms=None, editing=False, **kwargs):
+        """`platforms`: names by component appid; the platform choice is offered only when
+        there are several (else routes serve every platform, as before)."""
         super().__init__(*args, **kwargs)
         self.merchant_id.choices = [SelectChoice("", _l("Choose a merchant"))] + [
             SelectChoice(str(m.id), f"{m.name} (#{m.id})") for m in merchants
+        ]
+        platforms = platforms or {}
+        self.several_platforms = len(platforms) > 1
+        self.component_appid.choices = [SelectChoice("", _l("All platforms"))] + [
+            SelectChoice(appid, f"{name} ({appid})") for appid, name in platforms.items()
         ]
         if editing:
             keep = _l("Leave blank to keep the current one.")
@@ -324,8 +337,9 @@ class RelayRouteForm(FlaskForm):
         return ok
 
     def values(self) -> dict:
-        """The route's settings as the relay services take them (token and secret apart)."""
-        return {
+        """The route's settings as the relay services take them (token and secret apart; the
+        platform only when it was offered, so that an edit never drops one unseen)."""
+        values = {
             "name": self.name.data.strip(),
             "url": self.url.data.strip(),
             "format": self.format.data,
@@ -334,6 +348,9 @@ class RelayRouteForm(FlaskForm):
             "authorizer_appid": self.authorizer_appid.data if self.scope.data == "appid" else None,
             "msg_types": [t.strip() for t in (self.msg_types.data or "").split(",") if t.strip()],
         }
+        if self.several_platforms:
+            values["component_appid"] = self.component_appid.data or None
+        return values
 
     def credentials(self) -> dict:
         """The token and secret typed in (only those not left blank)."""

@@ -36,12 +36,22 @@ from tests import factories
 _seq = itertools.count(1)
 
 
-def make_account(merchant=None, *, status=GrantStatus.ACTIVE, user_name: str | None = "auto"):
-    """An authorizer (with its original id gh_...) and a grant; committed."""
+def make_account(
+    merchant=None,
+    *,
+    status=GrantStatus.ACTIVE,
+    user_name: str | None = "auto",
+    component_appid: str | None = None,
+    appid: str | None = None,
+):
+    """An authorizer (with its original id gh_...) and a grant; committed. `component_appid`:
+    the platform it is held on (default: the current one); `appid`: e.g. an account already
+    held on another platform."""
     n = next(_seq)
-    appid = f"wxrelay{n:010d}"
+    appid = appid or f"wxrelay{n:010d}"
     authorizer = Authorizer(
         appid=appid,
+        **({"component_appid": component_appid} if component_appid else {}),
         merchant_id=merchant.id if merchant else None,
         account_type="official_account",
         nick_name=f"中继测试 Relay {n}",
@@ -84,13 +94,17 @@ def event_xml(account, event="subscribe", *, openid="o_user_0001", at=None, **ex
 
 class WeChat:
     """Plays WeChat: seals a message with wechatpy's WeChatCrypto (the platform's token, key and
-    appid), POSTs it to the message URL and opens the encrypted passive reply."""
+    appid), POSTs it to the message URL and opens the encrypted passive reply. With
+    `component_appid` (and its token and key) it plays another platform, posting to
+    /wechat/<component_appid>/messages/<appid>."""
 
-    def __init__(self, base_url: str, config):
+    def __init__(self, base_url: str, config, *, component_appid=None, token=None, aes_key=None):
         self.base_url = base_url
+        self.component_appid = component_appid or config["WECHAT_COMPONENT_APPID"]
+        self.prefix = f"/wechat/{component_appid}" if component_appid else "/wechat"
         self.crypto = WeChatCrypto(
-            config["WECHAT_TOKEN"], config["WECHAT_ENCODING_AES_KEY"],
-            config["WECHAT_COMPONENT_APPID"],
+            token or config["WECHAT_TOKEN"], aes_key or config["WECHAT_ENCODING_AES_KEY"],
+            self.component_appid,
         )  # fmt: skip
         self.http = requests.Session()
 
@@ -118,7 +132,7 @@ class WeChat:
         sealed_body, sealed_params = self.seal(inner_xml, to_user_name, sdk_envelope=sdk_envelope)
         started = time.perf_counter()
         response = self.http.post(
-            f"{self.base_url}/wechat/messages/{appid}",
+            f"{self.base_url}{self.prefix}/messages/{appid}",
             params=params or sealed_params,
             data=(body if body is not None else sealed_body).encode(),
             headers={"Content-Type": "text/xml"},

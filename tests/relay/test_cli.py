@@ -90,9 +90,11 @@ def test_list_shows_routes_without_credentials_and_remove_deletes(runner):
     listing = runner.invoke(args=["relay", "list"])
     assert listing.exit_code == 0
     lines = listing.stdout.splitlines()
-    assert lines[0].split() == ["id", "name", "format", "mode", "scope", "types", "paused"]
-    assert lines[1].split() == [str(ids[0]), "A", "wechat-xml", "reply", "all", "*", "no"]
-    assert lines[2].split() == [str(ids[1]), "svc.example.com", "json", "async",
+    assert lines[0].split() == [
+        "id", "name", "format", "mode", "platform", "scope", "types", "paused"
+    ]  # fmt: skip
+    assert lines[1].split() == [str(ids[0]), "A", "wechat-xml", "reply", "*", "all", "*", "no"]
+    assert lines[2].split() == [str(ids[1]), "svc.example.com", "json", "async", "*",
                                 f"merchant:{merchant.id}", "image", "no"]  # fmt: skip
     secret = db.session.get(RelayRoute, ids[1]).secret
     assert "listtoken1" not in listing.output and secret not in listing.output

@@ -86,12 +86,13 @@ def test_a_batch_that_breaks_a_constraint_fails_only_the_bad_message(app, mercha
                         secret="s" * 32, merchant_id=merchant.id)  # fmt: skip
     find_accounts = inbound._find_accounts
 
-    def with_a_deleted_route(appids):
-        accounts = find_accounts(appids)
-        if doomed.appid in accounts:
-            account = accounts[doomed.appid]
+    def with_a_deleted_route(pairs):
+        accounts = find_accounts(pairs)
+        key = (doomed.component_appid, doomed.appid)
+        if key in accounts:
+            account = accounts[key]
             gone = dataclasses.replace(account.routes[0], id=999_999)
-            accounts[doomed.appid] = dataclasses.replace(account, routes=(gone,))
+            accounts[key] = dataclasses.replace(account, routes=(gone,))
         return accounts
 
     monkeypatch.setattr(inbound, "_find_accounts", with_a_deleted_route)
@@ -109,5 +110,7 @@ def _arrival(account, msg_id):
 
     xml = text_xml(account, "hi", msg_id=msg_id)
     message = parse_message(xml)
-    digest = inbound.dedupe_key(account.appid, message)
-    return inbound._Arrival(account.appid, message, xml, "text", digest, clock.now())
+    digest = inbound.dedupe_key(account.appid, message, account.component_appid)
+    return inbound._Arrival(
+        account.appid, message, xml, "text", digest, clock.now(), account.component_appid
+    )

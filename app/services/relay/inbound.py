@@ -3,8 +3,12 @@
 After `platform/messages.py` verified and decrypted a message (and answered the release-check
 accounts itself), the message joins this process's group commit (`_GroupCommit`): the messages
 that requests store at the same moment share one transaction, written by whichever came first.
-1. one query finds the accounts with an active grant and the unpaused routes whose scope
-   includes them; a message for an account we do not hold as active, or addressed to another
+A message is for the current platform's account (`platforms.current_appid()` when `relay` is
+called): one account authorized to two platforms is two accounts here, each with its own
+messages, and a batch may hold several platforms' messages, each matched to its own.
+1. one query finds the accounts (platform, appid) with an active grant and the unpaused routes
+   whose scope includes them (a route scoped to a platform takes only that platform's
+   accounts); a message for an account we do not hold as active, or addressed to another
    account than the path names, gets `success` and nothing is stored;
 2. no route takes the message's type: `success`, nothing stored;
 3. the transaction stores each message and one delivery per route (async: `pending`, for the
@@ -43,12 +47,12 @@ from app.extensions import db
 from app.models import Authorizer, Grant, RelayDelivery, RelayMessage, RelayRoute
 from app.models.grants import GrantStatus
 from app.services import clock
-from app.services.platform import health, intake
+from app.services.platform import health, intake, platforms
 from app.services.platform.platforms import message_crypto
 from app.services.relay import transport
 from app.services.relay.formats import Outgoing, build_request, read_reply
 from app.services.relay.routes import pick_reply_route, scope_includes, type_key, types_match
-from app.wechat.crypto import OpenedMessage
+from app.wechat.crypto import MessageCrypto, OpenedMessage
 from app.wechat.events import EventMessage, Message
 from app.wechat.replies import InvalidReply
 
@@ -95,6 +99,7 @@ class RouteView:
     msg_types: tuple[str, ...]
     merchant_id: int | None
     authorizer_appid: str | None
+    component_appid: str | None  # the route's platform scope (None: every platform)
     sealed_token: str | None
     sealed_secret: str | None
 
@@ -114,6 +119,7 @@ def _open(sealed: str | None) -> str | None:
 @dataclass(frozen=True)
 class Account:
     id: int
+    component_appid: str
     appid: str
     merchant_id: int | None
     user_name: str | None
@@ -124,6 +130,7 @@ class Account:
 # routes whose scope includes it (type filters are applied in Python: they are JSON lists).
 _LOOKUP = (
     select(
+        Authorizer.component_appid,
         Authorizer.appid,
         Authorizer.id,
         Authorizer.merchant_id,
@@ -135,6 +142,7 @@ _LOOKUP = (
         RelayRoute.msg_types,
         RelayRoute.merchant_id.label("route_merchant_id"),
         RelayRoute.authorizer_appid,
+        RelayRoute.component_appid.label("route_component_appid"),
         type_coerce(RelayRoute.token, Text).label("sealed_token"),
         type_coerce(RelayRoute.secret, Text).label("sealed_secret"),
     )
@@ -144,10 +152,15 @@ _LOOKUP = (
         RelayRoute,
         and_(
             RelayRoute.paused.is_(False),
-            scope_includes(Authorizer.appid, Authorizer.merchant_id),
+            scope_includes(Authorizer.appid, Authorizer.merchant_id, Authorizer.component_appid),
         ),
     )
-    .where(Authorizer.appid.in_(bindparam("appids", expanding=True)))
+    # The accounts of every (platform, appid) asked for, and maybe a few more (another asked
+    # platform's account of an asked appid): _find_accounts keeps only the pairs asked for.
+    .where(
+        Authorizer.component_appid.in_(bindparam("components", expanding=True)),
+        Authorizer.appid.in_(bindparam("appids", expanding=True)),
+    )
     .order_by(RelayRoute.id)
 )
 # A retry of a stored message inserts nothing (no error, no rollback); the RETURNING
@@ -170,16 +183,20 @@ _REPLY_STATE = (
 )
 
 
-def _find_accounts(appids: set[str]) -> dict[str, Account]:
-    """The accounts among `appids` with an active grant, with their candidate routes (one query,
-    in the session's transaction)."""
-    rows: dict[str, list] = {}
-    for row in db.session.connection().execute(_LOOKUP, {"appids": sorted(appids)}):
-        rows.setdefault(row.appid, []).append(row)
-    return {appid: _account(appid, found) for appid, found in rows.items()}
+def _find_accounts(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Account]:
+    """The accounts among `pairs` (component_appid, appid) with an active grant, with their
+    candidate routes (one query, in the session's transaction). Never another platform's
+    account of the same appid."""
+    params = {"components": sorted({c for c, _ in pairs}), "appids": sorted({a for _, a in pairs})}
+    rows: dict[tuple[str, str], list] = {}
+    for row in db.session.connection().execute(_LOOKUP, params):
+        pair = (row.component_appid, row.appid)
+        if pair in pairs:
+            rows.setdefault(pair, []).append(row)
+    return {pair: _account(pair, found) for pair, found in rows.items()}
 
 
-def _account(appid: str, rows: list) -> Account:
+def _account(pair: tuple[str, str], rows: list) -> Account:
     first = rows[0]
     routes = tuple(
         RouteView(
@@ -190,19 +207,29 @@ def _account(appid: str, rows: list) -> Account:
             msg_types=tuple(row.msg_types or ()),
             merchant_id=row.route_merchant_id,
             authorizer_appid=row.authorizer_appid,
+            component_appid=row.route_component_appid,
             sealed_token=row.sealed_token,
             sealed_secret=row.sealed_secret,
         )
         for row in rows
         if row.route_id is not None
     )
-    return Account(first.id, appid, first.merchant_id, first.user_name, routes)
+    component_appid, appid = pair
+    return Account(first.id, component_appid, appid, first.merchant_id, first.user_name, routes)
 
 
-def dedupe_key(appid: str, message: Message) -> str:
-    """SHA-256 of the appid and the message's own key (MsgId, else sender + CreateTime +
-    Event/MsgType): WeChat's retries of one message collide, other accounts' never do."""
-    return hashlib.sha256(f"{appid}\x1f{message.dedupe_key}".encode()).hexdigest()
+def dedupe_key(appid: str, message: Message, component_appid: str | None = None) -> str:
+    """SHA-256 of the account and the message's own key (MsgId, else sender + CreateTime +
+    Event/MsgType): WeChat's retries of one message collide, other accounts' never do.
+
+    The account is (platform, appid): an account authorized to two platforms gets each message
+    pushed to both, and each platform stores its copy. The default platform's key is the
+    pre-#16 one (appid only), so its stored messages and WeChat's retries still collide; other
+    platforms' keys start with their component appid. `component_appid`: default the current
+    platform."""
+    component_appid = component_appid or platforms.current_appid()
+    account = appid if platforms.is_default(component_appid) else f"{component_appid}\x1f{appid}"
+    return hashlib.sha256(f"{account}\x1f{message.dedupe_key}".encode()).hexdigest()
 
 
 def message_type(message: Message) -> str:
@@ -219,17 +246,21 @@ def relay(
     *,
     arrived: float,
 ) -> str:
-    """Relay a verified message for `appid`; returns the reply body for WeChat ("success" or
-    encrypted reply XML). `arrived` is the request's time.perf_counter() at arrival."""
+    """Relay a verified message for the current platform's account `appid`; returns the reply
+    body for WeChat ("success" or encrypted reply XML, with this platform's keys). `arrived` is
+    the request's time.perf_counter() at arrival."""
     deadline = arrived + current_app.config["RELAY_REPLY_TIMEOUT"]
+    component_appid = platforms.current_appid()
+    crypto = message_crypto()  # this request's platform's, whoever writes the batch
     arrival = _Arrival(appid, message, opened.xml, message_type(message),
-                       dedupe_key(appid, message), clock.now())  # fmt: skip
+                       dedupe_key(appid, message, component_appid), clock.now(),
+                       component_appid)  # fmt: skip
     _group_commit().store(arrival)
     if arrival.error is not None:
         raise StoreFailed() from arrival.error
     if arrival.outcome == "duplicate":
         metrics.RELAY_MESSAGES.labels(outcome="duplicate").inc()
-        return _answer_retry(arrival.digest, args, opened, deadline)
+        return _answer_retry(arrival.digest, args, opened, deadline, crypto)
     if arrival.outcome != "stored":
         if arrival.outcome == "not_active":
             health.count("messages:other")  # not ours to read: we keep the count only
@@ -241,7 +272,7 @@ def relay(
     outgoing = Outgoing(
         message_id=arrival.message_id,
         delivery_id=delivery_id,
-        component_appid=message_crypto().appid,
+        component_appid=component_appid,
         authorizer_appid=appid,
         merchant_id=arrival.account.merchant_id,
         received_at=arrival.received_at,
@@ -255,7 +286,7 @@ def relay(
         raise
     _publish(delivery_id, result)
     _settle_later(delivery_id, result)
-    return _encrypted(result.reply, args, opened)
+    return _encrypted(result.reply, args, opened, crypto)
 
 
 def _outcome(outcome: str) -> str:
@@ -281,6 +312,7 @@ class _Arrival:
     key: str  # its type, as routes name it
     digest: str
     received_at: datetime
+    component_appid: str  # the platform the message came for
     outcome: str | None = None  # stored | duplicate | not_active | misaddressed | no_route
     account: Account | None = None
     reply_route: RouteView | None = None
@@ -363,10 +395,10 @@ def _write_once(batch: list[_Arrival]) -> None:
     """One transaction: look the accounts up, insert the new messages (a stored one is a
     retry: ON CONFLICT DO NOTHING) and one delivery per route, hold the reply deliveries in
     flight, commit, then wake the outbox."""
-    accounts = _find_accounts({item.appid for item in batch})
+    accounts = _find_accounts({(item.component_appid, item.appid) for item in batch})
     new: list[_Arrival] = []
     for item in batch:
-        if not _route(item, accounts.get(item.appid)):
+        if not _route(item, accounts.get((item.component_appid, item.appid))):
             continue
         if any(other.digest == item.digest for other in new):
             item.outcome = "duplicate"  # WeChat's retry, in the same batch
@@ -553,10 +585,13 @@ def _settle_later(delivery_id: int, result: _Result) -> None:
     _settlers.submit(run)
 
 
-def _encrypted(reply: str | None, args: Mapping[str, str], opened: OpenedMessage) -> str:
+def _encrypted(
+    reply: str | None, args: Mapping[str, str], opened: OpenedMessage, crypto: MessageCrypto
+) -> str:
+    """The reply sealed with the keys of the platform the message came for (`crypto`)."""
     if reply is None:
         return SUCCESS
-    return message_crypto().encrypt_reply(
+    return crypto.encrypt_reply(
         reply, args["timestamp"], args["nonce"], use_previous_key=opened.used_previous_key
     )
 
@@ -593,7 +628,11 @@ def _forget(delivery_id: int) -> None:
 
 
 def _answer_retry(
-    digest: str, args: Mapping[str, str], opened: OpenedMessage, deadline: float
+    digest: str,
+    args: Mapping[str, str],
+    opened: OpenedMessage,
+    deadline: float,
+    crypto: MessageCrypto,
 ) -> str:
     """The first request's reply for a retried message: waited for while in flight (within
     this request's budget), encrypted anew; `success` when there is none."""
@@ -619,7 +658,7 @@ def _answer_retry(
         else:
             time.sleep(min(remaining, next(polls, POLL_SECONDS[-1])))
         _, status, reply, _ = _reply_state(digest)
-    return _encrypted(reply, args, opened) if status == "delivered" else SUCCESS
+    return _encrypted(reply, args, opened, crypto) if status == "delivered" else SUCCESS
 
 
 def _reply_state(digest: str):

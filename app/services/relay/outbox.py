@@ -75,7 +75,6 @@ from app import metrics, vault
 from app.extensions import db
 from app.models import Authorizer, RelayDelivery, RelayMessage, RelayRoute, User
 from app.services import DomainError, audit, clock
-from app.services.platform import platforms
 from app.services.relay import formats, inbound, transport
 from app.wechat.errors import MalformedMessage
 from app.wechat.events import parse_message
@@ -358,6 +357,7 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
             RelayDelivery.attempts,
             RelayMessage.payload,
             RelayMessage.received_at,
+            Authorizer.component_appid,
             Authorizer.appid,
             Authorizer.merchant_id,
             RelayRoute.url,
@@ -370,7 +370,6 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
         .join(RelayRoute, RelayRoute.id == RelayDelivery.route_id)
         .where(RelayDelivery.id.in_(ids))
     ).all()
-    component_appid = platforms.default_appid()
     timestamp = int(clock.now().timestamp())
     targets: dict[int, _Target] = {}
     claims = []
@@ -383,7 +382,7 @@ def _requests_for(ids: list[int], lease_until: datetime) -> list[_Claim]:
             outgoing = formats.Outgoing(
                 message_id=row.message_id,
                 delivery_id=row.id,
-                component_appid=component_appid,
+                component_appid=row.component_appid,  # the account's platform
                 authorizer_appid=row.appid,
                 merchant_id=row.merchant_id,
                 received_at=row.received_at,

@@ -6,6 +6,10 @@ Rules:
   or `async`;
 - its scope is every account, one merchant's accounts (`merchant_id`, the merchant must exist)
   or one account (`authorizer_appid`), never both; a merchant scope never crosses merchants;
+- on top of that a route serves one third-party platform's accounts (`component_appid`, a
+  platform we know) or every platform's (None, the default): an account authorized to two
+  platforms is two accounts, and an appid route scoped to a platform gets only that platform's
+  account's messages;
 - its type filter names message types (`text`, `image`, ...), `event` (every event) or one
   event (`event.subscribe`); WeChat writes Event values in varying case (`subscribe`, `CLICK`,
   `SCAN`), so event names are lower-cased and matched case-insensitively; empty means every type;
@@ -38,6 +42,7 @@ from app.extensions import db
 from app.models import Authorizer, Merchant, RelayRoute, User
 from app.models.relay import FORMATS, MODES
 from app.services import DomainError, audit, clock
+from app.services.platform import platforms
 from app.services.relay import transport
 from app.services.relay.formats import Outgoing, build_request, read_reply
 from app.wechat.replies import InvalidReply
@@ -62,13 +67,14 @@ MAX_NAME = 120
 MAX_URL = 2048
 EDITABLE = frozenset(
     {"name", "url", "format", "mode", "token", "secret", "merchant_id", "authorizer_appid",
-     "msg_types"}
+     "component_appid", "msg_types"}
 )  # fmt: skip
 
 
 class RouteError(DomainError):
     """A route that cannot be saved: `message` (lazy, translated where shown), `field` names the
-    input at fault (name, url, format, mode, token, secret, scope, msg_types, overlap)."""
+    input at fault (name, url, format, mode, token, secret, scope, component_appid, msg_types,
+    overlap)."""
 
     code = "invalid_relay_route"
 
@@ -102,24 +108,29 @@ def types_match(msg_types: Iterable[str] | None, key: str) -> bool:
     return key in msg_types or (key.startswith(EVENT_PREFIX) and "event" in msg_types)
 
 
-def scope_includes(appid, merchant_id):
-    """SQL: routes whose scope includes an account (`appid`, `merchant_id`: values or columns).
+def scope_includes(appid, merchant_id, component_appid):
+    """SQL: routes whose scope includes an account (`appid`, `merchant_id`, `component_appid`:
+    values or columns).
 
     A merchant scope matches only a known merchant: an unassigned account (merchant None) is
-    reached by all-account routes and its own appid routes only."""
+    reached by all-account routes and its own appid routes only. A route scoped to a platform
+    reaches only that platform's accounts; an unscoped one every platform's."""
     clauses = [
         and_(RelayRoute.merchant_id.is_(None), RelayRoute.authorizer_appid.is_(None)),
         RelayRoute.authorizer_appid == appid,
     ]
     if merchant_id is not None:  # a column compares NULL-safely (NULL = x is never true)
         clauses.append(RelayRoute.merchant_id == merchant_id)
-    return or_(*clauses)
+    platform = or_(
+        RelayRoute.component_appid.is_(None), RelayRoute.component_appid == component_appid
+    )
+    return and_(platform, or_(*clauses))
 
 
 def routes_for(authorizer: Authorizer, msg_type: str) -> list[RelayRoute]:
-    """Active routes taking a message of `msg_type` ("text", "event.subscribe") for the account,
-    oldest first."""
-    scope = scope_includes(authorizer.appid, authorizer.merchant_id)
+    """Active routes taking a message of `msg_type` ("text", "event.subscribe") for the account
+    (on its platform), oldest first."""
+    scope = scope_includes(authorizer.appid, authorizer.merchant_id, authorizer.component_appid)
     query = select(RelayRoute).where(RelayRoute.paused.is_(False), scope).order_by(RelayRoute.id)
     key = msg_type.lower()
     return [route for route in db.session.scalars(query) if types_match(route.msg_types, key)]
@@ -127,20 +138,23 @@ def routes_for(authorizer: Authorizer, msg_type: str) -> list[RelayRoute]:
 
 def pick_reply_route(routes):
     """The one reply route among matching routes: the most specific scope (account, merchant,
-    everyone), then a type filter over none, then the oldest; None without reply routes."""
+    everyone), then one platform over every platform, then a type filter over none, then the
+    oldest; None without reply routes."""
     replies = [route for route in routes if route.mode == "reply"]
     if not replies:
         return None
 
     def specificity(route):
         scope = 0 if route.authorizer_appid else 1 if route.merchant_id else 2
-        return (scope, 0 if route.msg_types else 1, route.id)
+        platform = 0 if route.component_appid else 1
+        return (scope, platform, 0 if route.msg_types else 1, route.id)
 
     return min(replies, key=specificity)
 
 
 def scope_label(route) -> str:
-    """ "all", "merchant:<id>" or "appid:<appid>" (the CLI and logs)."""
+    """ "all", "merchant:<id>" or "appid:<appid>" (the CLI and logs; the platform apart, see
+    `platform_label`)."""
     if route.authorizer_appid:
         return f"appid:{route.authorizer_appid}"
     if route.merchant_id is not None:
@@ -148,12 +162,23 @@ def scope_label(route) -> str:
     return "all"
 
 
+def platform_label(route) -> str:
+    """The route's platform (component appid), "*" for every platform (the CLI)."""
+    return route.component_appid or "*"
+
+
 # --- changes ----------------------------------------------------------------------------------
 
 
-def list_routes() -> list[RelayRoute]:
-    """Every route, oldest first."""
-    return list(db.session.scalars(select(RelayRoute).order_by(RelayRoute.id)))
+def list_routes(component_appid: str | None = None) -> list[RelayRoute]:
+    """Every route, oldest first; with `component_appid`, the routes serving that platform's
+    accounts (its own and the every-platform ones)."""
+    query = select(RelayRoute).order_by(RelayRoute.id)
+    if component_appid:
+        query = query.where(
+            or_(RelayRoute.component_appid.is_(None), RelayRoute.component_appid == component_appid)
+        )
+    return list(db.session.scalars(query))
 
 
 def create_route(
@@ -166,16 +191,18 @@ def create_route(
     secret: str | None = None,
     merchant_id: int | None = None,
     authorizer_appid: str | None = None,
+    component_appid: str | None = None,
     msg_types: Iterable[str] = (),
     actor: User | str | None = None,
 ) -> RelayRoute:
     """Validate and save a route (audited, committed). A generated token or secret is on
-    `route.generated_credential`, once; None when the caller gave one."""
+    `route.generated_credential`, once; None when the caller gave one. `component_appid`: only
+    that platform's accounts (None: every platform's)."""
     values = _validated(
         {
             "name": name, "url": url, "format": format, "mode": mode, "token": token,
             "secret": secret, "merchant_id": merchant_id, "authorizer_appid": authorizer_appid,
-            "msg_types": msg_types, "paused": False,
+            "component_appid": component_appid, "msg_types": msg_types, "paused": False,
         }
     )  # fmt: skip
     generated = _fill_credential(values)
@@ -198,9 +225,9 @@ def create_route(
 
 def update_route(route: RelayRoute, *, actor: User | str | None = None, **changes) -> RelayRoute:
     """Change some of name, url, format, mode, token, secret, merchant_id, authorizer_appid,
-    msg_types (validated as a whole; audited; committed). A token or secret of None keeps the
-    current one; a format change generates the new format's credential when none is given
-    (`route.generated_credential`)."""
+    component_appid, msg_types (validated as a whole; audited; committed). A token or secret of
+    None keeps the current one; a format change generates the new format's credential when none
+    is given (`route.generated_credential`)."""
     unknown = set(changes) - EDITABLE
     if unknown:
         raise TypeError(f"not editable: {', '.join(sorted(unknown))}")
@@ -222,7 +249,9 @@ def update_route(route: RelayRoute, *, actor: User | str | None = None, **change
         for name in changed:
             setattr(route, name, values[name])
         route.updated_at = clock.now()
-        shown = {k: v for k, v in _describe(values).items() if k in changed or k == "scope"}
+        shown = {
+            k: v for k, v in _describe(values).items() if k in changed or k in ("scope", "platform")
+        }
         _audit("relay_route.updated", route, actor, changed=changed, **shown)
     db.session.commit()
     route.generated_credential = generated
@@ -270,6 +299,7 @@ def _describe(values: dict) -> dict:
         "format": values["format"],
         "mode": values["mode"],
         "scope": scope_label(_Values(values)),
+        "platform": platform_label(_Values(values)),
         "msg_types": list(values["msg_types"]),
     }
 
@@ -314,6 +344,7 @@ def _validated(values: dict) -> dict:
     out["merchant_id"], out["authorizer_appid"] = _check_scope(
         values["merchant_id"], values["authorizer_appid"]
     )
+    out["component_appid"] = _check_platform(values.get("component_appid"))
     out["msg_types"] = normalise_types(values["msg_types"])
     out["token"] = _check_token(values["token"]) if values["format"] == "wechat-xml" else None
     out["secret"] = _check_secret(values["secret"]) if values["format"] == "json" else None
@@ -368,6 +399,14 @@ def _check_scope(merchant_id, appid) -> tuple[int | None, str | None]:
         raise RouteError(_l("An account's appid starts with wx, then letters and digits."),
                          field="scope")  # fmt: skip
     return merchant_id, appid
+
+
+def _check_platform(component_appid) -> str | None:
+    """None (every platform) or a platform we know (active or retired)."""
+    component_appid = (component_appid or "").strip() or None
+    if component_appid is not None and platforms.keys(component_appid) is None:
+        raise RouteError(_l("No such platform."), field="component_appid")
+    return component_appid
 
 
 def normalise_types(msg_types) -> list[str]:
@@ -436,8 +475,8 @@ def _refuse_reply_overlap(values: dict, *, route_id: int | None) -> None:
         others = others.where(RelayRoute.id != route_id)
     for other in db.session.scalars(others.order_by(RelayRoute.id)):
         if _types_overlap(values["msg_types"], other.msg_types) and _scopes_overlap(
-            (values["merchant_id"], values["authorizer_appid"]),
-            (other.merchant_id, other.authorizer_appid),
+            (values["component_appid"], values["merchant_id"], values["authorizer_appid"]),
+            (other.component_appid, other.merchant_id, other.authorizer_appid),
         ):
             raise RouteError(
                 _l(
@@ -464,7 +503,10 @@ def _types_overlap(a, b) -> bool:
 
 
 def _scopes_overlap(a: tuple, b: tuple) -> bool:
-    (merchant_a, appid_a), (merchant_b, appid_b) = a, b
+    """Whether two scopes (component_appid, merchant_id, authorizer_appid) share an account."""
+    (platform_a, merchant_a, appid_a), (platform_b, merchant_b, appid_b) = a, b
+    if platform_a and platform_b and platform_a != platform_b:
+        return False  # two platforms' accounts are never the same account
     if (merchant_a is None and appid_a is None) or (merchant_b is None and appid_b is None):
         return True
     if appid_a and appid_b:
@@ -472,8 +514,14 @@ def _scopes_overlap(a: tuple, b: tuple) -> bool:
     if merchant_a is not None and merchant_b is not None:
         return merchant_a == merchant_b
     appid, merchant_id = (appid_a, merchant_b) if appid_a else (appid_b, merchant_a)
-    owner = db.session.scalar(select(Authorizer.merchant_id).where(Authorizer.appid == appid))
-    return owner is not None and owner == merchant_id
+    # The account on the platforms both scopes share (any, when neither names one).
+    held = select(Authorizer.id).where(
+        Authorizer.appid == appid, Authorizer.merchant_id == merchant_id
+    )
+    platform = platform_a or platform_b
+    if platform:
+        held = held.where(Authorizer.component_appid == platform)
+    return db.session.scalar(held.limit(1)) is not None
 
 
 # --- test send --------------------------------------------------------------------------------
@@ -496,9 +544,9 @@ TEST_USER_NAME = "gh_grantdesk_test"
 
 
 def test_send(route: RelayRoute) -> TestSendResult:
-    """POST a synthetic text message to the route in its format; read and check the reply for
-    a reply route. Nothing is stored or audited."""
-    from app.services.platform.platforms import message_crypto
+    """POST a synthetic text message to the route in its format, as from the route's platform
+    (the default one for an every-platform route); read and check the reply for a reply route.
+    Nothing is stored or audited."""
     from app.wechat.events import build_message_xml
 
     now = int(clock.now().timestamp())
@@ -511,7 +559,7 @@ def test_send(route: RelayRoute) -> TestSendResult:
     outgoing = Outgoing(
         message_id=0,
         delivery_id=0,
-        component_appid=message_crypto().appid,
+        component_appid=route.component_appid or platforms.default_appid(),
         authorizer_appid=route.authorizer_appid or "",
         merchant_id=route.merchant_id,
         received_at=clock.now(),

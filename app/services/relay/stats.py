@@ -3,7 +3,8 @@
 Never message content: only statuses, counts, durations, status codes and the short error text a
 delivery records. Counts cover the retention window (older rows are deleted anyway); percentiles
 are computed in SQL (window functions, on SQLite and PostgreSQL) over each route's most recent
-answered deliveries, so a busy route costs a bounded sort.
+answered deliveries, so a busy route costs a bounded sort. A route serving every platform can be
+read for one platform's accounts (`component_appid`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class AccountStats:
     """One account's deliveries to one route over the retention window."""
 
     authorizer_id: int
+    component_appid: str  # the account's platform
     appid: str
     account_name: str | None
     route_id: int
@@ -102,34 +104,55 @@ def window_start() -> datetime:
     return clock.now() - timedelta(hours=current_app.config["RELAY_RETENTION_HOURS"])
 
 
-def route_stats(route_ids=None, *, last_errors: int = 0) -> dict[int, RouteStats]:
-    """Counts per status and p50/p99 reply times of each route (all routes when none are named)."""
+def route_stats(
+    route_ids=None, *, last_errors: int = 0, component_appid: str | None = None
+) -> dict[int, RouteStats]:
+    """Counts per status and p50/p99 reply times of each route (all routes when none are named);
+    with `component_appid`, of that platform's accounts' deliveries only."""
     if route_ids is None:
         route_ids = db.session.scalars(select(RelayRoute.id)).all()
     stats = {route_id: RouteStats(route_id) for route_id in route_ids}
     if not stats:
         return stats
     since = window_start()
-    counts = db.session.execute(
+    counts = _on_platform(
         select(D.route_id, D.status, func.count())
         .where(D.route_id.in_(stats), D.created_at >= since)
-        .group_by(D.route_id, D.status)
+        .group_by(D.route_id, D.status),
+        component_appid,
     )
-    for route_id, status, n in counts:
+    for route_id, status, n in db.session.execute(counts):
         stats[route_id].counts[status] = n
     for route_id, route in stats.items():
         if route.total:
-            route.p50_ms, route.p99_ms, route.sampled = _percentiles(route_id, since)
+            route.p50_ms, route.p99_ms, route.sampled = _percentiles(
+                route_id, since, component_appid
+            )
             if last_errors:
                 route.last_errors = recent_errors(route_id, limit=last_errors)
     return stats
 
 
-def _percentiles(route_id: int, since: datetime) -> tuple[int | None, int | None, int]:
+def _on_platform(query, component_appid: str | None):
+    """`query` over deliveries, narrowed to one platform's accounts (unchanged for None)."""
+    if component_appid is None:
+        return query
+    return query.join(Authorizer, Authorizer.id == D.authorizer_id).where(
+        Authorizer.component_appid == component_appid
+    )
+
+
+def _percentiles(
+    route_id: int, since: datetime, component_appid: str | None = None
+) -> tuple[int | None, int | None, int]:
     """Nearest-rank p50 and p99 of the route's most recent answered deliveries, in one query."""
     recent = (
-        select(D.duration_ms.label("ms"))
-        .where(D.route_id == route_id, D.created_at >= since, D.duration_ms.is_not(None))
+        _on_platform(
+            select(D.duration_ms.label("ms")).where(
+                D.route_id == route_id, D.created_at >= since, D.duration_ms.is_not(None)
+            ),
+            component_appid,
+        )
         .order_by(D.id.desc())
         .limit(PERCENTILE_SAMPLE)
         .subquery()
@@ -177,7 +200,7 @@ def account_stats(
 ) -> list[AccountStats]:
     """Counts per (account, route) over the window, busiest first: for a route or an account."""
     total = func.count().label("total")
-    names = (Authorizer.appid, Authorizer.nick_name, RelayRoute.name)
+    names = (Authorizer.component_appid, Authorizer.appid, Authorizer.nick_name, RelayRoute.name)
     query = (
         select(
             D.authorizer_id,
@@ -201,6 +224,7 @@ def account_stats(
     return [
         AccountStats(
             authorizer_id=row.authorizer_id,
+            component_appid=row.component_appid,
             appid=row.appid,
             account_name=row.nick_name,
             route_id=row.route_id,
