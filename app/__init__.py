@@ -5,6 +5,7 @@ from flask import Flask
 from app import cli, database, errors, i18n, logs, metrics, security, views
 from app.config import load_config
 from app.logging import install_secret_masking
+from app.services.platform import platforms
 
 
 def create_app(config=None) -> Flask:
@@ -20,4 +21,5 @@ def create_app(config=None) -> Flask:
     metrics.init_app(app)
     logs.init_app(app)
     cli.register_commands(app)
+    platforms.sync_default_on_start(app)
     return app

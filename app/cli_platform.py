@@ -40,12 +40,13 @@ def add(appid, secret, token, aes_key, name, purpose) -> None:
 def list_() -> None:
     """List platforms: AppID, name, status, release state, default (never a secret)."""
     header = ("component_appid", "name", "status", "release", "default")
+    platforms.default_row()  # as on start: the WECHAT_* variables describe the default one
+    db.session.commit()
     rows = [
         (row.component_appid, row.name, row.status, row.release_state,
-         "yes" if row.is_default else "no")
+         "yes" if platforms.is_default(row.component_appid) else "no")
         for row in platforms.all_platforms()
     ]  # fmt: skip
-    db.session.commit()  # the default platform's row, written on first read
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))

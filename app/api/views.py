@@ -206,7 +206,6 @@ def authorizer_access_token(appid: str):
 def list_platforms():
     """The third-party platforms this deployment serves (any valid key; never a secret)."""
     rows = platforms.all_platforms()
-    db.session.commit()  # the default platform's row, written on first read
     return jsonify({"items": [platform_json(row) for row in rows]})
 
 
@@ -218,7 +217,7 @@ def platform_json(row: Platform) -> dict:
         "status": row.status,
         "release_state": row.release_state,
         "released_at": _iso(row.released_at),
-        "is_default": row.is_default,
+        "is_default": platforms.is_default(row.component_appid),
     }
 
 

@@ -12,7 +12,6 @@ from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, GrantChange, SessionStatus
 from app.services import clock
 from app.services.authorization import authorizers
-from app.services.platform import platforms
 from app.wechat import permissions
 
 FINAL = {"completed", "mismatch", "failed", "expired"}
@@ -32,13 +31,6 @@ def offered_sets(account_type: str) -> list[permissions.PermissionSet]:
     """Catalog entries for the account type that our platform is configured with on WeChat."""
     platform = set(_ids(current_app.config["PLATFORM_PERMISSION_SETS"]))
     return [s for s in permissions.for_account_type(account_type) if s.id in platform]
-
-
-def platform_names() -> dict[str, str]:
-    """Platform names by component AppID when the deployment has several, else {} (a
-    one-platform deployment's pages name no platform)."""
-    rows = platforms.all_platforms()
-    return {row.component_appid: row.name for row in rows} if len(rows) > 1 else {}
 
 
 def account_type_of(session: AuthorizationSession) -> str | None:

@@ -37,7 +37,7 @@ def merchant_helpers():
         """The platform's name when the deployment has several (read once per page), else None."""
         nonlocal names
         if names is None:
-            names = queries.platform_names()
+            names = platforms.names()
         return names.get(component_appid)
 
     return {

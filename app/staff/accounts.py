@@ -21,9 +21,10 @@ from app.htmx import render
 from app.i18n import locale_code, sentence_gap
 from app.models import AttentionItem, Authorizer, InboxEvent, Merchant
 from app.services import DomainError, clock
-from app.services.console import actions, bulk, stats
+from app.services.console import actions, bulk
 from app.services.console import queries as queries
 from app.services.custody import serve
+from app.services.platform import platforms
 from app.services.relay import stats as relay_stats
 from app.staff.forms import (
     AccountFilterForm,
@@ -201,7 +202,7 @@ def detail(authorizer_id: int):
         changes=queries.account_changes(authorizer),
         sessions=queries.account_sessions(authorizer),
         attention_items=queries.account_attention(authorizer),
-        platform_names=stats.platform_names(),
+        platform_names=platforms.names(),
         audit_entries=queries.account_audit(authorizer),
         token=serve.token_health(authorizer),
         relay=relay_stats.account_stats(authorizer_id=authorizer.id),

@@ -30,7 +30,6 @@ from app.models.api import SCOPES
 from app.models.platform import RELEASE_STATES
 from app.models.relay import FORMATS, MODES
 from app.services.console import queries as queries
-from app.services.console import stats
 from app.services.platform import platforms
 from app.wechat import permissions
 
@@ -167,7 +166,7 @@ class AccountFilterForm(GetForm):
             for kind, group in groups.items()
             for s in permissions.for_account_type(kind)
         ]
-        self.platform_names = stats.platform_names()
+        self.platform_names = platforms.names()
         self.platform.choices = [SelectChoice("", _l("Any platform"))] + [
             SelectChoice(appid, name) for appid, name in self.platform_names.items()
         ]

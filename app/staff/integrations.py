@@ -22,7 +22,7 @@ from sqlalchemy import select
 from app.auth.access import can, require_staff_role
 from app.extensions import db
 from app.htmx import render
-from app.models import Merchant, Platform, RelayDelivery, RelayRoute
+from app.models import Merchant, RelayDelivery, RelayRoute
 from app.services.custody import apikeys
 from app.services.platform import platforms
 from app.services.relay import outbox, routes, stats
@@ -40,28 +40,12 @@ def route_target(route) -> str:
     return routes.display_url(route.url)
 
 
-def platform_names() -> dict[str, str]:
-    """Platform names by component appid, the default first, when there are several; else {}
-    (a one-platform deployment's relay pages name no platform).
-
-    Read only: the default platform's row is not synced here (as `platforms.all_platforms`
-    does), since a write left in this request's transaction would hold up the platform
-    registry's own session, which route validation may open (`platforms.keys`)."""
-    rows = dict(db.session.execute(select(Platform.component_appid, Platform.name)).all())
-    default = platforms.default_appid()
-    if len(rows.keys() | {default}) < 2:
-        return {}
-    default_name = rows.pop(default, None) or platforms.keys(default).name
-    others = sorted(rows.items(), key=lambda item: (item[1].lower(), item[0]))
-    return {default: default_name, **dict(others)}
-
-
 @bp.get("")
 @require_staff_role("viewer")
 def index():
     """API keys and relay routes on one page, each route with its counts and reply times; with
     `?platform=`, the routes serving that platform and their deliveries for its accounts."""
-    names = platform_names()  # empty for one platform: the page stays as it was
+    names = platforms.names()  # empty for one platform: the page stays as it was
     platform = request.args.get("platform") or None
     if platform not in names:
         platform = None
@@ -270,7 +254,7 @@ def _form(**kwargs) -> RelayRouteForm:
     """The route form (from the request unless `formdata=None`), with the merchants (and, when
     there are several, the platforms) to choose."""
     merchants = db.session.scalars(select(Merchant).order_by(Merchant.name, Merchant.id)).all()
-    return RelayRouteForm(merchants=merchants, platforms=platform_names(), **kwargs)
+    return RelayRouteForm(merchants=merchants, platforms=platforms.names(), **kwargs)
 
 
 def _render_form(form, route=None, status=200):
@@ -291,7 +275,7 @@ def _render_route(route, fragment="dead_letters", generated=None, test_result=No
         more_dead=len(dead) == DEAD_PER_PAGE,
         window_hours=current_app.config["RELAY_RETENTION_HOURS"],
         confirm_form=ConfirmForm(),
-        platform_names=platform_names(),
+        platform_names=platforms.names(),
         generated=generated,
         test_result=test_result,
     )

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.htmx import render
 from app.models import Authorizer, Merchant
 from app.services.console import notes, queries, stats
+from app.services.platform import platforms
 
 bp = Blueprint("notes", __name__)
 
@@ -73,5 +74,5 @@ def attention_items():
     items = queries.open_attention_items(kind, platform)
     return render(
         "staff/attention.html", items=items, kind=kind, platform=platform,
-        platform_names=stats.platform_names(),
+        platform_names=platforms.names(),
     )  # fmt: skip

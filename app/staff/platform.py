@@ -37,7 +37,7 @@ def health_page():
     """Ticket, component token, alerts (with their platform when there are several), jobs,
     intake counts (and the sandbox's release check)."""
     days, counters = stats.intake_counts()
-    names = stats.platform_names()  # empty for one platform: the page stays as it was
+    names = platforms.names()  # empty for one platform: the page stays as it was
     return render(
         "staff/health.html",
         fragment="health_status",

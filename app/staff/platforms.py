@@ -166,7 +166,7 @@ def _refuse_default(row: Platform):
 def _platform(component_appid: str) -> Platform:
     """The platform, or 404; the default platform's row is written from WECHAT_* if missing."""
     if platforms.is_default(component_appid):
-        return platforms.sync_default()
+        return platforms.default_row()
     return platforms.get(component_appid) or abort(404)
 
 

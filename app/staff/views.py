@@ -121,7 +121,7 @@ def sessions():
     return render_template(
         "staff/sessions.html", sessions=stats.pending_sessions(component_appid=platform),
         total=stats.pending_count(platform), platform=platform,
-        platform_names=stats.platform_names(),
+        platform_names=platforms.names(),
     )  # fmt: skip
 
 
@@ -288,6 +288,6 @@ def _render_merchant(merchant, invite_form=None, sent=None, platforms_form=None)
         accounts=queries.list_accounts(f),
         invite_form=invite_form or InviteForm(formdata=None),
         platforms_form=platforms_form or _platforms_form(merchant),
-        platform_names=stats.platform_names(),
+        platform_names=platforms.names(),
         confirm_form=ConfirmForm(),
     )

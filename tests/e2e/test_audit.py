@@ -294,7 +294,7 @@ def test_staff_pages_pass_axe(browser, live_portal, artifacts, size, lang):
     make_delivery(route, account, status="failed", duration_ms=40, last_error="HTTP 502")
     dead_route = make_route()
     make_delivery(dead_route, account, status="dead", attempts=8, last_error="timeout")
-    platforms.sync_default()
+    platforms.default_row()
     studio = platforms.add(
         component_appid="wx5b7c9d1e3f5a7b9c", appsecret="platformbsecret0123456789",
         token="platformbtoken", encoding_aes_key="bcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",

@@ -92,9 +92,9 @@ def test_a_single_platform_database_becomes_the_default_platforms(tmp_path):
                 text("SELECT kind, component_appid, count FROM health_alerts")
             ).all()
             assert alerts == [("ticket_push_silent", appid, 3)]
-            # The first read of the platforms writes the default one from WECHAT_*.
+            # On start, the WECHAT_* variables write the default platform's row.
+            platforms.sync_default_on_start(app)
             rows = platforms.all_platforms()
-            db.session.commit()
             assert [(row.component_appid, row.is_default) for row in rows] == [(appid, True)]
             assert rows[0].token == app.config["WECHAT_TOKEN"]
             with platforms.using(appid):

@@ -54,7 +54,7 @@ def consent(client, *, platform=None, account_type="official_account", sets=("1"
 @pytest.fixture
 def two(app):
     """The default platform (released) and platform B (testing, as added)."""
-    default = platforms.get(platforms.default_appid()) or platforms.sync_default()
+    default = platforms.get(platforms.default_appid()) or platforms.default_row()
     platforms.record_release(default, released=True)
     db.session.commit()
     return {"a": platforms.default_appid(), "b": add_b().component_appid}

@@ -249,3 +249,25 @@ def test_metrics_carry_each_platform(sandbox, live_portal, two, client, app, mon
     no_ticket = {"kind": "no_valid_ticket", "severity": "critical"}
     assert value(scraped, "grantdesk_alerts_active", component_appid=two["a"], **no_ticket) == 1
     assert value(scraped, "grantdesk_alerts_active", component_appid=two["b"], **no_ticket) == 0
+
+
+def test_the_start_writes_the_default_platform_and_reads_never_write(app):
+    appid = app.config["WECHAT_COMPONENT_APPID"]
+    # Before the first start: an unsaved row stands for the default platform, nothing written.
+    listed = platforms.all_platforms()
+    assert [(row.component_appid, row.is_default) for row in listed] == [(appid, True)]
+    assert not db.session.new and not db.session.dirty
+    assert db.session.scalar(select(func.count()).select_from(text("platforms"))) == 0
+    # A read that left a write in the request's transaction would hold up the registry's own
+    # session (PostgreSQL waited forever): the registry reads, and its reload writes nothing.
+    platforms.forget_cache()
+    assert platforms.keys("wx0000000000000000") is None
+    platforms.sync_default_on_start(app)
+    raw = db.session.execute(
+        text("SELECT token, is_default FROM platforms WHERE component_appid = :a"), {"a": appid}
+    ).one()
+    assert raw[1] and app.config["WECHAT_TOKEN"] not in raw[0]  # encrypted at rest
+    # A changed WECHAT_* variable updates the row on the next start.
+    app.config["WECHAT_TOKEN"] = "rotatedtoken"
+    platforms.sync_default_on_start(app)
+    assert platforms.get(appid).token == "rotatedtoken"

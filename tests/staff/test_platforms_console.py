@@ -38,9 +38,14 @@ def viewer(app):
     return signed_in(app, StaffRole.VIEWER)
 
 
+def started(app) -> None:
+    """What every start does: the WECHAT_* variables write the default platform's row."""
+    platforms.sync_default_on_start(app)
+
+
 def add_b(**overrides) -> Platform:
-    """Platform B, beside the default one (whose row the first page would write)."""
-    platforms.sync_default()
+    """Platform B, beside the default one (whose row the start wrote)."""
+    platforms.default_row()
     row = platforms.add(**{
         "component_appid": B, "appsecret": SECRET, "token": TOKEN, "encoding_aes_key": AES,
         "name": "Mini Program studio", "purpose": "小程序代开发", **overrides,
@@ -156,7 +161,7 @@ def test_an_admin_adds_a_platform_whose_keys_never_show_again(admin):
     ],
 )
 def test_bad_input_shows_an_error_and_adds_nothing(admin, overrides, error):
-    platforms.sync_default()
+    platforms.default_row()
     before = platform_count()
     answer = post(admin, "/staff/platforms", add_form(**overrides))
     assert answer.status_code == 422
@@ -275,6 +280,7 @@ def test_retire_then_reactivate(admin):
 
 
 def test_the_default_platform_keeps_its_keys_and_status(admin, app):
+    started(app)
     html = admin.get(f"/staff/platforms/{DEFAULT}/edit").text
     assert "default (WECHAT_* variables)" in html
     assert 'type="password"' not in html and f"/staff/platforms/{DEFAULT}/keys" not in html

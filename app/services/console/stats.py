@@ -275,18 +275,11 @@ def all_alerts() -> list[HealthAlert]:
     return list(db.session.scalars(query))
 
 
-def platform_names() -> dict[str, str]:
-    """Platform names by component AppID when there are several, else {} (a one-platform
-    deployment's pages name no platform)."""
-    rows = platforms.all_platforms()
-    return {row.component_appid: row.name for row in rows} if len(rows) > 1 else {}
-
-
 def platform_filter(value: str | None) -> str:
     """A `platform` query parameter as a filter: a platform's component AppID when the
     deployment has several, else "" (every platform's rows)."""
     value = (value or "").strip()
-    return value if value in platform_names() else ""
+    return value if value in platforms.names() else ""
 
 
 def job_runs() -> list[JobRun]:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.current_platform import (  # re-exported: callers find the platform's things here
@@ -109,9 +109,8 @@ class _Registry:
         return self.keys.get(component_appid)
 
     def reload(self) -> None:
-        # A session of its own: the caller may be inside a transaction it has not committed.
+        # A session of its own (read only): the caller may be inside a transaction.
         with self.lock, Session(db.engine) as session, session.begin():
-            sync_default(session)
             rows = session.scalars(select(Platform)).all()
             self.keys = {row.component_appid: _keys_of(row) for row in rows}
             self.loaded_at = time.monotonic()
@@ -127,7 +126,7 @@ def forget_cache() -> None:
 
 
 def _keys_of(row: Platform) -> PlatformKeys:
-    if row.is_default:
+    if is_default(row.component_appid):
         return _configured()
     return PlatformKeys(
         component_appid=row.component_appid,
@@ -158,8 +157,9 @@ def active_appids() -> list[str]:
     """Every active platform's component appid, the default first: what the jobs go through."""
     registry = _registry()
     registry.get(default_appid())
-    others = sorted(a for a, k in registry.keys.items() if k.active and not k.is_default)
-    return [default_appid(), *others]
+    default = default_appid()
+    others = sorted(a for a, k in registry.keys.items() if k.active and a != default)
+    return [default, *others]
 
 
 def each(job: Callable[[], str]) -> str:
@@ -257,33 +257,40 @@ def _http_session(api_base: str, pool_size: int) -> requests.Session:
 # --- the table --------------------------------------------------------------------------------
 
 
-def sync_default(session: Session | None = None) -> Platform:
-    """Create or update the default platform's row from the WECHAT_* variables (flushed in
-    `session`, default db.session; the caller commits)."""
-    session = session or db.session
+def default_row() -> Platform:
+    """The default platform's row, created or updated from the WECHAT_* variables in
+    db.session (flushed; the caller commits). Only writers call it (start, the CLI, a staff
+    edit): reads never write, so no request holds a write the registry's session waits on."""
     configured = _configured()
-    row = session.scalar(
-        select(Platform).where(Platform.component_appid == configured.component_appid)
-    )
+    row = get(configured.component_appid)
     if row is None:
         row = Platform(component_appid=configured.component_appid, name=configured.name)
-        _write_keys(row, configured)
-        row.is_default = True
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:  # another process created it at the same moment
-            return sync_default(session)
-    elif not row.is_default or _stored_keys(row) != _keys_tuple(configured):
+        row.status, row.release_state = PLATFORM_ACTIVE, RELEASE_TESTING
+        db.session.add(row)
+    if not row.is_default or _stored_keys(row) != _keys_tuple(configured):
         _write_keys(row, configured)
         row.is_default, row.status = True, PLATFORM_ACTIVE
     # Exactly one default: a changed WECHAT_COMPONENT_APPID demotes the old one.
-    for other in session.scalars(
-        select(Platform).where(Platform.is_default, Platform.id != row.id)
+    for other in db.session.scalars(
+        select(Platform).where(Platform.is_default, Platform.component_appid != row.component_appid)
     ):
         other.is_default = False
-    session.flush()
+    db.session.flush()
     return row
+
+
+def sync_default_on_start(app) -> None:
+    """On start, the WECHAT_* variables create or update the default platform's row (skipped
+    while the database has no platforms table, before `flask db upgrade`, or is unreachable)."""
+    with app.app_context():
+        try:
+            if inspect(db.engine).has_table("platforms"):
+                default_row()
+                db.session.commit()
+        except (OperationalError, IntegrityError):  # down now, or another process wrote it
+            db.session.rollback()
+        finally:
+            db.session.remove()
 
 
 def _keys_tuple(found: PlatformKeys) -> tuple:
@@ -302,10 +309,28 @@ def _write_keys(row: Platform, found: PlatformKeys) -> None:
 
 
 def all_platforms() -> list[Platform]:
-    """Every platform, the default first, then by name (syncs the default's row)."""
-    sync_default()
-    rows = db.session.scalars(select(Platform)).all()
-    return sorted(rows, key=lambda row: (not row.is_default, row.name.lower(), row.id))
+    """Every platform, the default first, then by name. Read only: before the default
+    platform's row is written (see `default_row`), an unsaved one stands for it."""
+    rows = list(db.session.scalars(select(Platform)))
+    if not any(is_default(row.component_appid) for row in rows):
+        configured = _configured()
+        rows.append(
+            Platform(
+                component_appid=configured.component_appid, name=configured.name,
+                status=PLATFORM_ACTIVE, release_state=RELEASE_TESTING, test_accounts=[],
+                offered_set_ids=[], required_set_ids=[], is_default=True,
+            )
+        )  # fmt: skip
+    return sorted(
+        rows, key=lambda row: (not is_default(row.component_appid), row.name.lower(), row.id or 0)
+    )
+
+
+def names() -> dict[str, str]:
+    """Platform names by component AppID, the default first, when the deployment has several;
+    else {} (a one-platform deployment's pages name no platform)."""
+    rows = all_platforms()
+    return {row.component_appid: row.name for row in rows} if len(rows) > 1 else {}
 
 
 def get(component_appid: str) -> Platform | None:
@@ -349,7 +374,7 @@ def set_status(row: Platform, status: str) -> None:
     """Retire a platform (pushes for it are refused) or make it active again."""
     if status not in (PLATFORM_ACTIVE, PLATFORM_RETIRED):
         raise PlatformError(f"unknown status {status!r}")
-    if row.is_default and status == PLATFORM_RETIRED:
+    if is_default(row.component_appid) and status == PLATFORM_RETIRED:
         raise PlatformError("the default platform (WECHAT_* variables) cannot be retired")
     row.status, row.updated_at = status, clock.now()
     forget_cache()
@@ -441,7 +466,7 @@ def replace_keys(row: Platform, *, actor, **new_keys: str | None) -> list[str]:
     """Replace some of a platform's AppSecret, message token and EncodingAESKey (blank keeps
     one; a replaced AES key stays readable as the previous one, for pushes already on their
     way). Refused for the default platform, whose keys are the WECHAT_* variables."""
-    if row.is_default or is_default(row.component_appid):
+    if is_default(row.component_appid):
         raise PlatformError("the default platform's keys are the WECHAT_* variables")
     given = {name: new_keys[name] for name in KEY_FIELDS if new_keys.get(name)}
     if not given or set(new_keys) - set(KEY_FIELDS):
@@ -545,7 +570,7 @@ def shows_testing_notice(row: Platform) -> bool:
     release state nobody needed to record before there were several)."""
     if row.release_state != RELEASE_TESTING:
         return False
-    return not row.is_default or several()
+    return not is_default(row.component_appid) or several()
 
 
 def logo(component_appid: str) -> tuple[bytes, str] | None:
