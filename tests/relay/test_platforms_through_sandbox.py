@@ -5,9 +5,7 @@ platforms, and each platform's user message is answered by that platform's reply
 import xmltodict
 
 from app.extensions import db
-from app.models import Authorizer, Grant, RelayDelivery
-from app.models.grants import GrantStatus
-from app.services import clock
+from app.models import Authorizer, RelayDelivery
 from app.services.platform import platforms
 from app.services.relay import routes
 from tests.relay.conftest import wechatpy_text_handler
@@ -46,9 +44,7 @@ def test_a_sandbox_account_on_both_platforms_is_answered_per_platform(
     account = sandbox.authorize(sandbox.component_token())["account"]
     sandbox.authorize(sandbox.component_token(B), component_appid=B)
     sandbox.flush()
-    # The portal holds the account on A through the grant flow; B's authorization is written
-    # here as B's grant flow would write it (an Authorizer row of B's, an active grant).
-    live_portal.call(_hold_on, B, account["appid"])
+    # Each platform's `authorized` push made the portal hold the account on that platform.
     held = live_portal.call(
         lambda: sorted(db.session.scalars(
             db.select(Authorizer.component_appid).where(Authorizer.appid == account["appid"])
@@ -71,14 +67,3 @@ def _reply(message, who):
     from wechatpy.replies import TextReply
 
     return TextReply(message=message, content=f"{who}: {message.content}").render()
-
-
-def _hold_on(component_appid, appid):
-    on_a = db.session.scalar(db.select(Authorizer).where(Authorizer.appid == appid))
-    copy = Authorizer(component_appid=component_appid, appid=appid, user_name=on_a.user_name,
-                      account_type=on_a.account_type, nick_name=on_a.nick_name,
-                      created_at=clock.now())  # fmt: skip
-    grant = Grant(authorizer=copy, status=GrantStatus.ACTIVE, set_ids=[1],
-                  authorized_at=clock.now(), updated_at=clock.now())  # fmt: skip
-    db.session.add_all([copy, grant])
-    db.session.commit()
