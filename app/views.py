@@ -117,7 +117,8 @@ def label_of(vocabulary: str, value) -> str:
 
 
 @bp.app_template_global()
-def missing_set_names(account_type: str | None, set_ids) -> list[str]:
-    """Names of the required sets a grant lacks (a partial authorization), in this language."""
-    missing = authorizers.missing_required(account_type, set_ids)
+def missing_set_names(account_type: str | None, set_ids, component_appid=None) -> list[str]:
+    """Names of the required sets a grant lacks (a partial authorization), in this language;
+    required by the account's platform (`component_appid`; default: the current one)."""
+    missing = authorizers.missing_required(account_type, set_ids, component_appid)
     return [permissions.name(i, locale_code()) for i in missing]

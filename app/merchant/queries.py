@@ -5,32 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import abort, current_app
+from flask import abort
 from sqlalchemy import or_, select
 
 from app.extensions import db
 from app.models import AuditEntry, AuthorizationSession, Authorizer, GrantChange, SessionStatus
 from app.services import clock
 from app.services.authorization import authorizers
+from app.services.platform import platforms
 from app.wechat import permissions
 
 FINAL = {"completed", "mismatch", "failed", "expired"}
 PURGED = "authorizer.purged"
 
 
-def _ids(values) -> list[int]:
-    return [int(v) for v in values or [] if str(v).strip().isdigit()]
+def required_set_ids(account_type: str | None, component_appid: str | None = None) -> list[int]:
+    """The sets the platform (default: the current one) needs for this account type."""
+    return platforms.required_set_ids(account_type, component_appid)
 
 
-def required_set_ids(account_type: str | None) -> list[int]:
-    """The sets the provider needs for this account type (config)."""
-    return authorizers.required_set_ids(account_type)
+def required_of(account: Authorizer) -> list[int]:
+    """The sets the account's platform needs for its type."""
+    return required_set_ids(account.account_type, account.component_appid)
 
 
-def offered_sets(account_type: str) -> list[permissions.PermissionSet]:
-    """Catalog entries for the account type that our platform is configured with on WeChat."""
-    platform = set(_ids(current_app.config["PLATFORM_PERMISSION_SETS"]))
-    return [s for s in permissions.for_account_type(account_type) if s.id in platform]
+def offered_sets(account_type: str, component_appid: str | None = None):
+    """Catalog entries for the account type that the platform (default: the current one)
+    offers: its own list, else PLATFORM_PERMISSION_SETS."""
+    offered = set(platforms.offered_set_ids(component_appid))
+    return [s for s in permissions.for_account_type(account_type) if s.id in offered]
 
 
 def account_type_of(session: AuthorizationSession) -> str | None:
@@ -157,14 +160,15 @@ def account_or_tombstone(merchant_id: int, authorizer_id: int):
 
 def missing_required(account: Authorizer) -> list[int]:
     """Sets the provider needs that this account has not granted."""
-    granted = set(account.grant.set_ids if account.grant else [])
-    return [i for i in required_set_ids(account.account_type) if i not in granted]
+    granted = account.grant.set_ids if account.grant else []
+    return authorizers.missing_required(account.account_type, granted, account.component_appid)
 
 
 def sets_to_request(account: Authorizer, extra=()) -> list[int]:
     """What a "request missing" asks for: the grant plus the missing required and `extra` sets."""
     granted = set(account.grant.set_ids if account.grant else [])
-    offered = {s.id for s in offered_sets(account.account_type or "official_account")}
+    kind = account.account_type or "official_account"
+    offered = {s.id for s in offered_sets(kind, account.component_appid)}
     wanted = (set(missing_required(account)) | set(extra)) & offered
     return sorted(granted | wanted)
 

@@ -43,7 +43,7 @@ def merchant_helpers():
     return {
         "set_rows": lambda ids: queries.set_rows(ids, locale),
         "badge_of": authorizers.grant_badge,
-        "required_of": queries.required_set_ids,
+        "required_of": queries.required_of,
         "missing_of": queries.missing_required,
         "pending_of": queries.pending_session,
         "platform_of": platform_of,
@@ -165,16 +165,17 @@ def connect_permissions():
 
 
 def _permissions_page(form, platform, allowed: list, status: int = 200):
-    offered = queries.offered_sets(form.type.data)
+    offered = queries.offered_sets(form.type.data, platform.component_appid)
+    required = queries.required_set_ids(form.type.data, platform.component_appid)
     forms.with_choices(form, offered)
     if not request.args.getlist("sets") and not form.errors:
-        form.sets.data = [i for i in queries.required_set_ids(form.type.data)]
+        form.sets.data = list(required)
     page = render(
         "merchant/connect_permissions.html",
         form=form,
         step=2,
         offered=offered,
-        required=queries.required_set_ids(form.type.data),
+        required=required,
         platform=platform,
         choose_platform=len(allowed) > 1,
     )
@@ -192,7 +193,7 @@ def connect_consent():
         if chosen.type.data not in consent.AUTH_TYPES:
             chosen.type.errors = [_("Choose the kind of account.")]
         return _type_page(chosen, allowed, 422)
-    offered = queries.offered_sets(chosen.type.data)
+    offered = queries.offered_sets(chosen.type.data, platform.component_appid)
     if not forms.with_choices(chosen, offered).validate():
         return _permissions_page(chosen, platform, allowed, 422)
     formdata = source if request.method == "POST" else None
@@ -210,7 +211,7 @@ def connect_consent():
         )  # fmt: skip
         return see_other(url_for("merchant.session", public_id=session.public_id))
     status = 422 if request.method == "POST" else 200
-    required = queries.required_set_ids(chosen.type.data)
+    required = queries.required_set_ids(chosen.type.data, platform.component_appid)
     left_out = [i for i in required if i not in (chosen.sets.data or [])]
     return render(
         "merchant/connect_consent.html", form=form, chosen=chosen, step=3, left_out=left_out,
@@ -260,7 +261,7 @@ def session(public_id: str):
 def update(account_id: int):
     """Choose the new permission list, see what changes, then reconnect with the account pinned."""
     item = queries.merchant_account(_merchant_id(), account_id)
-    offered = queries.offered_sets(item.account_type or "official_account")
+    offered = queries.offered_sets(item.account_type or "official_account", item.component_appid)
     current = list(item.grant.set_ids if item.grant else [])
     form = forms.with_choices(forms.UpdateForm(sets=current), offered)
     preview = request.method == "POST" and "preview" in request.form
@@ -274,7 +275,7 @@ def update(account_id: int):
     context = {
         "account": item, "form": form, "offered": offered, "current": current,
         "added": sorted(chosen - set(current)), "removed": sorted(set(current) - chosen),
-        "required": queries.required_set_ids(item.account_type),
+        "required": queries.required_of(item),
     }  # fmt: skip
     status = 422 if request.method == "POST" and not preview else 200
     return render("merchant/update.html", fragment="diff", **context), status

@@ -4,7 +4,6 @@ blueprints (authorizations, platform) that share this one's staff-only guard."""
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -128,7 +127,7 @@ def sessions():
 def _overview_charts() -> dict:
     months = stats.grants_over_time()
     days, series = stats.events_per_day()
-    offered = [int(i) for i in current_app.config["PLATFORM_PERMISSION_SETS"]]
+    offered = platforms.offered_by_any()  # the sets some active platform offers
     coverage = sorted(stats.set_coverage(offered, locale_code()), key=lambda r: (-r[2], r[0]))
     return {
         "grants": charts.bars_with_line(

@@ -8,13 +8,13 @@ platforms, each its own Authorizer row. Lookups by appid are on the current plat
 
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy import and_, select
 
 from app.current_platform import current_appid
 from app.extensions import db
 from app.models import Authorizer, GrantStatus
 from app.services import DomainError
+from app.services.platform import platforms
 
 
 class AuthorizerNotFound(DomainError):
@@ -55,16 +55,17 @@ def get_merchant_authorizer(merchant_id: int, authorizer_id: int) -> Authorizer:
     return authorizer
 
 
-def required_set_ids(account_type: str | None) -> list[int]:
-    """The sets the provider needs for this account type (REQUIRED_PERMISSION_SETS_<TYPE>)."""
-    key = f"REQUIRED_PERMISSION_SETS_{(account_type or '').upper()}"
-    return [int(v) for v in current_app.config.get(key) or [] if str(v).strip().isdigit()]
+def required_set_ids(account_type: str | None, component_appid: str | None = None) -> list[int]:
+    """The sets the platform (default: the current one) needs for this account type (its own
+    list, else REQUIRED_PERMISSION_SETS_<TYPE>: see `platforms.required_set_ids`)."""
+    return platforms.required_set_ids(account_type, component_appid)
 
 
-def missing_required(account_type: str | None, set_ids) -> list[int]:
-    """Required sets that `set_ids` lacks: an active grant with any is only partial."""
+def missing_required(account_type: str | None, set_ids, component_appid: str | None = None):
+    """Required sets of the platform that `set_ids` lacks: an active grant with any is only
+    partial."""
     granted = set(set_ids or [])
-    return [i for i in required_set_ids(account_type) if i not in granted]
+    return [i for i in required_set_ids(account_type, component_appid) if i not in granted]
 
 
 def grant_badge(authorizer: Authorizer) -> str:
@@ -75,7 +76,7 @@ def grant_badge(authorizer: Authorizer) -> str:
     if grant.status is GrantStatus.ACTIVE and grant.pending_session_id is not None:
         return "update_pending"
     if grant.status is GrantStatus.ACTIVE and missing_required(
-        authorizer.account_type, grant.set_ids
+        authorizer.account_type, grant.set_ids, authorizer.component_appid
     ):
         return "partial"
     return grant.status.value

@@ -38,6 +38,7 @@ from app.models.platform import (
     Platform,
 )
 from app.services import DomainError, audit, clock
+from app.wechat import permissions
 from app.wechat.crypto import MessageCrypto
 
 # A push naming an unknown AppId reloads the table at most this often (an attacker cannot make
@@ -51,6 +52,21 @@ class PlatformError(DomainError):
 
 class DuplicatePlatform(PlatformError):
     code = "platform_exists"
+
+
+class InvalidPermissionSets(PlatformError):
+    """Sets not in the catalog (`unknown`), or required but not offered (`not_offered`)."""
+
+    code = "permission_sets_invalid"
+
+    def __init__(self, unknown: list[str], not_offered: list[int]):
+        parts = []
+        if unknown:
+            parts.append("unknown permission sets: " + ", ".join(unknown))
+        if not_offered:
+            parts.append("required but not offered: " + ", ".join(map(str, not_offered)))
+        super().__init__("; ".join(parts))
+        self.unknown, self.not_offered = unknown, not_offered
 
 
 class InvalidTestAccounts(PlatformError):
@@ -99,6 +115,8 @@ class _Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.keys: dict[str, PlatformKeys] = {}
+        # Each platform's own (offered, required) permission sets, as stored (often empty).
+        self.sets: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self.loaded_at = float("-inf")
 
     def get(self, component_appid: str) -> PlatformKeys | None:
@@ -113,6 +131,7 @@ class _Registry:
         with self.lock, Session(db.engine) as session, session.begin():
             rows = session.scalars(select(Platform)).all()
             self.keys = {row.component_appid: _keys_of(row) for row in rows}
+            self.sets = {row.component_appid: _sets_of(row) for row in rows}
             self.loaded_at = time.monotonic()
 
 
@@ -123,6 +142,14 @@ def _registry() -> _Registry:
 def forget_cache() -> None:
     """Read the table again on next use (after this process changed a platform)."""
     _registry().loaded_at = float("-inf")
+
+
+def _sets_of(row: Platform) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return _int_ids(row.offered_set_ids), _int_ids(row.required_set_ids)
+
+
+def _int_ids(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in values or () if str(v).strip().isdigit())
 
 
 def _keys_of(row: Platform) -> PlatformKeys:
@@ -180,6 +207,55 @@ def each(job: Callable[[], str]) -> str:
     if len(appids) == 1:
         return summaries[0].removeprefix(f"{appids[0]}: ")
     return "; ".join(summaries)
+
+
+# --- permission sets: what each platform offers and requires ------------------------------------
+
+
+def _own_sets(component_appid: str | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The platform's own (offered, required) lists from the registry (no query per call)."""
+    appid = component_appid or current_appid()
+    registry = _registry()
+    registry.get(appid)  # reloads when stale, as for keys
+    return registry.sets.get(appid, ((), ()))
+
+
+def configured_offered_set_ids() -> list[int]:
+    """The deployment's default offer (PLATFORM_PERMISSION_SETS)."""
+    return list(_int_ids(current_app.config.get("PLATFORM_PERMISSION_SETS")))
+
+
+def offered_set_ids(component_appid: str | None = None) -> list[int]:
+    """The sets a platform (default: the current one) offers: its own list when staff set one,
+    else PLATFORM_PERMISSION_SETS."""
+    offered = _own_sets(component_appid)[0]
+    return list(offered) if offered else configured_offered_set_ids()
+
+
+def required_set_ids(account_type: str | None, component_appid: str | None = None) -> list[int]:
+    """The sets a platform (default: the current one) requires of an account type: its own
+    list, restricted to that type's sets in the catalog, when staff set one; else
+    REQUIRED_PERMISSION_SETS_<TYPE>. Only sets it offers: one it does not cannot be granted."""
+    offered, own = _own_sets(component_appid)
+    if own:
+        of_type = _catalog_ids(account_type)
+        required = [i for i in own if i in of_type]
+    else:
+        key = f"REQUIRED_PERMISSION_SETS_{(account_type or '').upper()}"
+        required = list(_int_ids(current_app.config.get(key)))
+    available = set(offered) if offered else set(configured_offered_set_ids())
+    return [i for i in required if i in available]
+
+
+def _catalog_ids(account_type: str | None) -> set[int]:
+    if account_type not in permissions.ACCOUNT_TYPES:
+        return set()
+    return {item.id for item in permissions.for_account_type(account_type)}
+
+
+def offered_by_any() -> list[int]:
+    """Every set some active platform offers (the console's coverage chart)."""
+    return sorted({i for appid in active_appids() for i in offered_set_ids(appid)})
 
 
 # --- clients ----------------------------------------------------------------------------------
@@ -346,10 +422,15 @@ def add(
     name: str,
     purpose: str | None = None,
     previous_encoding_aes_key: str | None = None,
+    offered_set_ids: Iterable = (),
+    required_set_ids: Iterable = (),
 ) -> Platform:
-    """Add a platform (the caller commits); raises PlatformError on bad or duplicate input."""
+    """Add a platform (the caller commits); raises PlatformError on bad or duplicate input.
+    The permission sets it offers and requires: see `set_permission_sets` (empty: the
+    configured ones)."""
     component_appid = (component_appid or "").strip()
     _check(component_appid, appsecret, token, encoding_aes_key, previous_encoding_aes_key)
+    offered, required = clean_permission_sets(offered_set_ids, required_set_ids)
     if not (name or "").strip():
         raise PlatformError("a name is required")
     if is_default(component_appid) or get(component_appid) is not None:
@@ -362,6 +443,8 @@ def add(
         token=token,
         encoding_aes_key=encoding_aes_key,
         previous_encoding_aes_key=previous_encoding_aes_key or None,
+        offered_set_ids=offered,
+        required_set_ids=required,
         status=PLATFORM_ACTIVE,
     )
     db.session.add(row)
@@ -420,10 +503,51 @@ def clean_test_accounts(values: Iterable[str]) -> list[str]:
     return found
 
 
+def clean_permission_sets(offered: Iterable, required: Iterable) -> tuple[list[int], list[int]]:
+    """(offered, required) as stored: ids of the catalog, sorted, without duplicates; required
+    ones among the offered (or, with none offered, among PLATFORM_PERMISSION_SETS). Raises
+    InvalidPermissionSets naming the unknown ones (as given) and the required-but-not-offered."""
+    offered_ids, bad_offered = _split_ids(offered)
+    required_ids, bad_required = _split_ids(required)
+    catalog = permissions.catalog()
+    unknown = sorted({i for i in [*offered_ids, *required_ids] if i not in catalog})
+    unknown = [*map(str, unknown), *dict.fromkeys([*bad_offered, *bad_required])]
+    available = set(offered_ids or configured_offered_set_ids())
+    not_offered = [i for i in required_ids if i not in available and i in catalog]
+    if unknown or not_offered:
+        raise InvalidPermissionSets(unknown, not_offered)
+    return offered_ids, required_ids
+
+
+def _split_ids(values: Iterable | None) -> tuple[list[int], list[str]]:
+    """Distinct ids, sorted, and the values that are not ids at all (blanks dropped)."""
+    texts = [str(value).strip() for value in values or ()]
+    ids = sorted({int(text) for text in texts if text.isdigit()})
+    return ids, [text for text in texts if text and not text.isdigit()]
+
+
+def set_permission_sets(row: Platform, *, offered: Iterable, required: Iterable, actor) -> bool:
+    """Record the sets a platform offers (empty: PLATFORM_PERMISSION_SETS) and requires (among
+    the offered; empty: REQUIRED_PERMISSION_SETS_<TYPE>). All is checked before anything
+    changes; audited as platform.sets_set; True when they changed. The caller commits."""
+    offered_ids, required_ids = clean_permission_sets(offered, required)
+    if _sets_of(row) == (tuple(offered_ids), tuple(required_ids)):
+        return False
+    row.offered_set_ids, row.required_set_ids = offered_ids, required_ids
+    row.updated_at = clock.now()
+    _audit("platform.sets_set", row, actor, offered_set_ids=offered_ids,
+           required_set_ids=required_ids)  # fmt: skip
+    forget_cache()
+    return True
+
+
 def add_platform(*, actor, **fields) -> Platform:
-    """Add a platform from the console (see `add`); the audit entry names it, never its keys."""
+    """Add a platform from the console (see `add`); the audit entry names it (and the sets it
+    offers and requires, when given), never its keys."""
     row = add(**fields)
-    _audit("platform.added", row, actor, name=row.name)
+    sets = {"offered_set_ids": row.offered_set_ids, "required_set_ids": row.required_set_ids}
+    _audit("platform.added", row, actor, name=row.name,
+           **{key: ids for key, ids in sets.items() if ids})  # fmt: skip
     return row
 
 
