@@ -22,12 +22,22 @@ def platform_group() -> None:
 @click.option("--aes-key", required=True, help="Its EncodingAESKey, 43 characters.")
 @click.option("--name", required=True, help="The name merchants and staff see.")
 @click.option("--purpose", default=None, help="What it is for, shown to merchants.")
-def add(appid, secret, token, aes_key, name, purpose) -> None:
+@click.option(
+    "--offers",
+    default="",
+    metavar="IDS",
+    help="Permission sets it offers, e.g. 1,2,3 (default: PLATFORM_PERMISSION_SETS).",
+)
+@click.option("--requires", default="", metavar="IDS",
+              help="Permission sets it requires, among those it offers, e.g. 1,2 "
+                   "(default: REQUIRED_PERMISSION_SETS_*).")  # fmt: skip
+def add(appid, secret, token, aes_key, name, purpose, offers, requires) -> None:
     """Add a platform and print its component AppID."""
     try:
         row = platforms.add_platform(
             component_appid=appid, appsecret=secret, token=token, encoding_aes_key=aes_key,
             name=name, purpose=purpose, actor=ACTOR,
+            offered_set_ids=offers.split(","), required_set_ids=requires.split(","),
         )  # fmt: skip
     except platforms.PlatformError as error:
         db.session.rollback()

@@ -386,8 +386,13 @@ def _required() -> DataRequired:
     return DataRequired(message=_l("Required."))
 
 
+def _sets_field(label) -> MultiCheckboxField:
+    return MultiCheckboxField(label, validate_choice=False)  # the service names unknown ids
+
+
 class PlatformAddForm(FlaskForm):
-    """A new third-party platform: its AppID, name and purpose, and its three keys."""
+    """A new third-party platform: its AppID, name and purpose, its three keys and the
+    permission sets it offers and requires (none ticked: the configured ones)."""
 
     component_appid = StringField(
         _l("Component AppID"),
@@ -405,6 +410,16 @@ class PlatformAddForm(FlaskForm):
     appsecret = _appsecret(_required())
     token = _token(_required())
     encoding_aes_key = _aes_key(_required())
+    offered_set_ids = _sets_field(_l("Permission sets it offers"))
+    required_set_ids = _sets_field(_l("Permission sets it requires"))
+
+    def __init__(self, *args, locale=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        _set_choices(self, locale)
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        return _sets_valid(self) and ok
 
     def values(self) -> dict:
         """The inputs as `platforms.add` takes them."""
@@ -468,3 +483,54 @@ class PlatformKeysForm(FlaskForm):
     def new_keys(self) -> dict:
         """The keys typed in (those left blank are kept)."""
         return {name: self[name].data for name in platforms.KEY_FIELDS if self[name].data}
+
+
+class PlatformSetsForm(FlaskForm):
+    """The permission sets a platform offers and requires, ticked from the catalog; none
+    ticked means the configured default. Required ones must be offered. (PlatformAddForm
+    asks the same.)"""
+
+    offered_set_ids = _sets_field(_l("Permission sets it offers"))
+    required_set_ids = _sets_field(_l("Permission sets it requires"))
+
+    def __init__(self, *args, locale=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        _set_choices(self, locale)
+
+    def validate(self, extra_validators=None) -> bool:
+        return super().validate(extra_validators) and _sets_valid(self)
+
+    def sets(self) -> dict:
+        """The ticked sets as `platforms.set_permission_sets` takes them."""
+        return {"offered": self.offered_set_ids.data, "required": self.required_set_ids.data}
+
+
+def _set_choices(form, locale) -> None:
+    choices = [SelectChoice(str(s.id), f"{s.id} · {s.name(locale)}")
+               for s in permissions.catalog().values()]  # fmt: skip
+    form.offered_set_ids.choices = form.required_set_ids.choices = choices
+    # Shown by account type (some names exist for both, with other ids).
+    form.set_groups = [
+        (_l("Official Account"), _ids_of("official_account")),
+        (_l("Mini Program"), _ids_of("mini_program")),
+    ]
+
+
+def _sets_valid(form) -> bool:
+    try:
+        platforms.clean_permission_sets(form.offered_set_ids.data, form.required_set_ids.data)
+    except platforms.InvalidPermissionSets as error:
+        if error.unknown:
+            form.form_errors.append(_("Unknown permission sets: %(ids)s. Tick only the sets "
+                                      "listed.", ids=", ".join(error.unknown)))  # fmt: skip
+        if error.not_offered:
+            ids = ", ".join(map(str, error.not_offered))
+            form.required_set_ids.errors.append(
+                _("A required set must be offered too: %(ids)s.", ids=ids)
+            )
+        return False
+    return True
+
+
+def _ids_of(account_type: str) -> set[str]:
+    return {str(s.id) for s in permissions.for_account_type(account_type)}

@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from app.auth.access import require_staff_role
 from app.extensions import db
+from app.i18n import locale_code
 from app.models.platform import PLATFORM_ACTIVE, PLATFORM_RETIRED, RELEASE_RELEASED, Platform
 from app.services.platform import platforms, status
 from app.staff.forms import (
@@ -16,6 +17,7 @@ from app.staff.forms import (
     PlatformAddForm,
     PlatformForm,
     PlatformKeysForm,
+    PlatformSetsForm,
     require_confirmation,
 )
 
@@ -35,14 +37,14 @@ def index():
 @require_staff_role("admin")
 def new():
     """The form for a new platform."""
-    return _render_new(PlatformAddForm(formdata=None))
+    return _render_new(PlatformAddForm(formdata=None, locale=locale_code()))
 
 
 @bp.post("")
 @require_staff_role("admin")
 def create():
     """Add a platform; its keys are stored encrypted and never shown again."""
-    form = PlatformAddForm()
+    form = PlatformAddForm(locale=locale_code())
     if not form.validate_on_submit():
         return _render_new(form, 422)
     try:
@@ -87,6 +89,28 @@ def update(component_appid: str):
         return _render_edit(row, form=form, status=422)
     db.session.commit()
     flash(_("Platform %(name)s saved.", name=row.name), "success")
+    return _to_edit(row)
+
+
+@bp.post("/<component_appid>/sets")
+@require_staff_role("admin")
+def update_sets(component_appid: str):
+    """Save the permission sets the platform offers and requires (checked, then all or none)."""
+    row = _platform(component_appid)
+    sets_form = PlatformSetsForm(locale=locale_code())
+    if not sets_form.validate_on_submit():
+        return _render_edit(row, sets_form=sets_form, status=422)
+    try:
+        platforms.set_permission_sets(row, **sets_form.sets(), actor=current_user)
+    except platforms.PlatformError as error:
+        db.session.rollback()
+        sets_form.form_errors.append(str(error))
+        return _render_edit(row, sets_form=sets_form, status=422)
+    db.session.commit()
+    platforms.forget_cache()  # after the commit, or a reload in between would keep the old sets
+    seconds = current_app.config["PLATFORM_CACHE_SECONDS"]
+    flash(_("Permission sets of %(name)s saved. Other processes use them within %(seconds)s "
+            "seconds.", name=row.name, seconds=seconds), "success")  # fmt: skip
     return _to_edit(row)
 
 
@@ -175,10 +199,12 @@ def _to_edit(row: Platform):
 
 
 def _render_new(form: PlatformAddForm, status: int = 200):
-    return render_template("staff/platform_new.html", form=form), status
+    return render_template(
+        "staff/platform_new.html", form=form, configured_sets=_configured_sets()
+    ), status
 
 
-def _render_edit(row: Platform, form=None, keys_form=None, status: int = 200):
+def _render_edit(row: Platform, form=None, keys_form=None, sets_form=None, status: int = 200):
     """The edit page; the form not being submitted shows the stored values (never a key)."""
     data = {
         "name": row.name,
@@ -186,10 +212,23 @@ def _render_edit(row: Platform, form=None, keys_form=None, status: int = 200):
         "release_state": row.release_state,
         "test_accounts": "\n".join(row.test_accounts or ()),
     }
+    sets = {"offered_set_ids": [str(i) for i in row.offered_set_ids or ()],
+            "required_set_ids": [str(i) for i in row.required_set_ids or ()]}  # fmt: skip
     return render_template(
         "staff/platform.html",
         platform=row,
         form=form or PlatformForm(formdata=None, data=data),
         keys_form=keys_form or PlatformKeysForm(formdata=None),
+        sets_form=sets_form or PlatformSetsForm(formdata=None, data=sets, locale=locale_code()),
+        configured_sets=_configured_sets(),
         confirm_form=ConfirmForm(),
     ), status
+
+
+def _configured_sets() -> dict:
+    """The configured default offer and requirements (what empty lists stand for)."""
+    return {
+        "offered": platforms.configured_offered_set_ids(),
+        "official_account": platforms.configured_required_set_ids("official_account"),
+        "mini_program": platforms.configured_required_set_ids("mini_program"),
+    }

@@ -256,6 +256,7 @@ EXPECTED = {
     "staff.platforms.edit": {"GET": admin_action(200)},
     "staff.platforms.update": {"POST": admin_action(303)},
     "staff.platforms.replace_keys": {"POST": admin_action(303)},
+    "staff.platforms.update_sets": {"POST": admin_action(303)},
     "staff.platforms.confirm_retire": {"GET": admin_action(200)},
     "staff.platforms.retire": {"POST": admin_action(303)},
     "staff.platforms.reactivate": {"POST": admin_action(303)},
@@ -440,6 +441,7 @@ def post_data(endpoint: str, world: World) -> dict:
             "test_accounts": "wxaaaa1111bbbb2222",
         },
         "staff.platforms.replace_keys": {"appsecret": "a-new-secret-for-the-walk"},
+        "staff.platforms.update_sets": {"offered_set_ids": ["1", "2"], "required_set_ids": ["1"]},
         **dict.fromkeys(
             ("staff.integrations.create_route", "staff.integrations.update_route"),
             {

@@ -225,6 +225,12 @@ def configured_offered_set_ids() -> list[int]:
     return list(_int_ids(current_app.config.get("PLATFORM_PERMISSION_SETS")))
 
 
+def configured_required_set_ids(account_type: str | None) -> list[int]:
+    """The deployment's default requirements (REQUIRED_PERMISSION_SETS_<TYPE>)."""
+    key = f"REQUIRED_PERMISSION_SETS_{(account_type or '').upper()}"
+    return list(_int_ids(current_app.config.get(key)))
+
+
 def offered_set_ids(component_appid: str | None = None) -> list[int]:
     """The sets a platform (default: the current one) offers: its own list when staff set one,
     else PLATFORM_PERMISSION_SETS."""
@@ -241,8 +247,7 @@ def required_set_ids(account_type: str | None, component_appid: str | None = Non
         of_type = _catalog_ids(account_type)
         required = [i for i in own if i in of_type]
     else:
-        key = f"REQUIRED_PERMISSION_SETS_{(account_type or '').upper()}"
-        required = list(_int_ids(current_app.config.get(key)))
+        required = configured_required_set_ids(account_type)
     available = set(offered) if offered else set(configured_offered_set_ids())
     return [i for i in required if i in available]
 
