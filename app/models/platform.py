@@ -32,7 +32,8 @@ class Platform(Base):
     token: Mapped[str] = mapped_column(Encrypted)
     encoding_aes_key: Mapped[str] = mapped_column(Encrypted)
     previous_encoding_aes_key: Mapped[str | None] = mapped_column(Encrypted)
-    # Permission-set ids it offers and requires; empty offers means the whole catalog.
+    # Permission-set ids it offers and requires; empty: PLATFORM_PERMISSION_SETS and
+    # REQUIRED_PERMISSION_SETS_<TYPE> (see platforms.offered_set_ids / required_set_ids).
     offered_set_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     required_set_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=PLATFORM_ACTIVE)
