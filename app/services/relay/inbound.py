@@ -71,7 +71,7 @@ ABANDONED_AFTER = timedelta(minutes=1)  # the periodic sweep's (mark_abandoned) 
 _forwarders = ThreadPoolExecutor(
     max_workers=transport.SHARED_POOL_SIZE, thread_name_prefix="relay-reply"
 )
-# Outcomes are written after the answer went out (see _settle_later).
+# Outcomes are written after the answer went out, by one draining thread per app (_Settler).
 _settlers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-settle")
 # Reply deliveries this process is forwarding (until settled): a retry here waits on them.
 _in_flight: dict[int, _Pending] = {}
@@ -545,44 +545,86 @@ def _post_timed(request, timeout: float) -> tuple[int, bytes, float]:
     return status_code, body, seconds
 
 
-def _settle(delivery_id: int, result: _Result) -> None:
-    """Record the outcome (only over `in_flight`: a retry may have declared it abandoned)."""
-    now = clock.now()
-    db.session.connection().execute(
-        update(RelayDelivery.__table__)
-        .where(_deliveries.id == delivery_id, _deliveries.status == "in_flight")
-        .values(
-            status=result.status,
-            reply=result.reply,
-            attempts=result.attempts,
-            last_status_code=result.status_code,
-            last_error=result.error,
-            duration_ms=result.duration_ms,
-            delivered_at=now if result.status == "delivered" else None,
-        )
+# One statement for every outcome of a batch (executemany), only over `in_flight`: a retry may
+# have declared the delivery abandoned meanwhile.
+_SETTLE = (
+    update(RelayDelivery.__table__)
+    .where(_deliveries.id == bindparam("b_id"), _deliveries.status == "in_flight")
+    .values(
+        status=bindparam("b_status"),
+        reply=bindparam("b_reply"),
+        attempts=bindparam("b_attempts"),
+        last_status_code=bindparam("b_status_code"),
+        last_error=bindparam("b_error"),
+        duration_ms=bindparam("b_duration_ms"),
+        delivered_at=bindparam("b_delivered_at"),
     )
+)
+
+
+def _settle(outcomes: list[tuple[int, _Result]]) -> None:
+    """Record reply outcomes, in one transaction."""
+    now = clock.now()
+    rows = [
+        {"b_id": delivery_id, "b_status": result.status, "b_reply": result.reply,
+         "b_attempts": result.attempts, "b_status_code": result.status_code,
+         "b_error": result.error, "b_duration_ms": result.duration_ms,
+         "b_delivered_at": now if result.status == "delivered" else None}
+        for delivery_id, result in outcomes
+    ]  # fmt: skip
+    db.session.connection().execute(_SETTLE, rows)
     db.session.commit()
 
 
+class _Settler:
+    """Writes reply outcomes after WeChat has its answer, off the replies' latency: one thread
+    drains what came while it wrote the last batch, in one transaction. Under load that is one
+    commit for many replies, instead of a commit each competing with the requests for the
+    interpreter and the write lock."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.pending: list[tuple[int, _Result]] = []
+        self.draining = False
+
+    def add(self, delivery_id: int, result: _Result) -> None:
+        with self.lock:
+            self.pending.append((delivery_id, result))
+            if self.draining:
+                return
+            self.draining = True
+        _settlers.submit(self.drain)
+
+    def drain(self) -> None:
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending, []
+                if not batch:
+                    self.draining = False
+                    return
+            try:
+                with self.app.app_context():
+                    try:
+                        _settle(batch)
+                    finally:
+                        db.session.remove()
+            except Exception as exc:
+                log.warning("relay: %d deliveries not settled: %s", len(batch), type(exc).__name__)
+            finally:
+                for delivery_id, _ in batch:
+                    _forget(delivery_id)
+
+
 def _settle_later(delivery_id: int, result: _Result) -> None:
-    """Write the outcome after WeChat has its answer: the commit is off the reply's latency.
-    This process's retries read the published result meanwhile; other processes' see the row
-    once committed (a crash before that leaves it in flight: abandoned after the budget)."""
+    """Write the outcome after WeChat has its answer (see _Settler). This process's retries
+    read the published result meanwhile; other processes' see the row once committed (a crash
+    before that leaves it in flight: abandoned after the budget)."""
     app = current_app._get_current_object()
-
-    def run():
-        try:
-            with app.app_context():
-                try:
-                    _settle(delivery_id, result)
-                finally:
-                    db.session.remove()
-        except Exception as exc:
-            log.warning("relay: delivery %s not settled: %s", delivery_id, type(exc).__name__)
-        finally:
-            _forget(delivery_id)
-
-    _settlers.submit(run)
+    settler = app.extensions.get("grantdesk.relay_settler")
+    if settler is None:
+        settler = app.extensions.setdefault("grantdesk.relay_settler", _Settler(app))
+    settler.add(delivery_id, result)
 
 
 def _encrypted(
@@ -645,7 +687,7 @@ def _answer_retry(
         with _in_flight_lock:
             pending = _in_flight.get(delivery_id)
         if pending is None and _abandoned(created_at):
-            _settle(delivery_id, _Result("late", error="abandoned in flight", attempts=0))
+            _settle([(delivery_id, _Result("late", error="abandoned in flight", attempts=0))])
             return SUCCESS
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
