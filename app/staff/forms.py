@@ -390,7 +390,28 @@ def _sets_field(label) -> MultiCheckboxField:
     return MultiCheckboxField(label, validate_choice=False)  # the service names unknown ids
 
 
-class PlatformAddForm(FlaskForm):
+class PlatformSetsForm(FlaskForm):
+    """The permission sets a platform offers and requires, ticked from the catalog; none
+    ticked means the configured default. Required ones must be offered. PlatformAddForm asks
+    them too."""
+
+    offered_set_ids = _sets_field(_l("Permission sets it offers"))
+    required_set_ids = _sets_field(_l("Permission sets it requires"))
+
+    def __init__(self, *args, locale=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        _set_choices(self, locale)
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        return _sets_valid(self) and ok  # every error shown at once
+
+    def sets(self) -> dict:
+        """The ticked sets as `platforms.set_permission_sets` takes them."""
+        return {"offered": self.offered_set_ids.data, "required": self.required_set_ids.data}
+
+
+class PlatformAddForm(PlatformSetsForm):
     """A new third-party platform: its AppID, name and purpose, its three keys and the
     permission sets it offers and requires (none ticked: the configured ones)."""
 
@@ -410,16 +431,6 @@ class PlatformAddForm(FlaskForm):
     appsecret = _appsecret(_required())
     token = _token(_required())
     encoding_aes_key = _aes_key(_required())
-    offered_set_ids = _sets_field(_l("Permission sets it offers"))
-    required_set_ids = _sets_field(_l("Permission sets it requires"))
-
-    def __init__(self, *args, locale=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        _set_choices(self, locale)
-
-    def validate(self, extra_validators=None) -> bool:
-        ok = super().validate(extra_validators)
-        return _sets_valid(self) and ok
 
     def values(self) -> dict:
         """The inputs as `platforms.add` takes them."""
@@ -483,26 +494,6 @@ class PlatformKeysForm(FlaskForm):
     def new_keys(self) -> dict:
         """The keys typed in (those left blank are kept)."""
         return {name: self[name].data for name in platforms.KEY_FIELDS if self[name].data}
-
-
-class PlatformSetsForm(FlaskForm):
-    """The permission sets a platform offers and requires, ticked from the catalog; none
-    ticked means the configured default. Required ones must be offered. (PlatformAddForm
-    asks the same.)"""
-
-    offered_set_ids = _sets_field(_l("Permission sets it offers"))
-    required_set_ids = _sets_field(_l("Permission sets it requires"))
-
-    def __init__(self, *args, locale=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        _set_choices(self, locale)
-
-    def validate(self, extra_validators=None) -> bool:
-        return super().validate(extra_validators) and _sets_valid(self)
-
-    def sets(self) -> dict:
-        """The ticked sets as `platforms.set_permission_sets` takes them."""
-        return {"offered": self.offered_set_ids.data, "required": self.required_set_ids.data}
 
 
 def _set_choices(form, locale) -> None:
