@@ -629,12 +629,9 @@ def refresh_authorizer(authorizer: Authorizer, *, source: str = "staff") -> Auth
 
 
 # The intake dispatcher routes these pushes here (importing this module registers them).
-intake.register_handler("authorized", handle_grant_event, every_platform=True)
-intake.register_handler("updateauthorized", handle_grant_event, every_platform=True)
+intake.register_handler("authorized", handle_grant_event)
+intake.register_handler("updateauthorized", handle_grant_event)
 intake.register_handler(
-    "unauthorized",
-    handle_unauthorized,
-    on_give_up=purge.revocation_unconfirmed,
-    every_platform=True,
+    "unauthorized", handle_unauthorized, on_give_up=purge.revocation_unconfirmed
 )
 intake.register_retry(retry_redirect_exchanges)

@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Event], None]
 HANDLERS: dict[str, Handler] = {}
 IN_STORING_TRANSACTION: set[str] = set()  # InfoTypes whose handler only touches the database
-# InfoTypes handled for every platform; the others only for the default platform's pushes
-# (accounts are not yet held per platform: another platform's authorization events are kept,
-# as ignored, and never touch the default platform's grants).
-EVERY_PLATFORM: set[str] = set()
 ON_GIVE_UP: dict[str, Handler] = {}  # run once when an event's retries run out
 CLAIM_TTL = timedelta(minutes=5)
 SECRET_FIELDS = {"componentverifyticket", "authorizationcode", "preauthcode", "auth_code"}
@@ -68,15 +64,11 @@ def register_handler(
     *,
     database_only: bool = False,
     on_give_up: Handler | None = None,
-    every_platform: bool = False,
 ) -> Handler:
     """Route pushes of `info_type` to fn(event); `database_only` handlers (no network calls)
     run in the transaction that stores the push; `on_give_up(event)` runs when an event's
-    retries run out; `every_platform` handlers run for every platform's pushes, the others for
-    the default platform's only. Returns fn."""
+    retries run out. Handlers run as the push's platform (`platforms.using`). Returns fn."""
     HANDLERS[info_type] = fn
-    if every_platform:
-        EVERY_PLATFORM.add(info_type)
     if database_only:
         IN_STORING_TRANSACTION.add(info_type)
     if on_give_up is not None:
@@ -88,7 +80,6 @@ register_handler(
     "component_verify_ticket",
     credentials.handle_ticket_event,
     database_only=True,
-    every_platform=True,
 )
 
 
@@ -202,14 +193,8 @@ def receive(
     return outcome
 
 
-def _handler(event: Event) -> Handler | None:
-    if event.info_type not in EVERY_PLATFORM and not platforms.is_default(event.app_id):
-        return None
-    return HANDLERS.get(event.info_type)
-
-
 def _receive_event(event: Event, opened: OpenedMessage) -> str:
-    if _handler(event) is None:
+    if event.info_type not in HANDLERS:
         stored = _store(event, opened.xml, outcome="ignored")
         return "ignored" if stored else "duplicate"
     if event.info_type in IN_STORING_TRANSACTION:
@@ -270,7 +255,7 @@ def _store_and_handle(event: Event, raw_xml: str) -> str:
     lock is held for a few statements only; the inbox row comes last, and a duplicate push
     fails there and rolls the handler's writes back."""
     try:
-        _handler(event)(event)
+        HANDLERS[event.info_type](event)
     except Exception as exc:  # keep the push, as failed, for the retry job
         db.session.rollback()
         _log_failure(event, exc)
@@ -314,7 +299,7 @@ def _run_safely(inbox_id: int, event: Event) -> str:
 
 
 def _run(inbox_id: int, event: Event) -> str:
-    handler = _handler(event)
+    handler = HANDLERS.get(event.info_type)
     if handler is None:
         return _finish(inbox_id, "ignored")
     try:
