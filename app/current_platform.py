@@ -31,6 +31,13 @@ def is_default(component_appid: str) -> bool:
     return component_appid == default_appid()
 
 
+def platform_detail(component_appid: str | None = None) -> dict[str, str]:
+    """Audit detail naming the platform (default: the current one), empty for the default
+    platform: a one-platform deployment's entries read as before."""
+    component_appid = component_appid or current_appid()
+    return {} if is_default(component_appid) else {"component_appid": component_appid}
+
+
 def account_ref(appid: str) -> str:
     """The stable pseudonym of the current platform's account `appid`, kept in tombstones,
     purge keys, attention and webhook rows. The default platform's is the one used before

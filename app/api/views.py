@@ -8,6 +8,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from app.current_platform import platform_detail
 from app.extensions import csrf, db
 from app.models import Authorizer, ComponentCredential, Grant, GrantStatus, Platform
 from app.services import audit, clock
@@ -252,7 +253,7 @@ def _component_token_json():
     appid = platforms.current_appid()
     audit.record(
         "api.component_token_read", actor=f"api_key:{g.api_key.name}", api_key_id=g.api_key.id,
-        **({} if platforms.is_default(appid) else {"component_appid": appid}),
+        **platform_detail(appid),
     )  # fmt: skip
     db.session.commit()
     expires_in = int((expires_at - clock.now()).total_seconds()) if expires_at else 0

@@ -29,7 +29,6 @@ bp = Blueprint("platforms", __name__)
 def index():
     """Every platform, the default first: state, release, test accounts and custody health."""
     rows = platforms.all_platforms()
-    db.session.commit()  # the default platform's row, written on first read
     return render_template("staff/platforms.html", custody=status.custody_by_platform(rows))
 
 

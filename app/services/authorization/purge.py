@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, or_, select, update
 
-from app.current_platform import account_ref
+from app.current_platform import account_ref, platform_detail
 from app.extensions import db
 from app.models import (
     AttentionItem,
@@ -28,7 +28,7 @@ from app.services.authorization import authorizers
 from app.services.authorization.attention import open_attention
 from app.services.notify import webhooks
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import current_appid, is_default, using, wechat_client
+from app.services.platform.platforms import current_appid, using, wechat_client
 from app.services.relay import retention as relay_retention
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.events import Unauthorized
@@ -178,8 +178,7 @@ def purge_authorizer(
     ref = account_ref(appid)
     authorizer = authorizers.find(appid)
     tombstone = {"appid_hash": ref, "reason": reason, "purged_at": clock.now().isoformat()}
-    if not is_default(current_appid()):
-        tombstone["component_appid"] = current_appid()
+    tombstone.update(platform_detail())
     if up_to_event_time is not None:
         tombstone["event_time"] = up_to_event_time  # the revoking push's CreateTime
     merchant_id = None

@@ -7,6 +7,7 @@ import dataclasses
 
 from sqlalchemy import select
 
+from app.current_platform import platform_detail
 from app.extensions import db
 from app.models import AttentionItem, Authorizer, Grant, GrantStatus, Merchant, User
 from app.services import DomainError, audit
@@ -18,7 +19,7 @@ from app.services.authorization.attention import (
 )
 from app.services.platform import platforms
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import current_appid, is_default, using, wechat_client
+from app.services.platform.platforms import current_appid, using, wechat_client
 from app.wechat.errors import NotAuthorized, WeChatError
 from app.wechat.release import is_release_test_account
 from app.wechat.results import AuthorizerDetails, AuthorizerListItem
@@ -65,8 +66,7 @@ def reconcile_authorizers(*, page_size: int = 500) -> dict:
         )  # fmt: skip
     counts = {"listed": len(listed), "ours": len(ours), "unknown": len(unknown),
               "missing": len(missing)}  # fmt: skip
-    where = {} if is_default(current_appid()) else {"component_appid": current_appid()}
-    audit.record("authorizers.reconciled", **counts, **where)
+    audit.record("authorizers.reconciled", **counts, **platform_detail())
     db.session.commit()
     return counts
 

@@ -18,6 +18,7 @@ from flask import current_app
 from limits import parse_many
 from sqlalchemy import select, update
 
+from app.current_platform import platform_detail
 from app.extensions import db, limiter
 from app.models import (
     AuthorizationSession,
@@ -33,7 +34,7 @@ from app.services import DomainError, audit, clock
 from app.services.authorization.authorizers import AuthorizerNotFound
 from app.services.platform import platforms
 from app.services.platform.credentials import call_with_component_token
-from app.services.platform.platforms import current_appid, is_default, using, wechat_client
+from app.services.platform.platforms import current_appid, using, wechat_client
 from app.wechat import links
 
 SESSION_TTL = timedelta(hours=24)
@@ -101,7 +102,7 @@ def start_session(
         target_id=session.id,
         requested_set_ids=set_ids,
         update=bool(biz_appid),
-        **({} if is_default(component_appid) else {"component_appid": component_appid}),
+        **platform_detail(component_appid),
     )
     db.session.commit()
     return session

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.current_platform import platform_detail
 from app.extensions import db
 from app.models import AuditEntry, DailyCounter, HealthAlert, JobRun
 from app.services import clock
@@ -56,12 +57,6 @@ def audit(session: Session, action: str, **details) -> None:
     )
 
 
-def _where() -> dict:
-    """Audit detail naming the platform, when it is not the default one."""
-    appid = platforms.current_appid()
-    return {} if platforms.is_default(appid) else {"component_appid": appid}
-
-
 def _of_platform(kind: str) -> list:
     return [HealthAlert.kind == kind, HealthAlert.component_appid == platforms.current_appid()]
 
@@ -87,14 +82,14 @@ def raise_alert(kind: str, **details) -> bool:
                     )
             except IntegrityError:  # another process raised it at the same moment
                 return raise_alert(kind, **details)
-            audit(session, "alert.raised", kind=kind, **_where(), **details)
+            audit(session, "alert.raised", kind=kind, **platform_detail(), **details)
             return True
         was_active = current.resolved_at is None
         current.last_seen, current.count = now, current.count + 1
         current.details = {**(current.details or {}), **details}
         if not was_active:
             current.first_seen, current.resolved_at, current.count = now, None, 1
-            audit(session, "alert.raised", kind=kind, **_where(), **details)
+            audit(session, "alert.raised", kind=kind, **platform_detail(), **details)
         return not was_active
 
 
@@ -120,7 +115,7 @@ def _resolve(session: Session, kind: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     if done.rowcount:
-        audit(session, "alert.resolved", kind=kind, **_where())
+        audit(session, "alert.resolved", kind=kind, **platform_detail())
     return bool(done.rowcount)
 
 
