@@ -155,12 +155,10 @@ def _platform_of(
         return _known(platforms.default_appid())
     if envelope.get("AppId"):
         return _known(envelope["AppId"])
-    signed = [
-        platforms.keys(appid)
-        for appid in platforms.active_appids()
-        if platforms.crypto_for(platforms.keys(appid)).signs(envelope, *params)
-    ]
-    return signed[0] if signed else _known(platforms.default_appid())
+    # The first platform whose token signed it (the default when none did: a bad signature).
+    candidates = (platforms.keys(appid) for appid in platforms.active_appids())
+    signer = next((k for k in candidates if platforms.crypto_for(k).signs(envelope, *params)), None)
+    return signer or _known(platforms.default_appid())
 
 
 def _known(component_appid: str) -> platforms.PlatformKeys:
